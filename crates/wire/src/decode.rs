@@ -1,0 +1,346 @@
+//! The sans-IO frame decoder.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::frame::{
+    Failure, Frame, GoAway, HELLO_MAGIC, Heartbeat, Hello, OneWay, Request, Response, StreamData,
+    StreamFlags,
+};
+use crate::header::{FrameKind, HEADER_LEN, Header};
+use crate::{GoAwayReason, Lane, Limits, Status, WireError};
+
+/// Turns a byte stream into frames.
+///
+/// Feed it the connection's read buffer: [`FrameDecoder::decode`] returns `Ok(None)` when the
+/// buffer does not yet hold a whole frame (having reserved room for the rest), `Ok(Some(frame))`
+/// for each complete frame, and an error when the stream breaks the protocol. After an error the
+/// decoder's state is unspecified and the connection must be closed.
+///
+/// Payloads are slices of the read buffer (no copy).
+#[derive(Debug)]
+pub struct FrameDecoder {
+    limits: Limits,
+    /// The header of the frame whose body is being awaited.
+    head: Option<Header>,
+}
+
+impl FrameDecoder {
+    /// A decoder enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, head: None }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Replaces the limits, for instance when the handshake completes. Applies from the next
+    /// frame header on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Decodes the next frame from the front of `src`, consuming its bytes.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        let head = match self.head {
+            Some(head) => head,
+            None => {
+                if src.len() < HEADER_LEN {
+                    src.reserve(HEADER_LEN - src.len());
+                    return Ok(None);
+                }
+                let head = Header::parse(&src[..HEADER_LEN])?;
+                check_length(&head, &self.limits)?;
+                src.advance(HEADER_LEN);
+                self.head = Some(head);
+                head
+            }
+        };
+        let len = head.length as usize;
+        if src.len() < len {
+            // Bounded: `len` was checked against the limit above.
+            src.reserve(len - src.len() + HEADER_LEN);
+            return Ok(None);
+        }
+        self.head = None;
+        let body = src.split_to(len).freeze();
+        parse_body(head, body, &self.limits).map(Some)
+    }
+}
+
+/// Checks the declared body length against the limits and the kind's layout, before any of the
+/// body is buffered.
+fn check_length(head: &Header, limits: &Limits) -> Result<(), WireError> {
+    if head.length > limits.max_body {
+        return Err(WireError::FrameTooLarge {
+            kind: head.kind,
+            len: head.length,
+            limit: limits.max_body,
+        });
+    }
+    let (min, exact) = match head.kind {
+        FrameKind::Hello | FrameKind::HelloAck => (Hello::LEN, false),
+        FrameKind::Request => (6, false),
+        FrameKind::Response => (0, false),
+        FrameKind::Failure => (8, false),
+        FrameKind::OneWay => (2, false),
+        FrameKind::Cancel => (0, true),
+        FrameKind::Heartbeat => (Heartbeat::LEN, true),
+        FrameKind::GoAway => (4, false),
+        FrameKind::StreamData => (12, false),
+    };
+    if head.length < min || (exact && head.length != min) {
+        return Err(WireError::BadLength {
+            kind: head.kind,
+            len: head.length,
+            expected: min,
+        });
+    }
+    let needs_id = matches!(
+        head.kind,
+        FrameKind::Request | FrameKind::Response | FrameKind::Failure | FrameKind::Cancel
+    );
+    if needs_id && head.id == 0 {
+        return Err(WireError::ZeroId(head.kind));
+    }
+    Ok(())
+}
+
+/// Splits a length-prefixed route off the front of `body`.
+fn take_route(body: &mut Bytes, limits: &Limits) -> Result<Bytes, WireError> {
+    let len = body.get_u16();
+    if len > limits.max_route {
+        return Err(WireError::RouteTooLong {
+            len,
+            limit: limits.max_route,
+        });
+    }
+    if body.len() < usize::from(len) {
+        return Err(WireError::Truncated {
+            what: "route",
+            need: usize::from(len),
+            have: body.len(),
+        });
+    }
+    Ok(body.split_to(usize::from(len)))
+}
+
+/// Reads a length-prefixed message that must fill the rest of `body` exactly.
+fn take_message(body: &mut Bytes, kind: FrameKind, limits: &Limits) -> Result<String, WireError> {
+    let len = body.get_u16();
+    if len > limits.max_message {
+        return Err(WireError::MessageTooLong {
+            len,
+            limit: limits.max_message,
+        });
+    }
+    if body.len() != usize::from(len) {
+        return Err(WireError::BadLength {
+            kind,
+            len: body.len() as u32,
+            expected: u32::from(len),
+        });
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| WireError::InvalidUtf8)
+}
+
+fn parse_body(head: Header, mut body: Bytes, limits: &Limits) -> Result<Frame, WireError> {
+    // Every `get_*` below is covered by the minimum length checked in `check_length`.
+    Ok(match head.kind {
+        FrameKind::Hello | FrameKind::HelloAck => {
+            let mut magic = [0u8; 4];
+            body.copy_to_slice(&mut magic);
+            if magic != HELLO_MAGIC {
+                return Err(WireError::BadMagic(magic));
+            }
+            let version = body.get_u16();
+            let lane = Lane::from_wire(body.get_u8());
+            let _reserved = body.get_u8();
+            let hello = Hello {
+                version,
+                lane,
+                cluster_id: body.get_u64(),
+                node_id: body.get_u64(),
+                target_node_id: body.get_u64(),
+                epoch: body.get_u64(),
+                max_frame_body: body.get_u32(),
+            };
+            // Bytes past offset 44 are extensions of later versions: ignored.
+            if head.kind == FrameKind::Hello {
+                Frame::Hello(hello)
+            } else {
+                Frame::HelloAck(hello)
+            }
+        }
+        FrameKind::Request => {
+            let deadline_ms = body.get_u32();
+            let route = take_route(&mut body, limits)?;
+            Frame::Request(Request {
+                id: head.id,
+                deadline_ms,
+                route,
+                payload: body,
+            })
+        }
+        FrameKind::Response => Frame::Response(Response {
+            id: head.id,
+            payload: body,
+        }),
+        FrameKind::Failure => {
+            let status = Status::from_wire(body.get_u16());
+            let retry_after_ms = body.get_u32();
+            let message = take_message(&mut body, head.kind, limits)?;
+            Frame::Failure(Failure {
+                id: head.id,
+                status,
+                retry_after_ms,
+                message,
+            })
+        }
+        FrameKind::OneWay => {
+            let route = take_route(&mut body, limits)?;
+            Frame::OneWay(OneWay {
+                id: head.id,
+                route,
+                payload: body,
+            })
+        }
+        FrameKind::Cancel => Frame::Cancel { id: head.id },
+        FrameKind::Heartbeat => Frame::Heartbeat(Heartbeat {
+            nonce: head.id,
+            ack: head.flags & Heartbeat::FLAG_ACK != 0,
+            timestamp_us: body.get_u64(),
+        }),
+        FrameKind::GoAway => {
+            let reason = GoAwayReason::from_wire(body.get_u16());
+            let message = take_message(&mut body, head.kind, limits)?;
+            Frame::GoAway(GoAway {
+                last_request_id: head.id,
+                reason,
+                message,
+            })
+        }
+        FrameKind::StreamData => {
+            let offset = body.get_u64();
+            let checksum = body.get_u32();
+            Frame::StreamData(StreamData {
+                stream_id: head.id,
+                flags: StreamFlags::from_bits_truncate(head.flags),
+                offset,
+                checksum,
+                payload: body,
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+
+    fn header(kind: FrameKind, length: u32, id: u64) -> BytesMut {
+        let mut buf = BytesMut::new();
+        Header {
+            length,
+            kind,
+            flags: 0,
+            id,
+        }
+        .write(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_buffering() {
+        let mut buf = header(FrameKind::Response, u32::MAX, 1);
+        let mut dec = FrameDecoder::new(Limits::default());
+        let err = dec.decode(&mut buf).unwrap_err();
+        assert!(matches!(
+            err,
+            WireError::FrameTooLarge { len: u32::MAX, .. }
+        ));
+        // Nothing was reserved for the body.
+        assert!(buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn handshake_limits_refuse_large_frames() {
+        let mut buf = header(FrameKind::Response, 1024, 1);
+        let mut dec = FrameDecoder::new(Limits::handshake());
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(WireError::FrameTooLarge { limit: 256, .. })
+        ));
+    }
+
+    #[test]
+    fn fixed_size_kinds_check_their_length() {
+        let mut buf = header(FrameKind::Heartbeat, 9, 1);
+        let mut dec = FrameDecoder::new(Limits::default());
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(WireError::BadLength { .. })
+        ));
+        let mut buf = header(FrameKind::Cancel, 0, 0);
+        assert_eq!(
+            FrameDecoder::new(Limits::default()).decode(&mut buf),
+            Err(WireError::ZeroId(FrameKind::Cancel))
+        );
+    }
+
+    #[test]
+    fn route_longer_than_body_is_truncated_error() {
+        let mut buf = header(FrameKind::Request, 8, 1);
+        buf.put_u32(0);
+        buf.put_u16(100);
+        buf.put_u16(0);
+        let mut dec = FrameDecoder::new(Limits::default());
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(WireError::Truncated { what: "route", .. })
+        ));
+    }
+
+    #[test]
+    fn route_over_limit_is_refused() {
+        let mut buf = header(FrameKind::OneWay, 2, 0);
+        buf.put_u16(5000);
+        let mut dec = FrameDecoder::new(Limits::default());
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(WireError::RouteTooLong { len: 5000, .. })
+        ));
+    }
+
+    #[test]
+    fn bad_magic_is_refused() {
+        let mut buf = header(FrameKind::Hello, Hello::LEN, 0);
+        buf.put_slice(b"HTTP");
+        buf.put_bytes(0, Hello::LEN as usize - 4);
+        let mut dec = FrameDecoder::new(Limits::handshake());
+        assert_eq!(dec.decode(&mut buf), Err(WireError::BadMagic(*b"HTTP")));
+    }
+
+    #[test]
+    fn partial_input_waits_for_more() {
+        let frame = Frame::Response(Response {
+            id: 9,
+            payload: Bytes::from_static(b"abcdef"),
+        });
+        let mut whole = BytesMut::new();
+        frame.encode(&mut whole);
+        let mut dec = FrameDecoder::new(Limits::default());
+        let mut buf = BytesMut::new();
+        for (i, byte) in whole.iter().enumerate() {
+            buf.put_u8(*byte);
+            let out = dec.decode(&mut buf).unwrap();
+            if i + 1 < whole.len() {
+                assert_eq!(out, None);
+            } else {
+                assert_eq!(out, Some(frame.clone()));
+            }
+        }
+    }
+}

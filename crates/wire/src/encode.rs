@@ -1,0 +1,224 @@
+//! Frame encoding. Layouts are documented in [`crate::frame`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::frame::{Frame, HELLO_MAGIC, Heartbeat, Hello};
+use crate::header::{HEADER_LEN, Header};
+use crate::limits::DEFAULT_MAX_MESSAGE;
+
+/// Truncates `message` to at most [`DEFAULT_MAX_MESSAGE`] bytes on a character boundary, so an
+/// encoded message never exceeds the default receive limit.
+fn bounded_message(message: &str) -> &str {
+    let max = usize::from(DEFAULT_MAX_MESSAGE);
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+fn route_len(route: &Bytes) -> u16 {
+    u16::try_from(route.len())
+        .expect("route longer than 65535 bytes: check it against Limits::max_route before encoding")
+}
+
+impl Frame {
+    /// Writes the header and every fixed field of the frame into `dst`, and returns the
+    /// payload that must follow them on the wire (if the frame has one).
+    ///
+    /// This lets a writer send large payloads with vectored IO instead of copying them;
+    /// [`Frame::encode`] copies the payload too.
+    ///
+    /// # Panics
+    ///
+    /// If the body exceeds `u32::MAX` bytes or a route exceeds 65,535 bytes. Callers check
+    /// payloads and routes against the peer's [`Limits`](crate::Limits) first.
+    pub fn encode_head(&self, dst: &mut BytesMut) -> Option<&Bytes> {
+        let body_len = self.encoded_len() - HEADER_LEN;
+        let length = u32::try_from(body_len)
+            .expect("frame body longer than u32::MAX: check it against Limits::max_body first");
+        let kind = self.kind();
+        dst.reserve(HEADER_LEN + body_len.min(256));
+        match self {
+            Self::Hello(hello) | Self::HelloAck(hello) => {
+                Header {
+                    length,
+                    kind,
+                    flags: 0,
+                    id: 0,
+                }
+                .write(dst);
+                write_hello(hello, dst);
+                None
+            }
+            Self::Request(req) => {
+                Header {
+                    length,
+                    kind,
+                    flags: 0,
+                    id: req.id,
+                }
+                .write(dst);
+                dst.put_u32(req.deadline_ms);
+                dst.put_u16(route_len(&req.route));
+                dst.put_slice(&req.route);
+                Some(&req.payload)
+            }
+            Self::Response(resp) => {
+                Header {
+                    length,
+                    kind,
+                    flags: 0,
+                    id: resp.id,
+                }
+                .write(dst);
+                Some(&resp.payload)
+            }
+            Self::Failure(failure) => {
+                let message = bounded_message(&failure.message);
+                Header {
+                    length,
+                    kind,
+                    flags: 0,
+                    id: failure.id,
+                }
+                .write(dst);
+                dst.put_u16(failure.status.to_wire());
+                dst.put_u32(failure.retry_after_ms);
+                dst.put_u16(message.len() as u16);
+                dst.put_slice(message.as_bytes());
+                None
+            }
+            Self::OneWay(msg) => {
+                Header {
+                    length,
+                    kind,
+                    flags: 0,
+                    id: msg.id,
+                }
+                .write(dst);
+                dst.put_u16(route_len(&msg.route));
+                dst.put_slice(&msg.route);
+                Some(&msg.payload)
+            }
+            Self::Cancel { id } => {
+                Header {
+                    length,
+                    kind,
+                    flags: 0,
+                    id: *id,
+                }
+                .write(dst);
+                None
+            }
+            Self::Heartbeat(hb) => {
+                let flags = if hb.ack { Heartbeat::FLAG_ACK } else { 0 };
+                Header {
+                    length,
+                    kind,
+                    flags,
+                    id: hb.nonce,
+                }
+                .write(dst);
+                dst.put_u64(hb.timestamp_us);
+                None
+            }
+            Self::GoAway(goaway) => {
+                let message = bounded_message(&goaway.message);
+                Header {
+                    length,
+                    kind,
+                    flags: 0,
+                    id: goaway.last_request_id,
+                }
+                .write(dst);
+                dst.put_u16(goaway.reason.to_wire());
+                dst.put_u16(message.len() as u16);
+                dst.put_slice(message.as_bytes());
+                None
+            }
+            Self::StreamData(data) => {
+                let flags = data.flags.bits();
+                Header {
+                    length,
+                    kind,
+                    flags,
+                    id: data.stream_id,
+                }
+                .write(dst);
+                dst.put_u64(data.offset);
+                dst.put_u32(data.checksum);
+                Some(&data.payload)
+            }
+        }
+    }
+
+    /// Appends the whole frame, payload included, to `dst`.
+    ///
+    /// # Panics
+    ///
+    /// As [`Frame::encode_head`].
+    pub fn encode(&self, dst: &mut BytesMut) {
+        if let Some(payload) = self.encode_head(dst) {
+            dst.extend_from_slice(payload);
+        }
+    }
+
+    /// The number of bytes [`Frame::encode`] writes: header, fixed fields and payload.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN
+            + match self {
+                Self::Hello(_) | Self::HelloAck(_) => Hello::LEN as usize,
+                Self::Request(req) => 6 + req.route.len() + req.payload.len(),
+                Self::Response(resp) => resp.payload.len(),
+                Self::Failure(f) => 8 + bounded_message(&f.message).len(),
+                Self::OneWay(msg) => 2 + msg.route.len() + msg.payload.len(),
+                Self::Cancel { .. } => 0,
+                Self::Heartbeat(_) => Heartbeat::LEN as usize,
+                Self::GoAway(g) => 4 + bounded_message(&g.message).len(),
+                Self::StreamData(data) => 12 + data.payload.len(),
+            }
+    }
+}
+
+fn write_hello(hello: &Hello, dst: &mut BytesMut) {
+    dst.put_slice(&HELLO_MAGIC);
+    dst.put_u16(hello.version);
+    dst.put_u8(hello.lane.to_wire());
+    dst.put_u8(0);
+    dst.put_u64(hello.cluster_id);
+    dst.put_u64(hello.node_id);
+    dst.put_u64(hello.target_node_id);
+    dst.put_u64(hello.epoch);
+    dst.put_u32(hello.max_frame_body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_truncated_on_a_char_boundary() {
+        let long = "é".repeat(3000); // 6000 bytes
+        let cut = bounded_message(&long);
+        assert!(cut.len() <= usize::from(DEFAULT_MAX_MESSAGE));
+        assert!(cut.len() >= usize::from(DEFAULT_MAX_MESSAGE) - 1);
+        assert!(long.starts_with(cut));
+    }
+
+    #[test]
+    fn encoded_len_matches_encode() {
+        let frame = Frame::Failure(crate::Failure {
+            id: 3,
+            status: crate::Status::Busy,
+            retry_after_ms: 10,
+            message: "x".repeat(5000),
+        });
+        let mut buf = BytesMut::new();
+        frame.encode(&mut buf);
+        assert_eq!(buf.len(), frame.encoded_len());
+    }
+}

@@ -1,0 +1,278 @@
+//! Frame types and the layout of each frame body.
+//!
+//! Every frame is a 16-byte [header](crate::header) followed by `length` body bytes. All
+//! integers are big-endian. Offsets below are relative to the start of the body.
+//!
+//! ## Hello / HelloAck (kinds 0x01, 0x02; header id 0; body ≥ 44 bytes)
+//!
+//! | offset | bytes | field            | description                                            |
+//! |-------:|------:|------------------|--------------------------------------------------------|
+//! | 0      | 4     | magic            | ASCII `PWIR`                                           |
+//! | 4      | 2     | version          | protocol version ([`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION)) |
+//! | 6      | 1     | lane             | [`Lane`] code                                          |
+//! | 7      | 1     | reserved         | zero                                                   |
+//! | 8      | 8     | cluster id       | both sides must agree                                  |
+//! | 16     | 8     | node id          | the sender's node id (0 = anonymous client)            |
+//! | 24     | 8     | target node id   | the node the sender expects to reach (0 = any)         |
+//! | 32     | 8     | epoch            | the sender's incarnation (grows on every restart)      |
+//! | 40     | 4     | max frame body   | the largest body the sender accepts                    |
+//! | 44     | …     | extensions       | ignored by version 1 (room for later versions)         |
+//!
+//! ## Request (kind 0x03; header id = request id, non-zero)
+//!
+//! | offset | bytes | field       | description                                          |
+//! |-------:|------:|-------------|------------------------------------------------------|
+//! | 0      | 4     | deadline_ms | time budget left for the call in ms (0 = none)       |
+//! | 4      | 2     | route_len R | length of the route name                             |
+//! | 6      | R     | route       | route name bytes (UTF-8 by convention)               |
+//! | 6 + R  | …     | payload     | the rest of the body                                 |
+//!
+//! ## Response (kind 0x04; header id = request id) — the body is the payload.
+//!
+//! ## Failure (kind 0x05; header id = request id)
+//!
+//! | offset | bytes | field          | description                                 |
+//! |-------:|------:|----------------|---------------------------------------------|
+//! | 0      | 2     | status         | [`Status`] code                             |
+//! | 2      | 4     | retry_after_ms | backoff hint for busy callers (0 = none)    |
+//! | 6      | 2     | message_len M  |                                             |
+//! | 8      | M     | message        | UTF-8 text naming the cause                 |
+//!
+//! ## OneWay (kind 0x06; header id = 0 or a sender sequence number)
+//!
+//! | offset | bytes | field       | description                  |
+//! |-------:|------:|-------------|------------------------------|
+//! | 0      | 2     | route_len R |                              |
+//! | 2      | R     | route       |                              |
+//! | 2 + R  | …     | payload     | the rest of the body         |
+//!
+//! ## Cancel (kind 0x07; header id = request id; empty body)
+//!
+//! ## Heartbeat (kind 0x08; header id = nonce; flag 0x01 = ack; body 8 bytes)
+//!
+//! | offset | bytes | field        | description                                           |
+//! |-------:|------:|--------------|-------------------------------------------------------|
+//! | 0      | 8     | timestamp_us | the pinger's clock; an ack echoes the ping's value    |
+//!
+//! ## GoAway (kind 0x09; header id = the last request id the sender accepted)
+//!
+//! Requests with a larger id were not executed and are safe to retry elsewhere.
+//!
+//! | offset | bytes | field         | description           |
+//! |-------:|------:|---------------|-----------------------|
+//! | 0      | 2     | reason        | [`GoAwayReason`] code |
+//! | 2      | 2     | message_len M |                       |
+//! | 4      | M     | message       | UTF-8 text            |
+//!
+//! ## StreamData (kind 0x0A; header id = stream id; flags 0x01 = SYNC, 0x02 = CLOSE)
+//!
+//! | offset | bytes | field    | description                                            |
+//! |-------:|------:|----------|--------------------------------------------------------|
+//! | 0      | 8     | offset   | stream bytes that precede this packet                  |
+//! | 8      | 4     | checksum | CRC32C of the payload (checked by the stream layer)    |
+//! | 12     | …     | payload  | the rest of the body                                   |
+
+use bytes::Bytes;
+
+use crate::{GoAwayReason, Lane, Status};
+
+/// The four bytes every hello starts with.
+pub const HELLO_MAGIC: [u8; 4] = *b"PWIR";
+
+/// One protocol frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Connection opening.
+    Hello(Hello),
+    /// Acceptance of a hello.
+    HelloAck(Hello),
+    /// A call expecting one reply.
+    Request(Request),
+    /// The successful reply to a request.
+    Response(Response),
+    /// The failed reply to a request.
+    Failure(Failure),
+    /// A message without reply.
+    OneWay(OneWay),
+    /// Cancellation of an outstanding request.
+    Cancel {
+        /// The request being cancelled.
+        id: u64,
+    },
+    /// Liveness probe or acknowledgement.
+    Heartbeat(Heartbeat),
+    /// Connection close with a reason.
+    GoAway(GoAway),
+    /// A bulk data stream packet.
+    StreamData(StreamData),
+}
+
+/// Hello and hello-ack body: who is talking, on which lane, in which cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// Protocol version spoken by the sender.
+    pub version: u16,
+    /// Kind of traffic this connection will carry.
+    pub lane: Lane,
+    /// Cluster the sender belongs to.
+    pub cluster_id: u64,
+    /// The sender's node id (0 = anonymous client).
+    pub node_id: u64,
+    /// The node the sender expects to reach (0 = any).
+    pub target_node_id: u64,
+    /// The sender's incarnation number.
+    pub epoch: u64,
+    /// The largest frame body the sender accepts.
+    pub max_frame_body: u32,
+}
+
+impl Hello {
+    /// Body length of a version-1 hello.
+    pub const LEN: u32 = 44;
+}
+
+/// A request frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Request id, unique among the sender's outstanding requests on this connection.
+    pub id: u64,
+    /// Time budget left for the call in milliseconds (0 = none).
+    pub deadline_ms: u32,
+    /// Route name.
+    pub route: Bytes,
+    /// Request payload.
+    pub payload: Bytes,
+}
+
+/// A successful reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The request this answers.
+    pub id: u64,
+    /// Reply payload.
+    pub payload: Bytes,
+}
+
+/// A failed reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The request this answers.
+    pub id: u64,
+    /// Why the call failed.
+    pub status: Status,
+    /// Backoff hint in milliseconds for busy callers (0 = none).
+    pub retry_after_ms: u32,
+    /// Human-readable cause.
+    pub message: String,
+}
+
+/// A one-way message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneWay {
+    /// Optional sender sequence number (0 = none).
+    pub id: u64,
+    /// Route name.
+    pub route: Bytes,
+    /// Message payload.
+    pub payload: Bytes,
+}
+
+/// A heartbeat (ping) or its acknowledgement (pong).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Nonce chosen by the pinger; the ack carries the same value.
+    pub nonce: u64,
+    /// `true` for the acknowledgement.
+    pub ack: bool,
+    /// The pinger's clock in microseconds; the ack echoes it so the pinger can compute RTT.
+    pub timestamp_us: u64,
+}
+
+impl Heartbeat {
+    /// Header flag marking an acknowledgement.
+    pub const FLAG_ACK: u8 = 0x01;
+    /// Body length.
+    pub const LEN: u32 = 8;
+}
+
+/// The sender is closing the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoAway {
+    /// The last request id the sender accepted; later ones were not executed.
+    pub last_request_id: u64,
+    /// Why.
+    pub reason: GoAwayReason,
+    /// Human-readable detail naming the limit or setting involved.
+    pub message: String,
+}
+
+/// Flags of a [`StreamData`] packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct StreamFlags(u8);
+
+impl StreamFlags {
+    /// No flags: an ordinary packet.
+    pub const NONE: Self = Self(0);
+    /// The receiver must sync the data to stable storage before acknowledging.
+    pub const SYNC: Self = Self(0x01);
+    /// The last packet of the stream.
+    pub const CLOSE: Self = Self(0x02);
+    /// All defined flags.
+    pub const ALL: Self = Self(0x03);
+
+    /// The raw bits.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Flags from raw bits, dropping undefined ones.
+    pub fn from_bits_truncate(bits: u8) -> Self {
+        Self(bits & Self::ALL.0)
+    }
+
+    /// Whether every flag in `other` is set.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for StreamFlags {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+/// A packet of a bulk data stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamData {
+    /// Stream id.
+    pub stream_id: u64,
+    /// Packet flags.
+    pub flags: StreamFlags,
+    /// Stream bytes that precede this packet.
+    pub offset: u64,
+    /// CRC32C of the payload.
+    pub checksum: u32,
+    /// Packet bytes.
+    pub payload: Bytes,
+}
+
+impl Frame {
+    /// The frame's kind.
+    pub fn kind(&self) -> crate::FrameKind {
+        use crate::FrameKind as K;
+        match self {
+            Self::Hello(_) => K::Hello,
+            Self::HelloAck(_) => K::HelloAck,
+            Self::Request(_) => K::Request,
+            Self::Response(_) => K::Response,
+            Self::Failure(_) => K::Failure,
+            Self::OneWay(_) => K::OneWay,
+            Self::Cancel { .. } => K::Cancel,
+            Self::Heartbeat(_) => K::Heartbeat,
+            Self::GoAway(_) => K::GoAway,
+            Self::StreamData(_) => K::StreamData,
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The peerwire wire protocol, version 1: frame types and a sans-IO codec.
+//!
+//! This crate does no IO and does not depend on an async runtime: bytes go in, [`Frame`]s come
+//! out ([`FrameDecoder::decode`]), and frames are written into a `BytesMut`
+//! ([`Frame::encode`], [`Frame::encode_head`]). Every length read from the wire is checked
+//! against [`Limits`] *before* any memory is reserved for it, so a peer cannot make us allocate
+//! more than the configured limit per connection.
+//!
+//! The byte layout of every frame is documented as offset tables in [`header`] and [`frame`],
+//! and again in `docs/PROTOCOL.md` at the repository root.
+//!
+//! ```
+//! use bytes::{Bytes, BytesMut};
+//! use peerwire_wire::{Frame, FrameDecoder, Limits, Request};
+//!
+//! let frame = Frame::Request(Request {
+//!     id: 7,
+//!     deadline_ms: 250,
+//!     route: Bytes::from_static(b"echo"),
+//!     payload: Bytes::from_static(b"hello"),
+//! });
+//! let mut buf = BytesMut::new();
+//! frame.encode(&mut buf);
+//!
+//! let mut decoder = FrameDecoder::new(Limits::default());
+//! assert_eq!(decoder.decode(&mut buf).unwrap(), Some(frame));
+//! assert!(buf.is_empty());
+//! ```
+
+mod code;
+mod decode;
+mod encode;
+mod error;
+pub mod frame;
+pub mod header;
+pub mod limits;
+
+pub use code::{GoAwayReason, Lane, Status};
+pub use decode::FrameDecoder;
+pub use error::WireError;
+pub use frame::{
+    Failure, Frame, GoAway, HELLO_MAGIC, Heartbeat, Hello, OneWay, Request, Response, StreamData,
+    StreamFlags,
+};
+pub use header::{FrameKind, HEADER_LEN, Header};
+pub use limits::Limits;
+
+/// The protocol version this crate speaks. A hello with another version is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
