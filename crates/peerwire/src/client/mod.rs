@@ -1,0 +1,276 @@
+//! The client: pooled connections per peer, lazy connect, deadlines.
+
+mod backoff;
+mod pool;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use peerwire_wire::{GoAwayReason, Lane, Limits};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+pub use pool::Peer;
+
+use self::pool::PeerPool;
+use crate::config::ClientConfig;
+use crate::connection::frame_reader::FrameReader;
+use crate::connection::{Conn, Connection, Inbound, Route, ServeNothing, handshake};
+use crate::error::{ConnectError, Error, NotExecuted};
+use crate::transport::{Connector, DynConnector, TcpConnector};
+
+/// Per-call options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallOptions {
+    /// How long to wait for the reply (including connecting); default: the client's
+    /// `default_deadline`.
+    pub deadline: Option<Duration>,
+    /// Picks the pool slot (and so the connection) by hash, keeping related calls on one
+    /// connection and in order; default: round robin.
+    pub hash_key: Option<u64>,
+}
+
+impl CallOptions {
+    /// Options with a deadline.
+    pub fn deadline(deadline: Duration) -> Self {
+        Self {
+            deadline: Some(deadline),
+            hash_key: None,
+        }
+    }
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) cfg: ClientConfig,
+    connector: Arc<dyn DynConnector>,
+    peers: Mutex<HashMap<Peer, Arc<PeerPool>>>,
+    tasks: TaskTracker,
+    closed: AtomicBool,
+    inbound: Arc<dyn Inbound>,
+}
+
+impl std::fmt::Debug for ClientInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientInner")
+            .field("cfg", &self.cfg)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientInner {
+    /// Opens and handshakes a new connection to `peer`.
+    pub(crate) async fn open(&self, peer: Peer) -> Result<Connection, ConnectError> {
+        let cfg = &self.cfg.connection;
+        let (r, mut w) = self
+            .connector
+            .connect_split(peer.addr)
+            .await
+            .map_err(|e| ConnectError::Io(Arc::new(e)))?;
+        let mut reader = FrameReader::new(r, Limits::handshake(), cfg.read_buffer);
+        let ack = handshake::initiate(
+            &mut reader,
+            &mut w,
+            &self.cfg.identity,
+            cfg,
+            Lane::Rpc,
+            peer.node_id,
+        )
+        .await
+        .map_err(ConnectError::Handshake)?;
+        Ok(Conn::start(
+            reader,
+            w,
+            peer.addr,
+            ack,
+            cfg,
+            self.inbound.clone(),
+            &self.tasks,
+        ))
+    }
+
+    fn pool(&self, peer: Peer) -> Arc<PeerPool> {
+        self.peers
+            .lock()
+            .expect("peers lock poisoned")
+            .entry(peer)
+            .or_insert_with(|| Arc::new(PeerPool::new(peer, self.cfg.connections_per_peer)))
+            .clone()
+    }
+
+    fn all_connections(&self) -> Vec<Connection> {
+        self.peers
+            .lock()
+            .expect("peers lock poisoned")
+            .values()
+            .flat_map(|p| p.connections())
+            .collect()
+    }
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        for c in self.all_connections() {
+            c.conn
+                .begin_close(GoAwayReason::Normal, "client dropped".into());
+        }
+    }
+}
+
+/// Calls peers over pooled connections. Cheap to clone; clones share the pools.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+impl Client {
+    /// A TCP client.
+    ///
+    /// # Panics
+    ///
+    /// If `cfg` is invalid; use [`Client::with_connector`] to get the error instead.
+    pub fn new(cfg: ClientConfig) -> Self {
+        Self::with_connector(cfg, TcpConnector).expect("invalid client configuration")
+    }
+
+    /// A client over any transport.
+    pub fn with_connector<C: Connector>(cfg: ClientConfig, connector: C) -> Result<Self, Error> {
+        cfg.validate()?;
+        Ok(Self {
+            inner: Arc::new(ClientInner {
+                cfg,
+                connector: Arc::new(connector),
+                peers: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
+                closed: AtomicBool::new(false),
+                inbound: Arc::new(ServeNothing),
+            }),
+        })
+    }
+
+    /// Calls `route` on `peer` with the default deadline.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the call (see [`Connection::call`]).
+    pub async fn call(
+        &self,
+        peer: impl Into<Peer>,
+        route: impl Into<Route>,
+        payload: Bytes,
+    ) -> Result<Bytes, Error> {
+        self.call_with(peer, route, payload, CallOptions::default())
+            .await
+    }
+
+    /// Calls `route` on `peer` with options.
+    ///
+    /// The call ends in exactly one of: the reply; [`Error::NotExecuted`] (busy, rejected,
+    /// refused before sending: safe to retry); [`Error::Remote`] (the handler's error); or
+    /// [`Error::Unknown`] (deadline or connection lost after sending). A call refused because
+    /// its connection was closing is retried once on a fresh connection, since it did not run.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the call (see [`Connection::call`]).
+    pub async fn call_with(
+        &self,
+        peer: impl Into<Peer>,
+        route: impl Into<Route>,
+        payload: Bytes,
+        options: CallOptions,
+    ) -> Result<Bytes, Error> {
+        let peer = peer.into();
+        let route = route.into();
+        let deadline = options.deadline.unwrap_or(self.inner.cfg.default_deadline);
+        let until = Instant::now() + deadline;
+        let pool = self.inner.pool(peer);
+        let mut retried = false;
+        loop {
+            let conn = self
+                .connection_until(&pool, peer, options.hash_key, until)
+                .await?;
+            let remaining = until.saturating_duration_since(Instant::now());
+            match conn.conn.call(&route, payload.clone(), remaining).await {
+                Err(Error::NotExecuted {
+                    reason: NotExecuted::ConnectionClosing { .. },
+                    ..
+                }) if !retried => retried = true,
+                result => return result,
+            }
+        }
+    }
+
+    /// Sends a one-way message (at most once). `Ok` means queued on a connection; connecting
+    /// may wait up to the default deadline.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped before it returns, the message was not queued.
+    pub async fn send_oneway(
+        &self,
+        peer: impl Into<Peer>,
+        route: impl Into<Route>,
+        payload: Bytes,
+    ) -> Result<(), Error> {
+        let peer = peer.into();
+        let until = Instant::now() + self.inner.cfg.default_deadline;
+        let pool = self.inner.pool(peer);
+        let conn = self.connection_until(&pool, peer, None, until).await?;
+        conn.send_oneway(route, payload)
+    }
+
+    /// An open connection to `peer` (connecting if needed), for callers that want to hold one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: an abandoned connect leaves the pool as it was.
+    pub async fn connection(
+        &self,
+        peer: impl Into<Peer>,
+        hash_key: Option<u64>,
+    ) -> Result<Connection, Error> {
+        let peer = peer.into();
+        let pool = self.inner.pool(peer);
+        let until = Instant::now() + self.inner.cfg.connect_timeout;
+        self.connection_until(&pool, peer, hash_key, until).await
+    }
+
+    async fn connection_until(
+        &self,
+        pool: &PeerPool,
+        peer: Peer,
+        hash_key: Option<u64>,
+        until: Instant,
+    ) -> Result<Connection, Error> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::NotExecuted {
+                peer: peer.addr,
+                reason: NotExecuted::ClientClosed,
+            });
+        }
+        pool.connection(&self.inner, hash_key, until)
+            .await
+            .map_err(|e| Error::NotExecuted {
+                peer: peer.addr,
+                reason: NotExecuted::Connect(e),
+            })
+    }
+
+    /// Closes every connection gracefully (in-flight calls finish) and waits for them.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the connections keep closing in the background.
+    pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        for c in self.inner.all_connections() {
+            c.close();
+        }
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+}

@@ -1,0 +1,279 @@
+//! Configuration: identity, per-connection limits and timeouts, server and client settings.
+//!
+//! Every default is a named constant with the reason for its value.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// Default largest frame body a connection accepts; see
+/// [`peerwire_wire::limits::DEFAULT_MAX_BODY`] for the reasoning (16 MiB).
+pub const DEFAULT_MAX_FRAME_BODY: u32 = peerwire_wire::limits::DEFAULT_MAX_BODY;
+
+/// Default calls in flight per connection: 1,024. Enough to keep a loopback or LAN link busy
+/// (the throughput of a single connection levels off well below this), small enough that the
+/// replies one connection can have queued stay bounded.
+pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
+
+/// Default frames in a connection's write queue: 4,096, etcd's stream buffer size. Replies do
+/// not count against it beyond the in-flight limit, so it must exceed `max_inflight`.
+pub const DEFAULT_WRITE_QUEUE: usize = 4096;
+
+/// Default bytes the writer gathers before it writes, even if more frames are queued:
+/// 256 KiB. Large enough to fill a socket send buffer in one vectored write, small enough
+/// that one batch does not delay the next for long.
+pub const DEFAULT_MAX_WRITE_BATCH: usize = 256 * 1024;
+
+/// Default read buffer: 64 KiB, a typical socket receive window; larger frames grow the
+/// buffer up to the frame limit.
+pub const DEFAULT_READ_BUFFER: usize = 64 * 1024;
+
+/// Default read timeout: 5 s, etcd's `ConnReadTimeout`. A connection that delivers nothing,
+/// not even a heartbeat, for this long is dead.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default heartbeat interval: a third of the read timeout (etcd sends link heartbeats every
+/// `ConnReadTimeout / 3`), so two lost heartbeats do not close a link.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1666);
+
+/// Default idle timeout: 5 minutes without calls closes a connection (heartbeats do not count).
+/// Clients reconnect lazily, so this only reclaims connections nobody uses.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default handshake timeout: 5 s. An unauthenticated peer may hold a connection slot no
+/// longer than this.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default drain timeout: 5 s for in-flight calls to finish when a connection closes
+/// gracefully; longer calls should not hold a closing connection open.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default handler pool size: 16. Hadoop's default is 10 blocking threads; ours are tasks, so
+/// a few more cost little and absorb handlers that await.
+pub const DEFAULT_HANDLERS: usize = 16;
+
+/// Hadoop sizes the call queue at 100 calls per handler; so do we.
+pub const DEFAULT_CALL_QUEUE_PER_HANDLER: usize = 100;
+
+/// Default connection limit per server: 10,000 (each costs a few tasks and buffers).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Default time a shutting-down server waits for in-flight calls: 5 s.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Default connect timeout (transport connect plus handshake): 5 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default call deadline: 30 s. Spark's 120 s ask timeout hides dead peers for too long;
+/// callers that need longer say so per call.
+pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Who a node is: sent in every hello and checked by the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Identity {
+    /// The cluster; peers with another cluster id are refused.
+    pub cluster_id: u64,
+    /// This node's id; 0 for an anonymous client.
+    pub node_id: u64,
+    /// This node's incarnation; should grow on every restart.
+    pub epoch: u64,
+}
+
+/// Limits and timeouts of one connection (both sides use the same kind of settings).
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Largest frame body accepted from the peer, in bytes.
+    pub max_frame_body: u32,
+    /// Calls in flight on one connection (client: awaiting replies; server: received and
+    /// not yet answered). The server stops reading a connection at this limit.
+    pub max_inflight: usize,
+    /// Frames queued for the writer; a full queue fails a one-way send at once.
+    pub write_queue: usize,
+    /// Bytes gathered into one vectored write at most.
+    pub max_write_batch: usize,
+    /// Initial read buffer size.
+    pub read_buffer: usize,
+    /// Heartbeat interval when nothing else is written.
+    pub heartbeat_interval: Duration,
+    /// Close the connection when nothing arrives for this long.
+    pub read_timeout: Duration,
+    /// Close the connection when no calls pass for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Limit for the hello exchange.
+    pub handshake_timeout: Duration,
+    /// How long a graceful close waits for in-flight calls before closing anyway.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_body: DEFAULT_MAX_FRAME_BODY,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            write_queue: DEFAULT_WRITE_QUEUE,
+            max_write_batch: DEFAULT_MAX_WRITE_BATCH,
+            read_buffer: DEFAULT_READ_BUFFER,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.max_inflight == 0 {
+            return Err(Error::Config("max_inflight must be at least 1".into()));
+        }
+        if self.write_queue <= self.max_inflight {
+            return Err(Error::Config(format!(
+                "write_queue ({}) must exceed max_inflight ({}) so replies never wait for room",
+                self.write_queue, self.max_inflight
+            )));
+        }
+        if self.heartbeat_interval >= self.read_timeout {
+            return Err(Error::Config(format!(
+                "heartbeat_interval ({:?}) must be shorter than read_timeout ({:?})",
+                self.heartbeat_interval, self.read_timeout
+            )));
+        }
+        if (self.max_frame_body as usize) < 1024 {
+            return Err(Error::Config("max_frame_body must be at least 1024".into()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn limits(&self) -> peerwire_wire::Limits {
+        peerwire_wire::Limits {
+            max_body: self.max_frame_body,
+            ..peerwire_wire::Limits::default()
+        }
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// This node's identity.
+    pub identity: Identity,
+    /// Per-connection settings.
+    pub connection: ConnectionConfig,
+    /// Handler tasks taking calls from the call queue.
+    pub handlers: usize,
+    /// Call queue capacity; `None`: `handlers` × 100 (Hadoop's rule).
+    pub call_queue_capacity: Option<usize>,
+    /// Concurrent connections; further ones are refused with a go-away.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight calls.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            identity: Identity::default(),
+            connection: ConnectionConfig::default(),
+            handlers: DEFAULT_HANDLERS,
+            call_queue_capacity: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The effective call queue capacity.
+    pub fn call_queue_capacity(&self) -> usize {
+        self.call_queue_capacity
+            .unwrap_or(self.handlers * DEFAULT_CALL_QUEUE_PER_HANDLER)
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.connection.validate()?;
+        if self.handlers == 0 {
+            return Err(Error::Config("handlers must be at least 1".into()));
+        }
+        if self.call_queue_capacity() == 0 {
+            return Err(Error::Config(
+                "call_queue_capacity must be at least 1".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Config("max_connections must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Reconnect backoff: exponential with jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct BackoffConfig {
+    /// Delay after the first failure.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+    /// Growth factor per consecutive failure.
+    pub multiplier: f64,
+    /// Fraction of the delay that is randomised (0 = none, 1 = anywhere in `[0, delay]`).
+    pub jitter: f64,
+}
+
+impl Default for BackoffConfig {
+    /// 100 ms doubling to 5 s with 50% jitter. 100 ms is etcd's redial rate limit; 5 s caps the
+    /// wait behind a peer that comes back.
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            multiplier: 2.0,
+            jitter: 0.5,
+        }
+    }
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// This node's identity (node id 0 for an anonymous client).
+    pub identity: Identity,
+    /// Per-connection settings.
+    pub connection: ConnectionConfig,
+    /// Connections kept per peer; calls pick one by hash key or round robin.
+    pub connections_per_peer: usize,
+    /// Limit for transport connect plus handshake.
+    pub connect_timeout: Duration,
+    /// Deadline of calls that do not set one.
+    pub default_deadline: Duration,
+    /// Reconnect backoff.
+    pub backoff: BackoffConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            identity: Identity::default(),
+            connection: ConnectionConfig::default(),
+            connections_per_peer: 1,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            default_deadline: DEFAULT_CALL_DEADLINE,
+            backoff: BackoffConfig::default(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.connection.validate()?;
+        if self.connections_per_peer == 0 {
+            return Err(Error::Config(
+                "connections_per_peer must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! The table of calls this side has sent and awaits replies for.
+//!
+//! Pure bookkeeping (no IO): registration is refused once the connection drains, a peer's
+//! go-away fails every call above its mark as not executed, and the final close fails the
+//! rest as lost. Every registered call is completed exactly once.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use peerwire_wire::{Failure, GoAwayReason};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+/// How a call ended, as seen by the connection.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// The peer's successful reply.
+    Ok(Bytes),
+    /// The peer's failure reply.
+    Failed(Failure),
+    /// The peer announced it would not execute this call (its id is above the go-away mark),
+    /// or the connection closed before the call was written.
+    NotAccepted(GoAwayReason, String),
+    /// The connection was lost after the call was sent.
+    Lost(String),
+}
+
+#[derive(Debug)]
+struct Pending {
+    tx: oneshot::Sender<Reply>,
+    /// The call's in-flight slot, released when the call completes.
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Whether new calls may be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallsState {
+    Open,
+    Draining(GoAwayReason, String),
+    Closed(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Calls {
+    state: CallsState,
+    pending: HashMap<u64, Pending>,
+    /// The peer's go-away mark: calls above it were not executed.
+    peer_mark: Option<u64>,
+}
+
+impl Calls {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: CallsState::Open,
+            pending: HashMap::new(),
+            peer_mark: None,
+        }
+    }
+
+    pub(crate) fn state(&self) -> &CallsState {
+        &self.state
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Registers call `id`; fails with the reason new calls are refused.
+    pub(crate) fn register(
+        &mut self,
+        id: u64,
+        tx: oneshot::Sender<Reply>,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<(), (GoAwayReason, String)> {
+        match &self.state {
+            CallsState::Open => {
+                self.pending.insert(id, Pending { tx, _slot: slot });
+                Ok(())
+            }
+            CallsState::Draining(reason, message) => Err((*reason, message.clone())),
+            CallsState::Closed(message) => Err((GoAwayReason::Normal, message.clone())),
+        }
+    }
+
+    /// Delivers `reply` to call `id`. Returns `false` if no such call is pending (a late
+    /// reply to a call that timed out or was cancelled).
+    pub(crate) fn complete(&mut self, id: u64, reply: Reply) -> bool {
+        match self.pending.remove(&id) {
+            Some(p) => {
+                let _ = p.tx.send(reply);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets call `id` (its caller gave up). Returns whether it was pending.
+    pub(crate) fn remove(&mut self, id: u64) -> bool {
+        self.pending.remove(&id).is_some()
+    }
+
+    /// Stops registration of new calls.
+    pub(crate) fn drain(&mut self, reason: GoAwayReason, message: String) {
+        if self.state == CallsState::Open {
+            self.state = CallsState::Draining(reason, message);
+        }
+    }
+
+    /// The peer sent a go-away with `mark`: calls above it were not executed. Returns how
+    /// many calls were failed.
+    pub(crate) fn peer_goaway(&mut self, mark: u64, reason: GoAwayReason, message: &str) -> usize {
+        self.peer_mark = Some(mark);
+        self.drain(reason, message.to_owned());
+        let above: Vec<u64> = self
+            .pending
+            .keys()
+            .copied()
+            .filter(|id| *id > mark)
+            .collect();
+        for id in &above {
+            self.complete(*id, Reply::NotAccepted(reason, message.to_owned()));
+        }
+        above.len()
+    }
+
+    /// Closes the table: every pending call fails, as not accepted if it is above the peer's
+    /// mark, as lost otherwise.
+    pub(crate) fn close(&mut self, why: &str) {
+        self.state = CallsState::Closed(why.to_owned());
+        let mark = self.peer_mark;
+        for (id, p) in self.pending.drain() {
+            let reply = match mark {
+                Some(mark) if id > mark => Reply::NotAccepted(GoAwayReason::Normal, why.to_owned()),
+                _ => Reply::Lost(why.to_owned()),
+            };
+            let _ = p.tx.send(reply);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+
+    fn slot() -> OwnedSemaphorePermit {
+        Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
+    }
+
+    fn register(calls: &mut Calls, id: u64) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        calls.register(id, tx, slot()).unwrap();
+        rx
+    }
+
+    #[test]
+    fn replies_reach_their_callers_and_late_replies_are_reported() {
+        let mut calls = Calls::new();
+        let mut r1 = register(&mut calls, 1);
+        let mut r2 = register(&mut calls, 2);
+        assert!(calls.complete(2, Reply::Ok(Bytes::from_static(b"two"))));
+        assert!(calls.complete(1, Reply::Ok(Bytes::from_static(b"one"))));
+        assert!(matches!(r1.try_recv().unwrap(), Reply::Ok(b) if b == "one"));
+        assert!(matches!(r2.try_recv().unwrap(), Reply::Ok(b) if b == "two"));
+        assert!(!calls.complete(1, Reply::Ok(Bytes::new())));
+        assert_eq!(calls.len(), 0);
+    }
+
+    #[test]
+    fn goaway_fails_calls_above_the_mark_and_close_loses_the_rest() {
+        let mut calls = Calls::new();
+        let mut below = register(&mut calls, 5);
+        let mut above = register(&mut calls, 6);
+        assert_eq!(calls.peer_goaway(5, GoAwayReason::Normal, "bye"), 1);
+        assert!(matches!(above.try_recv().unwrap(), Reply::NotAccepted(..)));
+        let (tx, _rx) = oneshot::channel();
+        assert!(calls.register(7, tx, slot()).is_err());
+        calls.close("eof");
+        assert!(matches!(below.try_recv().unwrap(), Reply::Lost(m) if m == "eof"));
+    }
+}

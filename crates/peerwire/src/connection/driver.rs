@@ -1,0 +1,231 @@
+//! The connection driver: the read loop and the close sequence.
+//!
+//! Close sequence (both sides run the same one):
+//! 1. A close is requested (owner, idle timeout, server shutdown, or the peer's go-away).
+//!    The driver sends `GoAway(mark)` where `mark` is the highest request id it accepted;
+//!    from then on it ignores requests above the mark (the peer knows they were not
+//!    executed) and refuses new outgoing calls.
+//! 2. It keeps reading: replies to its own calls still arrive, and requests up to the mark
+//!    are still served.
+//! 3. When no call is in flight in either direction (or the drain timeout passes), it queues
+//!    `Shutdown`: the writer flushes and closes the write side.
+//! 4. When the peer closes its side, remaining calls fail (as lost, or as not accepted if above
+//!    the peer's mark) and the connection is closed.
+//!
+//! A hard close (protocol error, read timeout, write failure) sends a go-away if the peer can
+//! hear it, closes the write side, discards input until the peer closes (bounded), and fails
+//! every call at once.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use peerwire_wire::{Failure, Frame, GoAway, GoAwayReason, Heartbeat, Status};
+use tokio::time::Instant;
+
+use super::calls::Reply;
+use super::frame_reader::{FrameReader, ReadError};
+use super::writer::Outgoing;
+use super::{CloseRequest, Conn};
+
+/// While draining, how often the driver checks whether every call is done.
+const DRAIN_POLL: Duration = Duration::from_millis(2);
+
+/// After closing our write side, how long we wait for the peer to close its side.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Runs the connection until it is closed.
+pub(crate) async fn run(conn: Arc<Conn>, mut reader: FrameReader) {
+    let why = read_loop(&conn, &mut reader).await;
+    tracing::debug!(%why, "connection closed");
+    conn.calls.lock().expect("calls lock poisoned").close(&why);
+    conn.abort.cancel();
+    conn.closing.cancel();
+    conn.closed.cancel();
+    metrics::counter!("peerwire_connections_closed_total").increment(1);
+}
+
+async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {
+    let mut drain_deadline: Option<Instant> = None;
+    let mut linger_deadline: Option<Instant> = None;
+    let mut drain_tick = tokio::time::interval(DRAIN_POLL);
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    loop {
+        tokio::select! {
+            biased;
+            _ = conn.closing.cancelled(), if drain_deadline.is_none() => {
+                let request = conn.take_close_request().unwrap_or(CloseRequest {
+                    reason: GoAwayReason::Normal,
+                    message: "writer stopped".into(),
+                    hard: true,
+                });
+                start_close(conn, &request);
+                if request.hard {
+                    conn.tx.send(Outgoing::Shutdown).ok();
+                    linger(reader, LINGER).await;
+                    return format!("{}: {}", request.reason, request.message);
+                }
+                drain_deadline = Some(Instant::now() + conn.cfg.drain_timeout);
+            }
+            _ = drain_tick.tick(), if drain_deadline.is_some() && linger_deadline.is_none() => {
+                let timed_out = drain_deadline.is_some_and(|d| Instant::now() >= d);
+                if conn.is_drained() || timed_out {
+                    conn.tx.send(Outgoing::Shutdown).ok();
+                    linger_deadline = Some(Instant::now() + LINGER);
+                }
+            }
+            _ = tokio::time::sleep_until(linger_deadline.unwrap_or(far)), if linger_deadline.is_some() => {
+                return "peer did not close its side in time".into();
+            }
+            read = reader.next(Some(&conn.activity)) => match read {
+                Ok(frame) => {
+                    if let Err((reason, message)) = handle(conn, frame) {
+                        tracing::warn!(%reason, %message, "closing connection");
+                        conn.begin_close_hard(reason, message);
+                    }
+                }
+                Err(ReadError::Eof) if linger_deadline.is_some() => return "closed".into(),
+                Err(e) => {
+                    let why = e.to_string();
+                    match e.goaway_reason() {
+                        Some(reason) => {
+                            tracing::warn!(%reason, error = %why, "closing connection");
+                            metrics::counter!("peerwire_protocol_errors_total").increment(1);
+                            conn.begin_close_hard(reason, why.clone());
+                            if let Some(request) = conn.take_close_request() {
+                                start_close(conn, &request);
+                            }
+                            conn.tx.send(Outgoing::Shutdown).ok();
+                            linger(reader, LINGER).await;
+                        }
+                        None => {
+                            conn.begin_close_hard(GoAwayReason::Normal, why.clone());
+                        }
+                    }
+                    return why;
+                }
+            },
+        }
+    }
+}
+
+/// Announces the close: sends our go-away with the accepted mark and stops new calls.
+fn start_close(conn: &Conn, request: &CloseRequest) {
+    let mark = conn.last_accepted.load(Ordering::Acquire);
+    conn.goaway_mark.store(mark, Ordering::Release);
+    conn.calls
+        .lock()
+        .expect("calls lock poisoned")
+        .drain(request.reason, request.message.clone());
+    conn.force_send(Frame::GoAway(GoAway {
+        last_request_id: mark,
+        reason: request.reason,
+        message: request.message.clone(),
+    }));
+}
+
+/// Discards input until the peer closes or `limit` passes, so that closing our socket does not
+/// reset the connection before the peer has read our go-away.
+async fn linger(reader: &mut FrameReader, limit: Duration) {
+    let _ = tokio::time::timeout(limit, reader.discard_until_eof()).await;
+}
+
+/// Handles one frame. An error closes the connection hard with that reason.
+fn handle(conn: &Arc<Conn>, frame: Frame) -> Result<(), (GoAwayReason, String)> {
+    match frame {
+        Frame::Request(request) => {
+            if request.id > conn.goaway_mark.load(Ordering::Acquire) {
+                // Above our go-away mark: the peer knows it was not executed.
+                metrics::counter!("peerwire_requests_ignored_total", "reason" => "goaway")
+                    .increment(1);
+                return Ok(());
+            }
+            conn.last_accepted.fetch_max(request.id, Ordering::AcqRel);
+            conn.activity.touch_call();
+            match conn.serve_slots.clone().try_acquire_owned() {
+                Ok(slot) => conn.inbound.on_request(conn, request, slot),
+                Err(_) => {
+                    metrics::counter!("peerwire_calls_busy_total", "reason" => "max_inflight")
+                        .increment(1);
+                    conn.try_send_control(Frame::Failure(Failure {
+                        id: request.id,
+                        status: Status::Busy,
+                        retry_after_ms: 0,
+                        message: format!(
+                            "connection has {} calls in flight (setting `max_inflight`)",
+                            conn.max_inflight
+                        ),
+                    }))
+                    .map_err(|_| {
+                        (
+                            GoAwayReason::LimitExceeded,
+                            "peer keeps sending requests but does not read the replies".to_owned(),
+                        )
+                    })?;
+                }
+            }
+        }
+        Frame::OneWay(message) => {
+            if conn.goaway_mark.load(Ordering::Acquire) == u64::MAX {
+                conn.activity.touch_call();
+                conn.inbound.on_oneway(conn, message);
+            }
+        }
+        Frame::Response(response) => {
+            let done = conn
+                .calls
+                .lock()
+                .expect("calls lock poisoned")
+                .complete(response.id, Reply::Ok(response.payload));
+            if !done {
+                conn.note_late_reply();
+            }
+        }
+        Frame::Failure(failure) => {
+            let id = failure.id;
+            let done = conn
+                .calls
+                .lock()
+                .expect("calls lock poisoned")
+                .complete(id, Reply::Failed(failure));
+            if !done {
+                conn.note_late_reply();
+            }
+        }
+        Frame::Cancel { id } => conn.inbound.on_cancel(conn, id),
+        Frame::Heartbeat(hb) if !hb.ack => {
+            // Best effort: a full queue means the link is busy, which proves liveness anyway.
+            let _ = conn.try_send_control(Frame::Heartbeat(Heartbeat { ack: true, ..hb }));
+        }
+        Frame::Heartbeat(hb) => {
+            let rtt = conn.activity.now_us().saturating_sub(hb.timestamp_us);
+            conn.activity.record_rtt(rtt);
+            metrics::histogram!("peerwire_heartbeat_rtt_seconds").record(rtt as f64 / 1e6);
+        }
+        Frame::GoAway(goaway) => {
+            let failed = conn.calls.lock().expect("calls lock poisoned").peer_goaway(
+                goaway.last_request_id,
+                goaway.reason,
+                &goaway.message,
+            );
+            tracing::debug!(reason = %goaway.reason, message = %goaway.message, failed, "peer is going away");
+            conn.begin_close(
+                GoAwayReason::Normal,
+                format!("peer is going away ({}): {}", goaway.reason, goaway.message),
+            );
+        }
+        Frame::Hello(_) | Frame::HelloAck(_) => {
+            return Err((
+                GoAwayReason::ProtocolError,
+                "hello after the handshake".into(),
+            ));
+        }
+        Frame::StreamData(_) => {
+            return Err((
+                GoAwayReason::ProtocolError,
+                format!("stream data on the {} lane", conn.peer.lane),
+            ));
+        }
+    }
+    Ok(())
+}

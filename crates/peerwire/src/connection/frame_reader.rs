@@ -1,0 +1,126 @@
+//! Reads frames from a transport stream: every frame a read delivered is decoded before the
+//! next read.
+
+use std::io;
+
+use bytes::BytesMut;
+use peerwire_wire::{Frame, FrameDecoder, GoAwayReason, Limits, WireError};
+use tokio::io::AsyncReadExt;
+
+use super::activity::Activity;
+use crate::transport::BoxRead;
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The peer closed its side.
+    Eof,
+    /// The transport failed.
+    Io(io::Error),
+    /// The peer broke the protocol.
+    Wire(WireError),
+}
+
+impl ReadError {
+    /// The go-away reason to send for this error, if the peer can still hear one.
+    pub(crate) fn goaway_reason(&self) -> Option<GoAwayReason> {
+        match self {
+            Self::Eof | Self::Io(_) => None,
+            Self::Wire(WireError::FrameTooLarge { .. }) => Some(GoAwayReason::FrameTooLarge),
+            Self::Wire(_) => Some(GoAwayReason::ProtocolError),
+        }
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Eof => f.write_str("connection closed by peer"),
+            Self::Io(e) => write!(f, "read failed: {e}"),
+            Self::Wire(e) => write!(f, "protocol error: {e}"),
+        }
+    }
+}
+
+/// A buffered frame reader over the read half of a transport.
+pub(crate) struct FrameReader {
+    io: BoxRead,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+    chunk: usize,
+}
+
+impl std::fmt::Debug for FrameReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("buffered", &self.buf.len())
+            .field("limits", &self.decoder.limits())
+            .finish()
+    }
+}
+
+impl FrameReader {
+    pub(crate) fn new(io: BoxRead, limits: Limits, chunk: usize) -> Self {
+        Self {
+            io,
+            buf: BytesMut::with_capacity(chunk),
+            decoder: FrameDecoder::new(limits),
+            chunk,
+        }
+    }
+
+    pub(crate) fn set_limits(&mut self, limits: Limits) {
+        self.decoder.set_limits(limits);
+    }
+
+    /// Reads and drops everything until the peer closes or the transport fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub(crate) async fn discard_until_eof(&mut self) {
+        loop {
+            self.buf.clear();
+            if self.buf.capacity() < self.chunk {
+                self.buf.reserve(self.chunk);
+            }
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Returns the next frame, reading from the transport only when no whole frame is
+    /// buffered.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: bytes read before cancellation stay buffered for the next call.
+    pub(crate) async fn next(&mut self, activity: Option<&Activity>) -> Result<Frame, ReadError> {
+        loop {
+            if let Some(frame) = self
+                .decoder
+                .decode(&mut self.buf)
+                .map_err(ReadError::Wire)?
+            {
+                return Ok(frame);
+            }
+            if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+                self.buf.reserve(self.chunk);
+            }
+            let n = self
+                .io
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(ReadError::Io)?;
+            if n == 0 {
+                return Err(ReadError::Eof);
+            }
+            if let Some(activity) = activity {
+                activity.touch_read();
+            }
+            metrics::counter!("peerwire_bytes_read_total").increment(n as u64);
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! One framed, multiplexed, symmetric connection over any transport stream.
+//!
+//! After the [handshake](handshake), a connection runs three tasks:
+//! - the **driver** ([`driver`]) reads and decodes frames, matches replies to pending calls,
+//!   hands inbound requests to the connection's [`Inbound`] policy (the server core's reader
+//!   admission), answers heartbeats, and runs the close sequence;
+//! - the **writer** ([`writer`]) drains the write queue into coalesced vectored writes;
+//! - the **keepalive** ([`keepalive`]) sends heartbeats and enforces read and idle timeouts.
+//!
+//! Either side may issue calls ([`Connection::call`], [`Connection::send_oneway`]); request
+//! ids are per direction. The write queue is unbounded as a channel but bounded by accounting:
+//! requests by the in-flight call limit, replies by the in-flight serve limit, and one-way and
+//! control frames by `write_queue`.
+
+pub(crate) mod activity;
+pub(crate) mod calls;
+pub(crate) mod driver;
+pub(crate) mod frame_reader;
+pub(crate) mod handshake;
+pub(crate) mod keepalive;
+pub(crate) mod writer;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use peerwire_wire::{Frame, GoAwayReason, Hello, Lane, OneWay, Request, Status};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::activity::Activity;
+use self::calls::{Calls, CallsState, Reply};
+use self::frame_reader::FrameReader;
+use self::writer::Outgoing;
+use crate::config::ConnectionConfig;
+use crate::error::{Error, NotExecuted, Unknown};
+use crate::transport::BoxWrite;
+
+/// Who is at the other end of a connection, as established by the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's transport address.
+    pub addr: SocketAddr,
+    /// The peer's node id (0 = anonymous client).
+    pub node_id: u64,
+    /// The peer's epoch.
+    pub epoch: u64,
+    /// The lane this connection carries.
+    pub lane: Lane,
+}
+
+/// A route name: which handler a call is for. Cheap to clone; build it once for hot paths.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Route(pub(crate) Bytes);
+
+impl Route {
+    /// The route's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&'static str> for Route {
+    fn from(s: &'static str) -> Self {
+        Self(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl From<String> for Route {
+    fn from(s: String) -> Self {
+        Self(Bytes::from(s))
+    }
+}
+
+impl From<Bytes> for Route {
+    fn from(b: Bytes) -> Self {
+        Self(b)
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// What a connection does with requests and one-way messages from its peer.
+pub(crate) trait Inbound: Send + Sync + 'static {
+    /// A request arrived and was given an in-flight `slot`; the slot must travel with the
+    /// reply ([`Conn::reply`]).
+    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit);
+    /// A one-way message arrived.
+    fn on_oneway(&self, conn: &Arc<Conn>, message: OneWay);
+    /// The peer cancelled request `id`.
+    fn on_cancel(&self, _conn: &Arc<Conn>, _id: u64) {}
+}
+
+/// Inbound policy of a side that serves nothing: every request fails as unknown route.
+#[derive(Debug)]
+pub(crate) struct ServeNothing;
+
+impl Inbound for ServeNothing {
+    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit) {
+        conn.fail(
+            slot,
+            request.id,
+            Status::UnknownRoute,
+            0,
+            format!(
+                "this peer serves no routes (route `{}`)",
+                String::from_utf8_lossy(&request.route)
+            ),
+        );
+    }
+
+    fn on_oneway(&self, _conn: &Arc<Conn>, _message: OneWay) {
+        metrics::counter!("peerwire_oneway_dropped_total", "reason" => "no_routes").increment(1);
+    }
+}
+
+/// Counters of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct ConnStats {
+    pub(crate) late_replies: AtomicU64,
+}
+
+/// How a close was requested.
+#[derive(Debug, Clone)]
+pub(crate) struct CloseRequest {
+    pub(crate) reason: GoAwayReason,
+    pub(crate) message: String,
+    /// Hard closes skip draining: the peer misbehaved or is gone.
+    pub(crate) hard: bool,
+}
+
+/// The state shared by a connection's tasks and handles.
+pub(crate) struct Conn {
+    pub(crate) peer: PeerInfo,
+    peer_max_body: usize,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    /// One-way and control frames queued and not yet written.
+    queued: Arc<AtomicUsize>,
+    write_queue: usize,
+    pub(crate) activity: Arc<Activity>,
+    /// Fires when a close is requested (or the writer stops).
+    pub(crate) closing: CancellationToken,
+    /// Fires to stop the writer at once.
+    abort: CancellationToken,
+    /// Fires when the connection is fully closed.
+    closed: CancellationToken,
+    close_request: Mutex<Option<CloseRequest>>,
+    calls: Mutex<Calls>,
+    next_id: AtomicU64,
+    call_slots: Arc<Semaphore>,
+    serve_slots: Arc<Semaphore>,
+    max_inflight: usize,
+    /// Highest request id received from the peer and accepted.
+    last_accepted: AtomicU64,
+    /// `u64::MAX` while open; once we sent a go-away, its mark: requests above it are ignored
+    /// (not executed), requests up to it are still served.
+    goaway_mark: AtomicU64,
+    inbound: Arc<dyn Inbound>,
+    pub(crate) stats: ConnStats,
+    pub(crate) cfg: ConnectionConfig,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("peer", &self.peer)
+            .field("closing", &self.closing.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest route a request may carry.
+const MAX_ROUTE: usize = peerwire_wire::limits::DEFAULT_MAX_ROUTE as usize;
+
+impl Conn {
+    /// Starts the tasks of an established connection on `tracker` and returns its handle.
+    pub(crate) fn start(
+        reader: FrameReader,
+        writer: BoxWrite,
+        addr: SocketAddr,
+        peer_hello: Hello,
+        cfg: &ConnectionConfig,
+        inbound: Arc<dyn Inbound>,
+        tracker: &TaskTracker,
+    ) -> Connection {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let activity = Arc::new(Activity::new());
+        let closing = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let conn = Arc::new(Self {
+            peer: PeerInfo {
+                addr,
+                node_id: peer_hello.node_id,
+                epoch: peer_hello.epoch,
+                lane: peer_hello.lane,
+            },
+            peer_max_body: peer_hello.max_frame_body as usize,
+            tx,
+            queued: queued.clone(),
+            write_queue: cfg.write_queue,
+            activity: activity.clone(),
+            closing: closing.clone(),
+            abort: abort.clone(),
+            closed: CancellationToken::new(),
+            close_request: Mutex::new(None),
+            calls: Mutex::new(Calls::new()),
+            next_id: AtomicU64::new(1),
+            call_slots: Arc::new(Semaphore::new(cfg.max_inflight)),
+            serve_slots: Arc::new(Semaphore::new(cfg.max_inflight)),
+            max_inflight: cfg.max_inflight,
+            last_accepted: AtomicU64::new(0),
+            goaway_mark: AtomicU64::new(u64::MAX),
+            inbound,
+            stats: ConnStats::default(),
+            cfg: cfg.clone(),
+        });
+        let span = tracing::debug_span!("conn", peer = %addr, node = peer_hello.node_id, lane = %peer_hello.lane);
+        let writer_conn = conn.clone();
+        let max_batch = cfg.max_write_batch;
+        tracker.spawn(tracing::Instrument::instrument(
+            async move {
+                let result =
+                    writer::run(writer, rx, queued, activity, closing, abort, max_batch).await;
+                if let Err(e) = result {
+                    writer_conn
+                        .begin_close_hard(GoAwayReason::Normal, format!("write failed: {e}"));
+                }
+            },
+            span.clone(),
+        ));
+        let policy = keepalive::KeepalivePolicy {
+            heartbeat_interval: cfg.heartbeat_interval,
+            read_timeout: cfg.read_timeout,
+            idle_timeout: cfg.idle_timeout,
+        };
+        tracker.spawn(keepalive::run(conn.clone(), policy));
+        tracker.spawn(tracing::Instrument::instrument(
+            driver::run(conn.clone(), reader),
+            span,
+        ));
+        metrics::counter!("peerwire_connections_opened_total").increment(1);
+        Connection { conn }
+    }
+
+    /// Calls in flight in either direction.
+    pub(crate) fn calls_in_flight(&self) -> bool {
+        self.call_slots.available_permits() < self.max_inflight
+            || self.serve_slots.available_permits() < self.max_inflight
+    }
+
+    /// Whether every call in both directions is done and every reply was written.
+    pub(crate) fn is_drained(&self) -> bool {
+        !self.calls_in_flight()
+    }
+
+    /// Queues a one-way or control frame, counted against `write_queue`.
+    pub(crate) fn try_send_control(&self, frame: Frame) -> Result<(), NotExecuted> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.write_queue {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(NotExecuted::LocalQueueFull {
+                queue: "write queue",
+                limit: self.write_queue,
+                setting: "write_queue",
+            });
+        }
+        self.tx.send(Outgoing::Queued(frame)).map_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            NotExecuted::ConnectionClosing {
+                reason: GoAwayReason::Normal,
+                message: "connection closed".into(),
+            }
+        })
+    }
+
+    /// Queues a frame regardless of the `write_queue` limit (go-away frames only).
+    pub(crate) fn force_send(&self, frame: Frame) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(Outgoing::Queued(frame)).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    pub(crate) fn note_late_reply(&self) {
+        self.stats.late_replies.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("peerwire_late_replies_total").increment(1);
+    }
+
+    /// Sends the reply to an inbound request, releasing its slot once written. Never blocks:
+    /// replies are bounded by the in-flight limit.
+    pub(crate) fn reply(&self, slot: OwnedSemaphorePermit, frame: Frame) {
+        if self.tx.send(Outgoing::Reply(frame, slot)).is_err() {
+            metrics::counter!("peerwire_replies_dropped_total", "reason" => "closed").increment(1);
+        }
+    }
+
+    /// Sends a failure reply.
+    pub(crate) fn fail(
+        &self,
+        slot: OwnedSemaphorePermit,
+        id: u64,
+        status: Status,
+        retry_after_ms: u32,
+        message: String,
+    ) {
+        self.reply(
+            slot,
+            Frame::Failure(peerwire_wire::Failure {
+                id,
+                status,
+                retry_after_ms,
+                message,
+            }),
+        );
+    }
+
+    /// Requests a graceful close: stop new calls, finish in-flight ones, then close.
+    pub(crate) fn begin_close(&self, reason: GoAwayReason, message: String) {
+        self.request_close(CloseRequest {
+            reason,
+            message,
+            hard: false,
+        });
+    }
+
+    /// Requests an immediate close.
+    pub(crate) fn begin_close_hard(&self, reason: GoAwayReason, message: String) {
+        self.request_close(CloseRequest {
+            reason,
+            message,
+            hard: true,
+        });
+    }
+
+    fn request_close(&self, request: CloseRequest) {
+        {
+            let mut slot = self.close_request.lock().expect("close lock poisoned");
+            match slot.as_ref() {
+                // A hard close may upgrade a graceful one; otherwise the first request wins.
+                Some(existing) if existing.hard || !request.hard => {}
+                _ => *slot = Some(request),
+            }
+        }
+        self.closing.cancel();
+    }
+
+    pub(crate) fn take_close_request(&self) -> Option<CloseRequest> {
+        self.close_request
+            .lock()
+            .expect("close lock poisoned")
+            .clone()
+    }
+
+    fn check_sizes(
+        &self,
+        route: &Route,
+        payload: &Bytes,
+        overhead: usize,
+    ) -> Result<(), NotExecuted> {
+        if route.0.len() > MAX_ROUTE {
+            return Err(NotExecuted::RouteTooLong {
+                len: route.0.len(),
+                limit: MAX_ROUTE,
+            });
+        }
+        let body = overhead + route.0.len() + payload.len();
+        if body > self.peer_max_body {
+            return Err(NotExecuted::PayloadTooLarge {
+                len: payload.len(),
+                limit: self.peer_max_body.saturating_sub(overhead + route.0.len()),
+            });
+        }
+        Ok(())
+    }
+
+    fn not_executed(&self, reason: NotExecuted) -> Error {
+        Error::NotExecuted {
+            peer: self.peer.addr,
+            reason,
+        }
+    }
+
+    /// Sends a request and waits for its reply until `deadline` passes.
+    pub(crate) async fn call(
+        self: &Arc<Self>,
+        route: &Route,
+        payload: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, Error> {
+        let start = Instant::now();
+        self.check_sizes(route, &payload, 6)
+            .map_err(|r| self.not_executed(r))?;
+        let slot = match self.call_slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                match tokio::time::timeout(deadline, self.call_slots.clone().acquire_owned()).await
+                {
+                    Ok(Ok(slot)) => slot,
+                    Ok(Err(_)) | Err(_) => {
+                        return Err(self.not_executed(NotExecuted::DeadlineBeforeSend { deadline }));
+                    }
+                }
+            }
+        };
+        let remaining = deadline.saturating_sub(start.elapsed());
+        if remaining.is_zero() {
+            return Err(self.not_executed(NotExecuted::DeadlineBeforeSend { deadline }));
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.calls
+            .lock()
+            .expect("calls lock poisoned")
+            .register(id, tx, slot)
+            .map_err(|(reason, message)| {
+                self.not_executed(NotExecuted::ConnectionClosing { reason, message })
+            })?;
+        let mut guard = CallGuard {
+            conn: self,
+            id,
+            armed: true,
+        };
+        let frame = Frame::Request(Request {
+            id,
+            deadline_ms: remaining.as_millis().clamp(1, u128::from(u32::MAX)) as u32,
+            route: route.0.clone(),
+            payload,
+        });
+        if self.tx.send(Outgoing::Call(frame)).is_err() {
+            guard.armed = false;
+            self.calls.lock().expect("calls lock poisoned").remove(id);
+            return Err(self.not_executed(NotExecuted::ConnectionClosing {
+                reason: GoAwayReason::Normal,
+                message: "connection closed before the request was written".into(),
+            }));
+        }
+        self.activity.touch_call();
+        let reply = match tokio::time::timeout(remaining, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Reply::Lost("connection dropped the call".into()),
+            Err(_) => {
+                // The guard removes the call and tells the peer; a late reply is discarded.
+                return Err(Error::Unknown {
+                    peer: self.peer.addr,
+                    reason: Unknown::DeadlineExceeded { deadline },
+                });
+            }
+        };
+        guard.armed = false;
+        self.activity.touch_call();
+        self.reply_to_result(reply)
+    }
+
+    fn reply_to_result(&self, reply: Reply) -> Result<Bytes, Error> {
+        let peer = self.peer.addr;
+        match reply {
+            Reply::Ok(bytes) => Ok(bytes),
+            Reply::Failed(f) if f.status == Status::Busy => {
+                Err(self.not_executed(NotExecuted::Busy {
+                    retry_after: (f.retry_after_ms > 0)
+                        .then(|| Duration::from_millis(u64::from(f.retry_after_ms))),
+                    message: f.message,
+                }))
+            }
+            Reply::Failed(f) if !f.status.executed() => {
+                Err(self.not_executed(NotExecuted::Rejected {
+                    status: f.status,
+                    message: f.message,
+                }))
+            }
+            Reply::Failed(f) => Err(Error::Remote {
+                peer,
+                status: f.status,
+                message: f.message,
+            }),
+            Reply::NotAccepted(reason, message) => {
+                Err(self.not_executed(NotExecuted::ConnectionClosing { reason, message }))
+            }
+            Reply::Lost(message) => Err(Error::Unknown {
+                peer,
+                reason: Unknown::ConnectionLost(message),
+            }),
+        }
+    }
+
+    /// Queues a one-way message. `Ok` means queued for writing.
+    pub(crate) fn send_oneway(&self, route: &Route, payload: Bytes) -> Result<(), Error> {
+        self.check_sizes(route, &payload, 2)
+            .map_err(|r| self.not_executed(r))?;
+        if let CallsState::Draining(reason, message) =
+            self.calls.lock().expect("calls lock poisoned").state()
+        {
+            return Err(self.not_executed(NotExecuted::ConnectionClosing {
+                reason: *reason,
+                message: message.clone(),
+            }));
+        }
+        self.try_send_control(Frame::OneWay(OneWay {
+            id: 0,
+            route: route.0.clone(),
+            payload,
+        }))
+        .map_err(|r| self.not_executed(r))?;
+        self.activity.touch_call();
+        Ok(())
+    }
+}
+
+/// Removes a call that its caller abandoned (deadline or dropped future) and tells the peer.
+struct CallGuard<'a> {
+    conn: &'a Arc<Conn>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && self
+                .conn
+                .calls
+                .lock()
+                .expect("calls lock poisoned")
+                .remove(self.id)
+        {
+            let _ = self.conn.try_send_control(Frame::Cancel { id: self.id });
+        }
+    }
+}
+
+/// A handle to an established connection. Cheap to clone; the connection lives until it is
+/// closed (by either side, by a timeout, or by a protocol error), not until handles drop.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub(crate) conn: Arc<Conn>,
+}
+
+impl Connection {
+    /// Who is at the other end.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.conn.peer
+    }
+
+    /// Calls `route` on the peer and waits up to `deadline` for the reply.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the call: it is removed from the pending table, its
+    /// in-flight slot is released, a cancel frame tells the peer, and a late reply is
+    /// discarded. The outcome on the peer is then unknown.
+    pub async fn call(
+        &self,
+        route: impl Into<Route>,
+        payload: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, Error> {
+        self.conn.call(&route.into(), payload, deadline).await
+    }
+
+    /// Queues a one-way message (at most once). `Ok` means queued; a full write queue or a
+    /// closing connection is an immediate error.
+    pub fn send_oneway(&self, route: impl Into<Route>, payload: Bytes) -> Result<(), Error> {
+        self.conn.send_oneway(&route.into(), payload)
+    }
+
+    /// Whether the connection accepts new calls.
+    pub fn is_open(&self) -> bool {
+        !self.conn.closing.is_cancelled()
+    }
+
+    /// Starts a graceful close: no new calls; in-flight calls in both directions finish.
+    pub fn close(&self) {
+        self.conn
+            .begin_close(GoAwayReason::Normal, "closed by its owner".into());
+    }
+
+    /// Waits until the connection is fully closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn closed(&self) {
+        self.conn.closed.cancelled().await;
+    }
+
+    /// The last heartbeat round-trip time, once one was measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.conn.activity.rtt()
+    }
+
+    /// Replies that arrived after their call had given up (deadline or cancellation).
+    pub fn late_replies(&self) -> u64 {
+        self.conn.stats.late_replies.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,45 @@
+//! peerwire: the network layer between the nodes of a distributed system.
+//!
+//! This crate holds the connection layer, the server core and the client. The frame format
+//! lives in [`peerwire_wire`]; services (RpcEnv, typed protocols, raft transport, data
+//! streams) build on the types here.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use peerwire::{handler_fn, Client, ClientConfig, Request, Server, ServerConfig};
+//!
+//! # async fn demo() -> Result<(), peerwire::Error> {
+//! let server = Server::builder(ServerConfig::default())
+//!     .route("echo", handler_fn(|req: Request| async move { Ok(req.into_payload()) }))
+//!     .bind("127.0.0.1:0".parse().unwrap())
+//!     .await?;
+//! let client = Client::new(ClientConfig::default());
+//! let reply = client.call(server.local_addr(), "echo", Bytes::from_static(b"hi")).await?;
+//! assert_eq!(reply, "hi");
+//! client.shutdown().await;
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every call ends in exactly one of four outcomes: a reply, [`Error::NotExecuted`] (safe to
+//! retry), [`Error::Remote`] (the handler failed), or [`Error::Unknown`] (deadline or
+//! connection loss after sending). See [`error`].
+
+pub mod client;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod server;
+pub mod transport;
+
+pub use client::{CallOptions, Client, Peer};
+pub use config::{BackoffConfig, ClientConfig, ConnectionConfig, Identity, ServerConfig};
+pub use connection::{Connection, PeerInfo, Route};
+pub use error::{ConnectError, Error, HandshakeError, NotExecuted, Unknown};
+pub use peerwire_wire as wire;
+pub use peerwire_wire::{GoAwayReason, Lane, Status};
+pub use server::{
+    Call, FifoScheduler, Handler, HandlerError, HandlerFn, Rejected, Request, Schedulable,
+    Scheduler, Server, ServerBuilder, handler_fn,
+};

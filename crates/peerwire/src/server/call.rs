@@ -1,0 +1,69 @@
+//! A received call on its way from a reader to a handler (Hadoop's `Server.Call`).
+
+use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::call_queue::Schedulable;
+use super::route::Handler;
+use crate::connection::{Conn, Connection};
+
+/// A call waiting in the call queue. Schedulers see who made it and which route it is for.
+pub struct Call {
+    pub(crate) conn: Arc<Conn>,
+    /// Request id; 0 for one-way messages.
+    pub(crate) id: u64,
+    pub(crate) route: Bytes,
+    pub(crate) payload: Bytes,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) received: Instant,
+    pub(crate) deadline: Option<Instant>,
+    /// The in-flight slot; `None` for one-way messages, which get no reply.
+    pub(crate) slot: Option<OwnedSemaphorePermit>,
+}
+
+impl fmt::Debug for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("peer", &self.conn.peer)
+            .field("id", &self.id)
+            .field("route", &String::from_utf8_lossy(&self.route))
+            .field("payload_len", &self.payload.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call {
+    /// When the reader received the call.
+    pub fn received(&self) -> Instant {
+        self.received
+    }
+
+    /// Payload size in bytes.
+    pub fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    pub(crate) fn connection(&self) -> Connection {
+        Connection {
+            conn: self.conn.clone(),
+        }
+    }
+}
+
+impl Schedulable for Call {
+    fn caller(&self) -> u64 {
+        match self.conn.peer.node_id {
+            0 => BuildHasherDefault::<DefaultHasher>::default().hash_one(self.conn.peer.addr.ip()),
+            id => id,
+        }
+    }
+
+    fn route(&self) -> &[u8] {
+        &self.route
+    }
+}

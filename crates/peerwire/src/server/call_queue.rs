@@ -1,0 +1,221 @@
+//! The call queue between the readers and the handler pool, with a pluggable scheduler.
+//!
+//! Readers [`push`](CallQueue::push) without waiting: a scheduler that has no room rejects
+//! the call, and the reader answers it `Busy` at once (Hadoop's backoff). Handlers
+//! [`pop`](CallQueue::pop) in the order the scheduler chooses. The scheduler is pure: a
+//! fair scheduler (Hadoop's `FairCallQueue`) plugs in by implementing [`Scheduler`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// What a scheduler may know about a queued item.
+pub trait Schedulable {
+    /// Who made the call: the authenticated node id, or a hash of the address of anonymous
+    /// clients.
+    fn caller(&self) -> u64;
+    /// The route called.
+    fn route(&self) -> &[u8];
+}
+
+/// A call a scheduler refused, handed back with a hint for the caller.
+#[derive(Debug)]
+pub struct Rejected<T> {
+    /// The refused item.
+    pub item: T,
+    /// When the caller should retry.
+    pub retry_after: Option<Duration>,
+    /// Why, naming the limit.
+    pub reason: String,
+}
+
+/// Orders calls between the readers and the handlers. Implementations are plain data
+/// structures: no IO, no clocks, no locks (the queue holds the lock).
+pub trait Scheduler<T>: Send + 'static {
+    /// Adds an item, or refuses it when there is no room for it.
+    fn push(&mut self, item: T) -> Result<(), Rejected<T>>;
+    /// Takes the next item to run.
+    fn pop(&mut self) -> Option<T>;
+    /// Items queued.
+    fn len(&self) -> usize;
+    /// Whether nothing is queued.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// First in, first out, with a fixed capacity.
+#[derive(Debug)]
+pub struct FifoScheduler<T> {
+    queue: VecDeque<T>,
+    capacity: usize,
+}
+
+impl<T> FifoScheduler<T> {
+    /// A FIFO holding at most `capacity` items.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            queue: VecDeque::with_capacity(capacity.min(4096)),
+            capacity,
+        }
+    }
+}
+
+/// Hint given to callers refused by a full FIFO: 10 ms, about the time a handler pool needs
+/// to work off a burst on a small machine.
+const FIFO_RETRY_AFTER: Duration = Duration::from_millis(10);
+
+impl<T: Send + 'static> Scheduler<T> for FifoScheduler<T> {
+    fn push(&mut self, item: T) -> Result<(), Rejected<T>> {
+        if self.queue.len() >= self.capacity {
+            return Err(Rejected {
+                item,
+                retry_after: Some(FIFO_RETRY_AFTER),
+                reason: format!(
+                    "call queue full at {} calls (setting `call_queue_capacity`)",
+                    self.capacity
+                ),
+            });
+        }
+        self.queue.push_back(item);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<T> {
+        self.queue.pop_front()
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// The shared queue: a scheduler behind a lock, and a wake-up for idle handlers.
+pub(crate) struct CallQueue<T> {
+    scheduler: Mutex<Box<dyn Scheduler<T>>>,
+    ready: Notify,
+    closed: AtomicBool,
+}
+
+impl<T> fmt::Debug for CallQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallQueue")
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> CallQueue<T> {
+    pub(crate) fn new(scheduler: Box<dyn Scheduler<T>>) -> Self {
+        Self {
+            scheduler: Mutex::new(scheduler),
+            ready: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues an item without waiting; a refusal is returned to answer `Busy`.
+    pub(crate) fn push(&self, item: T) -> Result<(), Rejected<T>> {
+        let depth = {
+            let mut scheduler = self.scheduler.lock().expect("call queue lock poisoned");
+            scheduler.push(item)?;
+            scheduler.len()
+        };
+        self.ready.notify_one();
+        metrics::gauge!("peerwire_call_queue_depth").set(depth as f64);
+        Ok(())
+    }
+
+    /// Takes the next item, waiting while the queue is empty. `None` once the queue is closed
+    /// and empty.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: an item is only removed when the future completes.
+    pub(crate) async fn pop(&self) -> Option<T> {
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(item) = self.try_pop() {
+                return Some(item);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            notified.await;
+        }
+    }
+
+    fn try_pop(&self) -> Option<T> {
+        let item = self
+            .scheduler
+            .lock()
+            .expect("call queue lock poisoned")
+            .pop();
+        if item.is_some() {
+            // Pass the wake-up on: more items may be waiting for another idle handler.
+            self.ready.notify_one();
+        }
+        item
+    }
+
+    /// Lets handlers finish once the queue is empty.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.ready.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn fifo_table() {
+        let mut s = FifoScheduler::new(2);
+        assert!(s.push(1).is_ok());
+        assert!(s.push(2).is_ok());
+        let rejected = s.push(3).unwrap_err();
+        assert_eq!(rejected.item, 3);
+        assert!(rejected.reason.contains("call_queue_capacity"));
+        assert_eq!(s.pop(), Some(1));
+        assert!(s.push(4).is_ok());
+        assert_eq!(s.pop(), Some(2));
+        assert_eq!(s.pop(), Some(4));
+        assert_eq!(s.pop(), None);
+        assert!(s.is_empty());
+    }
+
+    #[tokio::test]
+    async fn handlers_wake_for_pushes_and_finish_on_close() {
+        let q = Arc::new(CallQueue::new(Box::new(FifoScheduler::new(8))));
+        let mut workers = Vec::new();
+        for _ in 0..3 {
+            let q = q.clone();
+            workers.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(x) = q.pop().await {
+                    got.push(x);
+                }
+                got
+            }));
+        }
+        for i in 0..8 {
+            q.push(i).unwrap();
+            tokio::task::yield_now().await;
+        }
+        q.close();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..8).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,65 @@
+//! The handler pool (Hadoop's `Handler` threads): tasks that take calls from the call queue
+//! and run them.
+//!
+//! A call whose deadline passed while it waited is answered `DeadlineExceeded` without
+//! running. A handler that panics fails its call with `Internal`; the pool keeps its size.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::FutureExt;
+use tokio_util::task::TaskTracker;
+
+use super::call::Call;
+use super::call_queue::CallQueue;
+use super::responder;
+use super::route::{HandlerError, Request};
+
+/// Starts `size` handler tasks on `tracker`. They stop when the queue is closed and empty.
+pub(crate) fn spawn_pool(size: usize, queue: Arc<CallQueue<Call>>, tracker: &TaskTracker) {
+    for index in 0..size {
+        let queue = queue.clone();
+        tracker.spawn(tracing::Instrument::instrument(
+            async move {
+                while let Some(call) = queue.pop().await {
+                    run_call(call).await;
+                }
+            },
+            tracing::debug_span!("handler", index),
+        ));
+    }
+}
+
+async fn run_call(mut call: Call) {
+    if call.deadline.is_some_and(|d| Instant::now() >= d) {
+        responder::deadline_exceeded(call);
+        return;
+    }
+    let request = Request {
+        route: std::mem::take(&mut call.route),
+        payload: std::mem::take(&mut call.payload),
+        deadline: call.deadline,
+        oneway: call.slot.is_none(),
+        connection: call.connection(),
+    };
+    let handler = call.handler.clone();
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(request))) {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+        Err(panic) => Err(panic),
+    };
+    let result = outcome.map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        metrics::counter!("peerwire_handler_panics_total").increment(1);
+        tracing::error!(panic = %what, "handler panicked");
+        what
+    });
+    responder::respond(call, result);
+}
+
+/// The outcome of running a handler: its result, or the panic message.
+pub(crate) type Outcome = Result<Result<bytes::Bytes, HandlerError>, String>;

@@ -1,0 +1,112 @@
+//! The listener role (Hadoop's `Listener`): accepts connections, enforces the connection
+//! limit, and runs each connection's handshake in its own task so a slow peer never stalls
+//! accepting.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peerwire_wire::{GoAwayReason, Lane, Limits};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use super::ServerShared;
+use crate::connection::frame_reader::FrameReader;
+use crate::connection::{Conn, handshake};
+use crate::transport::{Io, Listener};
+
+/// After a failed accept (for example out of file descriptors), wait this long before the
+/// next one instead of spinning.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
+
+/// Accepts until `shutdown` fires.
+pub(crate) async fn run<L: Listener>(
+    mut listener: L,
+    shared: Arc<ServerShared>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (io, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                metrics::counter!("peerwire_accept_errors_total").increment(1);
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        metrics::counter!("peerwire_connections_accepted_total").increment(1);
+        match shared.conn_limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let shared2 = shared.clone();
+                shared
+                    .conn_tasks
+                    .spawn(serve_connection(io, addr, permit, shared2));
+            }
+            Err(_) => {
+                metrics::counter!("peerwire_connections_refused_total", "reason" => "limit")
+                    .increment(1);
+                let limit = shared.cfg.max_connections;
+                shared.conn_tasks.spawn(async move {
+                    let (_r, mut w) = io.split_io();
+                    handshake::refuse(
+                        &mut w,
+                        GoAwayReason::TooManyConnections,
+                        format!("server is at its limit of {limit} connections (setting `max_connections`)"),
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}
+
+/// Handshakes, starts the connection, and holds its connection-limit permit until it closes.
+async fn serve_connection<I: Io>(
+    io: I,
+    addr: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    shared: Arc<ServerShared>,
+) {
+    let cfg = &shared.cfg;
+    let (r, mut w) = io.split_io();
+    let mut reader = FrameReader::new(r, Limits::handshake(), cfg.connection.read_buffer);
+    let hello = match handshake::accept(
+        &mut reader,
+        &mut w,
+        &cfg.identity,
+        &cfg.connection,
+        |lane| lane == Lane::Rpc,
+    )
+    .await
+    {
+        Ok(hello) => hello,
+        Err(e) => {
+            metrics::counter!("peerwire_handshakes_failed_total").increment(1);
+            tracing::info!(peer = %addr, error = %e, "handshake refused");
+            return;
+        }
+    };
+    let connection = Conn::start(
+        reader,
+        w,
+        addr,
+        hello,
+        &cfg.connection,
+        shared.inbound.clone(),
+        &shared.conn_tasks,
+    );
+    let key = shared.register(connection.clone());
+    if shared.shutting_down.is_cancelled() {
+        connection
+            .conn
+            .begin_close(GoAwayReason::Normal, "server shutting down".into());
+    }
+    connection.closed().await;
+    shared.unregister(key);
+    drop(permit);
+}

@@ -1,0 +1,92 @@
+//! The reader role (Hadoop's `Listener.Reader`): admission of each decoded request.
+//!
+//! The connection driver decodes frames; for a server connection it hands every request and
+//! one-way message to [`ServerInbound`], which finds the route, builds a [`Call`] and queues
+//! it. A call that cannot be queued is answered at once: unknown route, or `Busy` with the
+//! scheduler's retry hint. Nothing is dropped silently: one-way messages refused for lack of
+//! room are counted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peerwire_wire::{OneWay, Request, Status};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::call::Call;
+use super::call_queue::CallQueue;
+use super::route::Routes;
+use crate::connection::{Conn, Inbound};
+
+/// Admission of a server's inbound calls into its call queue.
+#[derive(Debug)]
+pub(crate) struct ServerInbound {
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) queue: Arc<CallQueue<Call>>,
+    pub(crate) node_id: u64,
+}
+
+impl Inbound for ServerInbound {
+    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit) {
+        let Some(handler) = self.routes.get(&request.route) else {
+            metrics::counter!("peerwire_calls_rejected_total", "reason" => "unknown_route")
+                .increment(1);
+            conn.fail(
+                slot,
+                request.id,
+                Status::UnknownRoute,
+                0,
+                format!(
+                    "node {} has no route `{}`",
+                    self.node_id,
+                    String::from_utf8_lossy(&request.route)
+                ),
+            );
+            return;
+        };
+        let received = Instant::now();
+        let call = Call {
+            conn: conn.clone(),
+            id: request.id,
+            route: request.route,
+            payload: request.payload,
+            handler: handler.clone(),
+            received,
+            deadline: (request.deadline_ms > 0)
+                .then(|| received + Duration::from_millis(u64::from(request.deadline_ms))),
+            slot: Some(slot),
+        };
+        if let Err(rejected) = self.queue.push(call) {
+            metrics::counter!("peerwire_calls_busy_total", "reason" => "call_queue").increment(1);
+            let call = rejected.item;
+            let retry_ms = rejected
+                .retry_after
+                .map_or(0, |d| d.as_millis().min(u128::from(u32::MAX)) as u32);
+            if let Some(slot) = call.slot {
+                conn.fail(slot, call.id, Status::Busy, retry_ms, rejected.reason);
+            }
+        }
+    }
+
+    fn on_oneway(&self, conn: &Arc<Conn>, message: OneWay) {
+        let Some(handler) = self.routes.get(&message.route) else {
+            metrics::counter!("peerwire_oneway_dropped_total", "reason" => "unknown_route")
+                .increment(1);
+            tracing::debug!(route = %String::from_utf8_lossy(&message.route), "one-way message for unknown route dropped");
+            return;
+        };
+        let call = Call {
+            conn: conn.clone(),
+            id: 0,
+            route: message.route,
+            payload: message.payload,
+            handler: handler.clone(),
+            received: Instant::now(),
+            deadline: None,
+            slot: None,
+        };
+        if self.queue.push(call).is_err() {
+            metrics::counter!("peerwire_oneway_dropped_total", "reason" => "call_queue")
+                .increment(1);
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! What the server runs: the [`Handler`] trait, the per-call [`Request`], and the route table.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use peerwire_wire::Status;
+
+use crate::connection::{Connection, PeerInfo, Route};
+use crate::transport::BoxFuture;
+
+/// One call as a handler sees it.
+#[derive(Debug)]
+pub struct Request {
+    pub(crate) route: Bytes,
+    pub(crate) payload: Bytes,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) oneway: bool,
+    pub(crate) connection: Connection,
+}
+
+impl Request {
+    /// The request payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Takes the payload.
+    pub fn into_payload(self) -> Bytes {
+        self.payload
+    }
+
+    /// The route the call was addressed to.
+    pub fn route(&self) -> &[u8] {
+        &self.route
+    }
+
+    /// Who sent the call.
+    pub fn peer(&self) -> &PeerInfo {
+        self.connection.peer()
+    }
+
+    /// When the caller stops waiting, if it said.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether this is a one-way message (its result is discarded).
+    pub fn is_oneway(&self) -> bool {
+        self.oneway
+    }
+
+    /// The connection the call arrived on: the handler may call the peer back over it.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+/// A handler's failure, sent to the caller as a failure frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub(crate) status: Status,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl HandlerError {
+    /// The handler ran and failed (the caller sees [`crate::Error::Remote`]).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            status: Status::HandlerFailed,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The request was malformed; nothing was done (the caller sees not-executed).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: Status::BadRequest,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The handler is overloaded and did nothing; the caller may retry after the hint.
+    pub fn busy(retry_after: Option<Duration>, message: impl Into<String>) -> Self {
+        Self {
+            status: Status::Busy,
+            message: message.into(),
+            retry_after,
+        }
+    }
+
+    /// The status sent to the caller.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+}
+
+impl From<std::io::Error> for HandlerError {
+    fn from(e: std::io::Error) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+impl From<String> for HandlerError {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for HandlerError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}
+
+/// Serves calls for one route.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one call. For one-way messages the result is discarded.
+    fn call(&self, request: Request) -> BoxFuture<'static, Result<Bytes, HandlerError>>;
+}
+
+/// A [`Handler`] made from an async closure; see [`handler_fn`].
+pub struct HandlerFn<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for HandlerFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HandlerFn")
+    }
+}
+
+/// Makes a handler from an async closure.
+///
+/// ```
+/// use peerwire::{handler_fn, Request};
+/// let echo = handler_fn(|req: Request| async move { Ok(req.into_payload()) });
+/// # let _ = echo;
+/// ```
+pub fn handler_fn<F, Fut>(f: F) -> HandlerFn<F>
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Bytes, HandlerError>> + Send + 'static,
+{
+    HandlerFn { f }
+}
+
+impl<F, Fut> Handler for HandlerFn<F>
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Bytes, HandlerError>> + Send + 'static,
+{
+    fn call(&self, request: Request) -> BoxFuture<'static, Result<Bytes, HandlerError>> {
+        Box::pin((self.f)(request))
+    }
+}
+
+/// The route table, fixed when the server starts.
+#[derive(Default)]
+pub(crate) struct Routes {
+    map: HashMap<Bytes, Arc<dyn Handler>>,
+}
+
+impl fmt::Debug for Routes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.map.keys().map(|k| String::from_utf8_lossy(k)))
+            .finish()
+    }
+}
+
+impl Routes {
+    pub(crate) fn insert(&mut self, route: Route, handler: Arc<dyn Handler>) {
+        self.map.insert(route.0, handler);
+    }
+
+    pub(crate) fn get(&self, route: &[u8]) -> Option<&Arc<dyn Handler>> {
+        self.map.get(route)
+    }
+}

@@ -1,0 +1,79 @@
+//! What a connection runs over: any `AsyncRead + AsyncWrite`, produced by a [`Connector`]
+//! (client side) or a [`Listener`] (server side).
+//!
+//! TCP is built in ([`TcpConnector`], [`TcpListener`]); TLS and simulated networks plug in by
+//! implementing these traits, without touching the protocol code. Tests can also hand
+//! [`tokio::io::duplex`] streams straight to the connection layer.
+
+mod tcp;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use tcp::{TcpConnector, TcpListener};
+
+/// The read half of a transport stream.
+pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a transport stream.
+pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A bidirectional byte stream a connection can run over.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// Splits the stream into independently owned halves. The default uses
+    /// [`tokio::io::split`]; transports with a lock-free split (TCP) override it.
+    fn split_io(self) -> (BoxRead, BoxWrite)
+    where
+        Self: Sized,
+    {
+        let (r, w) = tokio::io::split(self);
+        (Box::new(r), Box::new(w))
+    }
+}
+
+impl Io for tokio::io::DuplexStream {}
+
+/// Opens transport streams to peers (client side).
+pub trait Connector: Send + Sync + 'static {
+    /// The stream type.
+    type Io: Io;
+
+    /// Opens a stream to `addr`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the attempt; no stream is leaked.
+    fn connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Io>> + Send;
+}
+
+/// Accepts transport streams from peers (server side).
+pub trait Listener: Send + 'static {
+    /// The stream type.
+    type Io: Io;
+
+    /// Waits for the next inbound stream.
+    ///
+    /// # Cancel safety
+    ///
+    /// Must be cancel safe: the server calls it inside `select!`.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, SocketAddr)>> + Send;
+
+    /// The address peers should connect to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Object-safe form of [`Connector`] used inside the client.
+pub(crate) trait DynConnector: Send + Sync + 'static {
+    fn connect_split(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<(BoxRead, BoxWrite)>>;
+}
+
+impl<C: Connector> DynConnector for C {
+    fn connect_split(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<(BoxRead, BoxWrite)>> {
+        Box::pin(async move { Ok(self.connect(addr).await?.split_io()) })
+    }
+}
