@@ -185,7 +185,7 @@ pub enum ConnectError {
         /// Time left before the next attempt.
         remaining: Duration,
         /// The last failure.
-        last: Box<ConnectError>,
+        last: Box<Self>,
     },
     /// The handshake failed or was refused.
     #[error("handshake: {0}")]

@@ -41,10 +41,11 @@ impl KeepalivePolicy {
         if now.saturating_sub(last_read) >= us(self.read_timeout) {
             return KeepaliveAction::Close(GoAwayReason::ReadTimeout);
         }
-        if let Some(idle) = self.idle_timeout {
-            if !calls_in_flight && now.saturating_sub(last_call) >= us(idle) {
-                return KeepaliveAction::Close(GoAwayReason::Idle);
-            }
+        if let Some(idle) = self.idle_timeout
+            && !calls_in_flight
+            && now.saturating_sub(last_call) >= us(idle)
+        {
+            return KeepaliveAction::Close(GoAwayReason::Idle);
         }
         if now.saturating_sub(last_write) >= us(self.heartbeat_interval) {
             return KeepaliveAction::Ping;
