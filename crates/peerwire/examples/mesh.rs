@@ -6,9 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use peerwire::{
-    Client, ClientConfig, Identity, Peer, Request, Server, ServerConfig, handler_fn,
-};
+use peerwire::{Client, ClientConfig, Identity, Peer, Request, Server, ServerConfig, handler_fn};
 
 const CLUSTER: u64 = 0x9ee4_0001;
 
@@ -35,7 +33,10 @@ async fn main() -> Result<(), peerwire::Error> {
                 )))
             }),
         )
-        .route("echo", handler_fn(|req: Request| async move { Ok(req.into_payload()) }))
+        .route(
+            "echo",
+            handler_fn(|req: Request| async move { Ok(req.into_payload()) }),
+        )
         .bind("127.0.0.1:0".parse().expect("loopback"))
         .await?;
         let client = Client::new(ClientConfig {
@@ -53,7 +54,10 @@ async fn main() -> Result<(), peerwire::Error> {
             }
             let peer = Peer::new(peer_server.local_addr(), *peer_id);
             let reply = client.call(peer, "whoami", Bytes::new()).await?;
-            println!("node {id} -> node {peer_id}: {}", String::from_utf8_lossy(&reply));
+            println!(
+                "node {id} -> node {peer_id}: {}",
+                String::from_utf8_lossy(&reply)
+            );
         }
     }
 

@@ -1,0 +1,16 @@
+//! Compiles `proto/echo.proto` for the tonic baseline with the vendored `protoc`, so no
+//! system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // `std::env::set_var("PROTOC", ..)` is `unsafe` in edition 2024 and the workspace forbids
+    // unsafe code, so hand the binary to prost-build directly instead.
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    tonic_prost_build::configure()
+        // `bytes` fields as `bytes::Bytes`: no copy into a `Vec<u8>` on decode.
+        .bytes(".echo")
+        .compile_with_config(config, &["proto/echo.proto"], &["proto"])?;
+    println!("cargo:rerun-if-changed=proto/echo.proto");
+    Ok(())
+}

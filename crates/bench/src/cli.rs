@@ -1,0 +1,123 @@
+//! Command line: one subcommand per scenario, plus the options every scenario shares.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::BoxError;
+use crate::rpc::RpcArgs;
+
+/// peerwire benchmarks, run side by side with their baselines in one invocation.
+#[derive(Debug, Parser)]
+#[command(name = "peerwire-bench", version, about)]
+pub(crate) struct Cli {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Unary echo over one connection with N requests in flight: peerwire vs raw TCP, tonic,
+    /// tarpc.
+    Rpc(RpcArgs),
+}
+
+/// Options shared by every scenario.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CommonArgs {
+    /// Tokio worker threads of the server runtime, and (separately) of the client runtime.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) threads: usize,
+    /// Measured seconds per (run, parameters, impl).
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) secs: f64,
+    /// Warm-up seconds before each measurement (not recorded).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) warmup: f64,
+    /// Runs; the median run by ops/s is reported.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) runs: usize,
+    /// Print one JSON object per result line on stdout instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl CommonArgs {
+    /// Checks the values, so a run does not fail after minutes of measuring.
+    pub(crate) fn validate(&self) -> Result<(), BoxError> {
+        if self.threads == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        if self.runs == 0 {
+            return Err("--runs must be at least 1".into());
+        }
+        if !(self.secs.is_finite() && self.secs > 0.0) {
+            return Err(format!(
+                "--secs must be a positive number of seconds, got {}",
+                self.secs
+            )
+            .into());
+        }
+        if !(self.warmup.is_finite() && self.warmup >= 0.0) {
+            return Err(
+                format!("--warmup must be zero or more seconds, got {}", self.warmup).into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The measured window.
+    pub(crate) fn measure(&self) -> Duration {
+        Duration::from_secs_f64(self.secs)
+    }
+
+    /// The warm-up.
+    pub(crate) fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rejects_bad_common_values() {
+        let ok = CommonArgs {
+            threads: 1,
+            secs: 1.0,
+            warmup: 0.0,
+            runs: 1,
+            json: false,
+        };
+        assert!(ok.validate().is_ok());
+        for bad in [
+            CommonArgs {
+                threads: 0,
+                ..ok.clone()
+            },
+            CommonArgs {
+                runs: 0,
+                ..ok.clone()
+            },
+            CommonArgs {
+                secs: 0.0,
+                ..ok.clone()
+            },
+            CommonArgs {
+                warmup: -1.0,
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Implementations of the library under test (the baselines live in `crate::baseline`).
+
+pub(crate) mod peerwire_echo;

@@ -1,0 +1,40 @@
+//! `peerwire-bench`: peerwire benchmarks, each run side by side with its baselines (raw tokio
+//! TCP, tonic, tarpc) in the same invocation, reporting the median of several runs and ratios.
+//!
+//! Results go to stdout (a table, or JSON lines with `--json`); progress goes to stderr.
+//!
+//! ```text
+//! peerwire-bench rpc --payload 1024 --inflight 1,64 --threads 1 --secs 5 --warmup 1 --runs 3
+//! ```
+
+mod baseline;
+mod cli;
+mod echo;
+mod harness;
+mod impls;
+mod report;
+mod rpc;
+mod runtime;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Errors of the benchmark tool: a message for the operator.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Rpc(args) => rpc::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peerwire-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
