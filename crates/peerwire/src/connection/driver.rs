@@ -141,7 +141,6 @@ fn handle(conn: &Arc<Conn>, frame: Frame) -> Result<(), (GoAwayReason, String)> 
                 return Ok(());
             }
             conn.last_accepted.fetch_max(request.id, Ordering::AcqRel);
-            conn.activity.touch_call();
             match conn.serve_slots.clone().try_acquire_owned() {
                 Ok(slot) => conn.inbound.on_request(conn, request, slot),
                 Err(_) => {
@@ -167,7 +166,7 @@ fn handle(conn: &Arc<Conn>, frame: Frame) -> Result<(), (GoAwayReason, String)> 
         }
         Frame::OneWay(message) => {
             if conn.goaway_mark.load(Ordering::Acquire) == u64::MAX {
-                conn.activity.touch_call();
+                conn.activity.touch_oneway();
                 conn.inbound.on_oneway(conn, message);
             }
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use peerwire_wire::{Frame, GoAwayReason, Heartbeat};
 
 use super::Conn;
+use super::activity::ChangeTracker;
 
 /// What the keepalive task should do at a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,13 +66,26 @@ pub(crate) async fn run(conn: Arc<Conn>, policy: KeepalivePolicy) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     let mut nonce = 0u64;
+    let (mut reads, mut writes, mut calls) = (
+        ChangeTracker::default(),
+        ChangeTracker::default(),
+        ChangeTracker::default(),
+    );
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = conn.closing.cancelled() => return,
         }
-        let (now, read, write, call) = conn.activity.snapshot();
-        match policy.decide(now, read, write, call, conn.calls_in_flight()) {
+        let activity = &conn.activity;
+        let now = activity.now_us();
+        let in_flight = conn.calls_in_flight();
+        let last_read = reads.observe(activity.reads(), now);
+        let last_write = writes.observe(activity.writes(), now);
+        let mut last_call = calls.observe(conn.call_marker(), now);
+        if in_flight {
+            last_call = now;
+        }
+        match policy.decide(now, last_read, last_write, last_call, in_flight) {
             KeepaliveAction::Nothing => {}
             KeepaliveAction::Ping => {
                 nonce += 1;

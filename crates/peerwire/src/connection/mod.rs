@@ -225,10 +225,22 @@ impl Conn {
         let span = tracing::debug_span!("conn", peer = %addr, node = peer_hello.node_id, lane = %peer_hello.lane);
         let writer_conn = conn.clone();
         let max_batch = cfg.max_write_batch;
+        let load = writer::Load {
+            call_slots: conn.call_slots.clone(),
+            serve_slots: conn.serve_slots.clone(),
+            max_inflight: conn.max_inflight,
+        };
         tracker.spawn(tracing::Instrument::instrument(
             async move {
-                let result =
-                    writer::run(writer, rx, queued, activity, closing, abort, max_batch).await;
+                let ctx = writer::WriterContext {
+                    queued,
+                    load,
+                    activity,
+                    closing,
+                    abort,
+                    max_batch_bytes: max_batch,
+                };
+                let result = writer::run(writer, rx, ctx).await;
                 if let Err(e) = result {
                     writer_conn
                         .begin_close_hard(GoAwayReason::Normal, format!("write failed: {e}"));
@@ -248,6 +260,15 @@ impl Conn {
         ));
         metrics::counter!("peerwire_connections_opened_total").increment(1);
         Connection { conn }
+    }
+
+    /// A number that changes whenever a call or one-way message passes in either direction:
+    /// request ids grow with every call sent, the accepted mark with every call received.
+    pub(crate) fn call_marker(&self) -> u64 {
+        self.next_id
+            .load(Ordering::Relaxed)
+            .wrapping_add(self.last_accepted.load(Ordering::Relaxed))
+            .wrapping_add(self.activity.oneways())
     }
 
     /// Calls in flight in either direction.
@@ -441,7 +462,6 @@ impl Conn {
                 message: "connection closed before the request was written".into(),
             }));
         }
-        self.activity.touch_call();
         let reply = match tokio::time::timeout(remaining, rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Reply::Lost("connection dropped the call".into()),
@@ -454,7 +474,6 @@ impl Conn {
             }
         };
         guard.armed = false;
-        self.activity.touch_call();
         self.reply_to_result(reply)
     }
 
@@ -508,7 +527,7 @@ impl Conn {
             payload,
         }))
         .map_err(|r| self.not_executed(r))?;
-        self.activity.touch_call();
+        self.activity.touch_oneway();
         Ok(())
     }
 }

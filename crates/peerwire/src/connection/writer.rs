@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::{Buf, Bytes, BytesMut};
 use peerwire_wire::Frame;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::activity::Activity;
@@ -26,6 +26,25 @@ const MAX_BATCH_FRAMES: usize = 512;
 
 /// At most this many buffers per `writev` call (well below Linux's `IOV_MAX` of 1024).
 const MAX_IOVECS: usize = 64;
+
+/// The connection's in-flight slots, read by the writer to decide whether to wait for more
+/// frames before writing.
+#[derive(Debug, Clone)]
+pub(crate) struct Load {
+    pub(crate) call_slots: Arc<Semaphore>,
+    pub(crate) serve_slots: Arc<Semaphore>,
+    pub(crate) max_inflight: usize,
+}
+
+impl Load {
+    /// Whether more than one call is in flight on the connection, in either direction.
+    fn concurrent(&self) -> bool {
+        let used = 2 * self.max_inflight
+            - self.call_slots.available_permits()
+            - self.serve_slots.available_permits();
+        used > 1
+    }
+}
 
 /// An entry of the write queue.
 #[derive(Debug)]
@@ -106,38 +125,48 @@ async fn write_parts(io: &mut BoxWrite, parts: &mut VecDeque<Bytes>) -> io::Resu
     Ok(())
 }
 
+/// What the write loop shares with the rest of the connection.
+#[derive(Debug)]
+pub(crate) struct WriterContext {
+    /// One-way and control frames queued (decremented as they are written).
+    pub(crate) queued: Arc<AtomicUsize>,
+    /// In-flight calls, to decide whether to wait for more frames.
+    pub(crate) load: Load,
+    pub(crate) activity: Arc<Activity>,
+    /// Cancelled when the loop stops.
+    pub(crate) closing: CancellationToken,
+    /// Stops the loop at once.
+    pub(crate) abort: CancellationToken,
+    /// Bytes gathered into one write at most.
+    pub(crate) max_batch_bytes: usize,
+}
+
 /// Runs the write loop until the queue closes, a [`Outgoing::Shutdown`] is written, `abort`
 /// fires, or the transport fails. Cancels `closing` when it stops.
 pub(crate) async fn run(
     mut io: BoxWrite,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    queued: Arc<AtomicUsize>,
-    activity: Arc<Activity>,
-    closing: CancellationToken,
-    abort: CancellationToken,
-    max_batch_bytes: usize,
+    ctx: WriterContext,
 ) -> io::Result<()> {
-    let result = write_loop(
-        &mut io,
-        &mut rx,
-        &queued,
-        &activity,
-        &abort,
-        max_batch_bytes,
-    )
-    .await;
-    closing.cancel();
+    let result = write_loop(&mut io, &mut rx, &ctx).await;
+    ctx.closing.cancel();
     result
 }
 
 async fn write_loop(
     io: &mut BoxWrite,
     rx: &mut mpsc::UnboundedReceiver<Outgoing>,
-    queued: &AtomicUsize,
-    activity: &Activity,
-    abort: &CancellationToken,
-    max_batch_bytes: usize,
+    ctx: &WriterContext,
 ) -> io::Result<()> {
+    let WriterContext {
+        queued,
+        load,
+        activity,
+        abort,
+        max_batch_bytes,
+        ..
+    } = ctx;
+    let max_batch_bytes = *max_batch_bytes;
     let mut items = Vec::with_capacity(MAX_BATCH_FRAMES);
     let mut batch = Batch::default();
     loop {
@@ -149,6 +178,19 @@ async fn write_loop(
         if n == 0 {
             io.flush().await?;
             return Ok(());
+        }
+        if n < MAX_BATCH_FRAMES && load.concurrent() {
+            // With several calls in flight, the task that woke us (tokio runs it first, from
+            // the LIFO slot) is the first of several producers ready to run: yield once so they
+            // queue their frames and one write carries them all. With one call in flight there
+            // is nobody to wait for, and the yield would only add latency.
+            tokio::task::yield_now().await;
+            while items.len() < MAX_BATCH_FRAMES {
+                match rx.try_recv() {
+                    Ok(item) => items.push(item),
+                    Err(_) => break,
+                }
+            }
         }
         let mut shutdown = false;
         let mut frames = 0u64;
@@ -213,11 +255,18 @@ mod tests {
         run(
             io,
             rx,
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(Activity::new()),
-            closing.clone(),
-            CancellationToken::new(),
-            64 * 1024,
+            WriterContext {
+                queued: Arc::new(AtomicUsize::new(0)),
+                load: Load {
+                    call_slots: Arc::new(Semaphore::new(1)),
+                    serve_slots: Arc::new(Semaphore::new(1)),
+                    max_inflight: 1,
+                },
+                activity: Arc::new(Activity::new()),
+                closing: closing.clone(),
+                abort: CancellationToken::new(),
+                max_batch_bytes: 64 * 1024,
+            },
         )
         .await
         .unwrap();
