@@ -3,6 +3,8 @@
 //!
 //! Every wait here is bounded by [`STEP_TIMEOUT`], so a broken test fails instead of hanging.
 
+pub mod memory;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
