@@ -60,6 +60,55 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// No endpoint of that name is registered at that address.
+    #[error("endpoint `{name}` not found at {address}")]
+    EndpointNotFound {
+        /// Where it was looked for.
+        address: String,
+        /// The endpoint name.
+        name: String,
+    },
+    /// The RpcEnv was shut down (before or while this operation ran; an ask that was already
+    /// sent has an unknown outcome).
+    #[error("rpc env `{env}` has shut down")]
+    EnvStopped {
+        /// The environment's name.
+        env: String,
+    },
+    /// A message could not be encoded or decoded.
+    #[error("codec: {0}")]
+    Codec(String),
+}
+
+/// Maps a failure reply to its outcome: busy and statuses that guarantee the handler did not
+/// run are not executed; the rest failed remotely.
+pub(crate) fn failure_to_error(
+    peer: SocketAddr,
+    status: Status,
+    retry_after_ms: u32,
+    message: String,
+) -> Error {
+    if status == Status::Busy {
+        return Error::NotExecuted {
+            peer,
+            reason: NotExecuted::Busy {
+                retry_after: (retry_after_ms > 0)
+                    .then(|| Duration::from_millis(u64::from(retry_after_ms))),
+                message,
+            },
+        };
+    }
+    if !status.executed() {
+        return Error::NotExecuted {
+            peer,
+            reason: NotExecuted::Rejected { status, message },
+        };
+    }
+    Error::Remote {
+        peer,
+        status,
+        message,
+    }
 }
 
 impl Error {

@@ -138,6 +138,16 @@ impl Client {
 
     /// A client over any transport.
     pub fn with_connector<C: Connector>(cfg: ClientConfig, connector: C) -> Result<Self, Error> {
+        Self::with_inbound(cfg, connector, Arc::new(ServeNothing))
+    }
+
+    /// A client whose connections also serve the peer's calls through `inbound` (reverse calls
+    /// over connections this side opened, as Spark's client-mode RpcEnv needs).
+    pub(crate) fn with_inbound<C: Connector>(
+        cfg: ClientConfig,
+        connector: C,
+        inbound: Arc<dyn Inbound>,
+    ) -> Result<Self, Error> {
         cfg.validate()?;
         Ok(Self {
             inner: Arc::new(ClientInner {
@@ -146,7 +156,7 @@ impl Client {
                 peers: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 closed: AtomicBool::new(false),
-                inbound: Arc::new(ServeNothing),
+                inbound,
             }),
         })
     }

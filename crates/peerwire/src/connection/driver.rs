@@ -43,6 +43,7 @@ pub(crate) async fn run(conn: Arc<Conn>, mut reader: FrameReader) {
     conn.closing.cancel();
     conn.closed.cancel();
     metrics::counter!("peerwire_connections_closed_total").increment(1);
+    conn.inbound.on_disconnected(&conn, &why);
 }
 
 async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {

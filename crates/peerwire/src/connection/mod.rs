@@ -36,7 +36,7 @@ use self::calls::{Calls, CallsState, Reply};
 use self::frame_reader::FrameReader;
 use self::writer::Outgoing;
 use crate::config::ConnectionConfig;
-use crate::error::{Error, NotExecuted, Unknown};
+use crate::error::{Error, NotExecuted, Unknown, failure_to_error};
 use crate::transport::BoxWrite;
 
 /// Who is at the other end of a connection, as established by the handshake.
@@ -96,6 +96,10 @@ pub(crate) trait Inbound: Send + Sync + 'static {
     fn on_oneway(&self, conn: &Arc<Conn>, message: OneWay);
     /// The peer cancelled request `id`.
     fn on_cancel(&self, _conn: &Arc<Conn>, _id: u64) {}
+    /// The connection was established (after the handshake).
+    fn on_connected(&self, _conn: &Arc<Conn>) {}
+    /// The connection closed; `why` says how.
+    fn on_disconnected(&self, _conn: &Arc<Conn>, _why: &str) {}
 }
 
 /// Inbound policy of a side that serves nothing: every request fails as unknown route.
@@ -259,6 +263,7 @@ impl Conn {
             span,
         ));
         metrics::counter!("peerwire_connections_opened_total").increment(1);
+        conn.inbound.on_connected(&conn);
         Connection { conn }
     }
 
@@ -481,24 +486,12 @@ impl Conn {
         let peer = self.peer.addr;
         match reply {
             Reply::Ok(bytes) => Ok(bytes),
-            Reply::Failed(f) if f.status == Status::Busy => {
-                Err(self.not_executed(NotExecuted::Busy {
-                    retry_after: (f.retry_after_ms > 0)
-                        .then(|| Duration::from_millis(u64::from(f.retry_after_ms))),
-                    message: f.message,
-                }))
-            }
-            Reply::Failed(f) if !f.status.executed() => {
-                Err(self.not_executed(NotExecuted::Rejected {
-                    status: f.status,
-                    message: f.message,
-                }))
-            }
-            Reply::Failed(f) => Err(Error::Remote {
+            Reply::Failed(f) => Err(failure_to_error(
                 peer,
-                status: f.status,
-                message: f.message,
-            }),
+                f.status,
+                f.retry_after_ms,
+                f.message,
+            )),
             Reply::NotAccepted(reason, message) => {
                 Err(self.not_executed(NotExecuted::ConnectionClosing { reason, message }))
             }

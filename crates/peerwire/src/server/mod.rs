@@ -37,7 +37,9 @@ use self::call_queue::CallQueue;
 use self::reader::ServerInbound;
 use self::route::Routes;
 use crate::config::ServerConfig;
-use crate::connection::{Connection, Route};
+use bytes::Bytes;
+
+use crate::connection::{Connection, Inbound, Route};
 use crate::error::Error;
 use crate::transport::{Listener, TcpListener};
 
@@ -87,6 +89,7 @@ pub struct ServerBuilder {
     cfg: ServerConfig,
     routes: Routes,
     scheduler: Option<Box<dyn Scheduler<Call>>>,
+    extension: Option<(Bytes, Arc<dyn Inbound>)>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -102,6 +105,13 @@ impl ServerBuilder {
     /// Serves `route` with `handler`. A later registration of the same route replaces it.
     pub fn route(mut self, route: impl Into<Route>, handler: impl Handler) -> Self {
         self.routes.insert(route.into(), Arc::new(handler));
+        self
+    }
+
+    /// Hands calls to `route` (and every connection event) to `inbound` instead of the call
+    /// queue. Used by services with their own dispatch, such as the RpcEnv.
+    pub(crate) fn extension(mut self, route: Route, inbound: Arc<dyn Inbound>) -> Self {
+        self.extension = Some((route.0, inbound));
         self
     }
 
@@ -139,6 +149,7 @@ impl ServerBuilder {
                 routes: Arc::new(self.routes),
                 queue: queue.clone(),
                 node_id: self.cfg.identity.node_id,
+                extension: self.extension,
             }),
             conn_limit: Arc::new(Semaphore::new(self.cfg.max_connections)),
             conn_tasks: TaskTracker::new(),
@@ -185,6 +196,7 @@ impl Server {
             cfg,
             routes: Routes::default(),
             scheduler: None,
+            extension: None,
         }
     }
 

@@ -1,0 +1,153 @@
+//! The RpcEnv envelope: what travels in the payload of an RPC frame on the `rpcenv` route.
+//!
+//! | offset | bytes | field         | description                                              |
+//! |-------:|------:|---------------|----------------------------------------------------------|
+//! | 0      | 1     | version       | `1`                                                      |
+//! | 1      | 1     | receiver_len R| 1..=255                                                  |
+//! | 2      | R     | receiver      | endpoint name (UTF-8); `$verifier` is the built-in check |
+//! | 2+R    | 1     | type_len T    | 0..=255                                                  |
+//! | 3+R    | T     | type          | Rust type name of the message (UTF-8)                    |
+//! | 3+R+T  | 1     | sender_len S  | 0 = the sender has no address (client mode)              |
+//! | 4+R+T  | S     | sender        | the sender env's advertised address, as text             |
+//! | 4+R+T+S| …     | body          | the message, encoded by the env's codec                  |
+
+use std::net::SocketAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The receiver name of the built-in endpoint that answers "does endpoint X exist here?".
+pub(crate) const VERIFIER: &str = "$verifier";
+
+const VERSION: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Envelope {
+    pub(crate) receiver: String,
+    pub(crate) type_name: String,
+    pub(crate) sender: Option<SocketAddr>,
+    pub(crate) body: Bytes,
+}
+
+/// Why an envelope could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EnvelopeError {
+    #[error("unsupported envelope version {0}")]
+    Version(u8),
+    #[error("envelope truncated in {0}")]
+    Truncated(&'static str),
+    #[error("envelope {0} is not valid UTF-8")]
+    Utf8(&'static str),
+    #[error("envelope sender `{0}` is not a socket address")]
+    Sender(String),
+    #[error("{0} longer than 255 bytes")]
+    TooLong(&'static str),
+}
+
+fn short(text: &str, what: &'static str) -> Result<u8, EnvelopeError> {
+    u8::try_from(text.len()).map_err(|_| EnvelopeError::TooLong(what))
+}
+
+impl Envelope {
+    pub(crate) fn encode(&self) -> Result<Bytes, EnvelopeError> {
+        let sender = self.sender.map(|a| a.to_string()).unwrap_or_default();
+        let mut buf = BytesMut::with_capacity(
+            4 + self.receiver.len() + self.type_name.len() + sender.len() + self.body.len(),
+        );
+        buf.put_u8(VERSION);
+        buf.put_u8(short(&self.receiver, "receiver name")?);
+        buf.put_slice(self.receiver.as_bytes());
+        buf.put_u8(short(&self.type_name, "message type name")?);
+        buf.put_slice(self.type_name.as_bytes());
+        buf.put_u8(short(&sender, "sender address")?);
+        buf.put_slice(sender.as_bytes());
+        buf.put_slice(&self.body);
+        Ok(buf.freeze())
+    }
+
+    pub(crate) fn decode(mut bytes: Bytes) -> Result<Self, EnvelopeError> {
+        fn take(bytes: &mut Bytes, what: &'static str) -> Result<String, EnvelopeError> {
+            let len = *bytes.first().ok_or(EnvelopeError::Truncated(what))? as usize;
+            if bytes.len() < 1 + len {
+                return Err(EnvelopeError::Truncated(what));
+            }
+            let field = bytes.split_to(1 + len).slice(1..);
+            String::from_utf8(field.to_vec()).map_err(|_| EnvelopeError::Utf8(what))
+        }
+        let version = *bytes.first().ok_or(EnvelopeError::Truncated("version"))?;
+        if version != VERSION {
+            return Err(EnvelopeError::Version(version));
+        }
+        let _ = bytes.split_to(1);
+        let receiver = take(&mut bytes, "receiver")?;
+        let type_name = take(&mut bytes, "type")?;
+        let sender = take(&mut bytes, "sender")?;
+        let sender = if sender.is_empty() {
+            None
+        } else {
+            Some(sender.parse().map_err(|_| EnvelopeError::Sender(sender))?)
+        };
+        Ok(Self {
+            receiver,
+            type_name,
+            sender,
+            body: bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip_with_and_without_sender() {
+        for sender in [
+            None,
+            Some("127.0.0.1:9000".parse().unwrap()),
+            Some("[::1]:1".parse().unwrap()),
+        ] {
+            let e = Envelope {
+                receiver: "hello-service".into(),
+                type_name: "hello::Msg".into(),
+                sender,
+                body: Bytes::from_static(b"\x01\x02"),
+            };
+            assert_eq!(Envelope::decode(e.encode().unwrap()).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn bad_envelopes_are_errors() {
+        assert_eq!(
+            Envelope::decode(Bytes::new()),
+            Err(EnvelopeError::Truncated("version"))
+        );
+        assert_eq!(
+            Envelope::decode(Bytes::from_static(&[2])),
+            Err(EnvelopeError::Version(2))
+        );
+        assert_eq!(
+            Envelope::decode(Bytes::from_static(&[1, 5, b'a'])),
+            Err(EnvelopeError::Truncated("receiver"))
+        );
+        assert!(matches!(
+            Envelope::decode(Bytes::from_static(&[1, 1, b'a', 0, 3, b'x', b'y', b'z'])),
+            Err(EnvelopeError::Sender(_))
+        ));
+        let long = Envelope {
+            receiver: "x".repeat(300),
+            type_name: String::new(),
+            sender: None,
+            body: Bytes::new(),
+        };
+        assert!(long.encode().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Envelope::decode(Bytes::from(data));
+        }
+    }
+}

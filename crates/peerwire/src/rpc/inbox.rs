@@ -1,0 +1,331 @@
+//! Inboxes (Spark's `Inbox`): each endpoint's bounded message queue, processed one message at
+//! a time by a message loop.
+//!
+//! `Start` is the first message and `Stop` the last: after a stop no message is accepted, and
+//! those already queued are processed before `on_stop`. A full inbox refuses user messages at
+//! once (the sender sees busy); connection events are dropped (and counted) rather than
+//! blocking the connection that raised them. A loop processes at most [`BUDGET`] messages of one
+//! inbox before letting other inboxes run, so a flooded endpoint cannot starve the others.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use peerwire_wire::Status;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::codec;
+use super::endpoint::{Endpoint, EndpointContext, EndpointError, MessageContext};
+use super::endpoint_ref::{EndpointRef, Target, with_decode_context};
+use super::env::{EnvInner, RpcEnv};
+use super::reply::ReplyContext;
+use crate::connection::Connection;
+use crate::server::call_queue::CallQueue;
+use crate::transport::BoxFuture;
+
+/// Messages one loop processes from one inbox before it lets other inboxes run.
+const BUDGET: usize = 64;
+
+/// An entry of an inbox.
+pub(crate) enum InboxMessage {
+    Start,
+    OneWay {
+        type_name: String,
+        body: Bytes,
+        ctx: MessageContext,
+        conn: Option<Connection>,
+    },
+    Ask {
+        type_name: String,
+        body: Bytes,
+        conn: Option<Connection>,
+        reply: ReplyContext,
+    },
+    Connected(SocketAddr),
+    Disconnected(SocketAddr),
+    NetworkError(String, SocketAddr),
+    Stop,
+}
+
+impl InboxMessage {
+    fn is_user(&self) -> bool {
+        matches!(self, Self::OneWay { .. } | Self::Ask { .. })
+    }
+
+    /// Fails an ask that could not be delivered.
+    pub(crate) fn refuse(self, status: Status, message: String) {
+        if let Self::Ask { reply, .. } = self {
+            reply.state().fail_if_pending(status, message);
+        }
+    }
+}
+
+/// A message that was not queued, with the reason (boxed: the error path is rare and the
+/// message large).
+pub(crate) type Refused = Box<(PostError, InboxMessage)>;
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PostError {
+    NotFound,
+    Full { capacity: usize },
+    Stopped,
+}
+
+/// An endpoint behind an object-safe interface.
+pub(crate) trait ErasedEndpoint: Send {
+    fn handle<'a>(
+        &'a mut self,
+        message: InboxMessage,
+        env: &'a Arc<EnvInner>,
+        name: &'a str,
+    ) -> BoxFuture<'a, ()>;
+}
+
+pub(crate) struct Erased<E>(pub(crate) E);
+
+fn decode_message<M: DeserializeOwned>(
+    env: &Arc<EnvInner>,
+    conn: Option<&Connection>,
+    endpoint: &str,
+    type_name: &str,
+    body: &Bytes,
+) -> Result<M, EndpointError> {
+    let expected = std::any::type_name::<M>();
+    if type_name != expected {
+        return Err(EndpointError(format!(
+            "endpoint `{endpoint}` does not handle message type `{type_name}` (it takes `{expected}`)"
+        )));
+    }
+    with_decode_context(env, conn, || codec::decode::<M>(&*env.codec, body)).map_err(|e| {
+        EndpointError(format!(
+            "endpoint `{endpoint}` could not decode a `{type_name}` message: {e}"
+        ))
+    })
+}
+
+impl<E: Endpoint> ErasedEndpoint for Erased<E> {
+    fn handle<'a>(
+        &'a mut self,
+        message: InboxMessage,
+        env: &'a Arc<EnvInner>,
+        name: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        let endpoint = &mut self.0;
+        Box::pin(async move {
+            match message {
+                InboxMessage::Start => {
+                    let ctx = EndpointContext {
+                        self_ref: EndpointRef::new(
+                            name.to_owned(),
+                            Target::Local,
+                            Arc::downgrade(env),
+                        ),
+                        env: RpcEnv { inner: env.clone() },
+                    };
+                    endpoint.on_start(&ctx).await;
+                }
+                InboxMessage::OneWay {
+                    type_name,
+                    body,
+                    ctx,
+                    conn,
+                } => {
+                    let decoded =
+                        decode_message::<E::Message>(env, conn.as_ref(), name, &type_name, &body);
+                    let result = match decoded {
+                        Ok(message) => endpoint.receive(message, &ctx).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = result {
+                        endpoint.on_error(e).await;
+                    }
+                }
+                InboxMessage::Ask {
+                    type_name,
+                    body,
+                    conn,
+                    reply,
+                } => {
+                    let state = reply.state();
+                    match decode_message::<E::Message>(env, conn.as_ref(), name, &type_name, &body)
+                    {
+                        Ok(message) => {
+                            if let Err(e) = endpoint.receive_and_reply(message, reply).await {
+                                state.fail_if_pending(Status::HandlerFailed, e.0.clone());
+                                endpoint.on_error(e).await;
+                            }
+                        }
+                        Err(e) => {
+                            state.fail_if_pending(Status::BadRequest, e.0.clone());
+                            drop(reply);
+                            endpoint.on_error(e).await;
+                        }
+                    }
+                }
+                InboxMessage::Connected(remote) => endpoint.on_connected(remote).await,
+                InboxMessage::Disconnected(remote) => endpoint.on_disconnected(remote).await,
+                InboxMessage::NetworkError(error, remote) => {
+                    endpoint.on_network_error(error, remote).await;
+                }
+                InboxMessage::Stop => endpoint.on_stop().await,
+            }
+        })
+    }
+}
+
+struct State {
+    queue: VecDeque<InboxMessage>,
+    /// The inbox is in its loop's queue or being processed.
+    scheduled: bool,
+    /// `Stop` was queued: nothing else is accepted.
+    stopped: bool,
+}
+
+/// One endpoint's queue and the endpoint itself.
+pub(crate) struct Inbox {
+    pub(crate) name: String,
+    state: Mutex<State>,
+    capacity: usize,
+    /// The endpoint; `None` once it has stopped (dropping it breaks reference cycles).
+    endpoint: tokio::sync::Mutex<Option<Box<dyn ErasedEndpoint>>>,
+    home: Arc<CallQueue<Arc<Self>>>,
+    /// Fires when `on_stop` has run.
+    pub(crate) terminated: CancellationToken,
+}
+
+impl Inbox {
+    pub(crate) fn new(
+        name: String,
+        endpoint: Box<dyn ErasedEndpoint>,
+        capacity: usize,
+        home: Arc<CallQueue<Arc<Self>>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            state: Mutex::new(State {
+                queue: VecDeque::from([InboxMessage::Start]),
+                scheduled: true,
+                stopped: false,
+            }),
+            capacity,
+            endpoint: tokio::sync::Mutex::new(Some(endpoint)),
+            home,
+            terminated: CancellationToken::new(),
+        })
+    }
+
+    /// Schedules the initial `Start` (call once, after registration).
+    pub(crate) fn start(self: &Arc<Self>) {
+        self.schedule();
+    }
+
+    fn schedule(self: &Arc<Self>) {
+        // The loops' queue is unbounded; a refusal can only mean it is closed (shutdown).
+        if self.home.push(self.clone()).is_err() {
+            tracing::debug!(endpoint = %self.name, "message loops closed");
+        }
+    }
+
+    /// Queues a message; user messages are refused when the inbox is full.
+    pub(crate) fn post(self: &Arc<Self>, message: InboxMessage) -> Result<(), Refused> {
+        let schedule = {
+            let mut state = self.state.lock().expect("inbox lock poisoned");
+            if state.stopped {
+                return Err(Box::new((PostError::Stopped, message)));
+            }
+            if state.queue.len() >= self.capacity {
+                if !message.is_user() {
+                    metrics::counter!("peerwire_rpc_events_dropped_total").increment(1);
+                }
+                return Err(Box::new((
+                    PostError::Full {
+                        capacity: self.capacity,
+                    },
+                    message,
+                )));
+            }
+            state.queue.push_back(message);
+            !std::mem::replace(&mut state.scheduled, true)
+        };
+        if schedule {
+            self.schedule();
+        }
+        Ok(())
+    }
+
+    /// Queues `Stop` after everything already queued. Reentrant: later calls do nothing.
+    pub(crate) fn stop(self: &Arc<Self>) {
+        let schedule = {
+            let mut state = self.state.lock().expect("inbox lock poisoned");
+            if state.stopped {
+                return;
+            }
+            state.stopped = true;
+            state.queue.push_back(InboxMessage::Stop);
+            !std::mem::replace(&mut state.scheduled, true)
+        };
+        if schedule {
+            self.schedule();
+        }
+    }
+
+    /// Processes queued messages, at most [`BUDGET`] before yielding to other inboxes.
+    pub(crate) async fn process(self: &Arc<Self>, env: &Arc<EnvInner>) {
+        let mut guard = self.endpoint.lock().await;
+        for _ in 0..BUDGET {
+            let message = {
+                let mut state = self.state.lock().expect("inbox lock poisoned");
+                match state.queue.pop_front() {
+                    Some(m) => m,
+                    None => {
+                        state.scheduled = false;
+                        return;
+                    }
+                }
+            };
+            let Some(endpoint) = guard.as_mut() else {
+                message.refuse(
+                    Status::UnknownRoute,
+                    format!("endpoint `{}` has stopped", self.name),
+                );
+                continue;
+            };
+            let is_stop = matches!(message, InboxMessage::Stop);
+            let run = AssertUnwindSafe(endpoint.handle(message, env, &self.name)).catch_unwind();
+            if let Err(panic) = run.await {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                metrics::counter!("peerwire_rpc_endpoint_panics_total").increment(1);
+                tracing::error!(endpoint = %self.name, panic = %what, "endpoint panicked");
+            }
+            if is_stop {
+                *guard = None;
+                env.dispatcher.remove(&self.name, self);
+                self.terminated.cancel();
+                let leftovers: Vec<InboxMessage> = {
+                    let mut state = self.state.lock().expect("inbox lock poisoned");
+                    state.scheduled = false;
+                    state.queue.drain(..).collect()
+                };
+                for message in leftovers {
+                    message.refuse(
+                        Status::UnknownRoute,
+                        format!("endpoint `{}` has stopped", self.name),
+                    );
+                }
+                return;
+            }
+        }
+        drop(guard);
+        // Budget spent: go to the back of the loop's queue.
+        self.schedule();
+    }
+}
