@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use peerwire::rpc::{
     Codec, Endpoint, EndpointContext, EndpointError, EndpointOptions, EndpointRef, MessageContext,
-    ReplyContext, RpcEnv, RpcEnvConfig,
+    ReplyContext, RpcEnv, RpcEnvConfig, SharedEndpoint,
 };
 use peerwire::{Error, NotExecuted, Status, Unknown};
 use peerwire_testkit::{Gate, bounded};
@@ -121,6 +121,10 @@ impl Endpoint for Recorder {
 
     async fn on_error(&mut self, error: EndpointError) {
         self.event(format!("error:{error}"));
+    }
+
+    async fn on_network_error(&mut self, error: String, _remote: SocketAddr) {
+        self.event(format!("network-error:{error}"));
     }
 }
 
@@ -573,6 +577,101 @@ async fn the_codec_is_pluggable() {
         .unwrap();
     let answer: String = remote.ask(Msg::Echo("json".into())).await.unwrap();
     assert_eq!(answer, "json");
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// Answers `Sleep` after the gate opens; many at once.
+struct Parallel {
+    gate: Arc<Gate>,
+    events: mpsc::UnboundedSender<String>,
+}
+
+impl SharedEndpoint for Parallel {
+    type Message = Msg;
+
+    async fn receive_and_reply(&self, msg: Msg, reply: ReplyContext) -> Result<(), EndpointError> {
+        match msg {
+            Msg::Sleep => {
+                self.gate.pass().await;
+                reply.reply(&"slept".to_owned());
+            }
+            other => reply.fail(format!("cannot answer {other:?}")),
+        }
+        Ok(())
+    }
+
+    async fn on_stop(&self) {
+        let _ = self.events.send("stop".into());
+    }
+}
+
+#[tokio::test]
+async fn a_shared_endpoint_processes_messages_concurrently() {
+    let gate = Gate::new();
+    let env = server_env("server").await;
+    let (events, mut rx) = mpsc::unbounded_channel();
+    let par = env
+        .setup_shared_endpoint(
+            "par",
+            Parallel {
+                gate: gate.clone(),
+                events,
+            },
+            4,
+            EndpointOptions::default(),
+        )
+        .unwrap();
+    let asks: Vec<_> = (0..4)
+        .map(|_| {
+            let par = par.clone();
+            tokio::spawn(async move { par.ask::<String>(Msg::Sleep).await })
+        })
+        .collect();
+    // All four are inside the endpoint at the same time (a sequential endpoint would hold one).
+    gate.wait_entered(4).await;
+    env.stop(&par);
+    gate.open();
+    for ask in asks {
+        assert_eq!(
+            bounded("a concurrent ask", ask).await.unwrap().unwrap(),
+            "slept"
+        );
+    }
+    // on_stop ran after all of them.
+    assert_eq!(bounded("on_stop", rx.recv()).await.as_deref(), Some("stop"));
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn outbox_reports_a_failed_connect_and_reconnects_on_the_next_send() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = client_env("client").await;
+    let (watcher, mut watcher_events) = Recorder::new(Gate::new());
+    client.setup_endpoint("watcher", watcher).unwrap();
+    assert_eq!(next(&mut watcher_events).await, "start");
+
+    // Nobody listens yet: the send is queued, the connect fails, and every endpoint hears why.
+    let r = client.endpoint_ref_unchecked::<Msg>(addr, "rec");
+    r.send(Msg::Note("lost".into())).unwrap();
+    let event = next_message(&mut watcher_events).await;
+    assert!(
+        event.starts_with("network-error:1 queued message(s) to"),
+        "{event}"
+    );
+
+    // The peer comes up; the next send reconnects and is delivered.
+    let server = RpcEnv::start(RpcEnvConfig::server("server", addr))
+        .await
+        .unwrap();
+    let (rec, mut rec_events) = Recorder::new(Gate::new());
+    server.setup_endpoint("rec", rec).unwrap();
+    assert_eq!(next(&mut rec_events).await, "start");
+    r.send(Msg::Note("found".into())).unwrap();
+    assert_eq!(next_message(&mut rec_events).await, "note:found");
     client.shutdown().await;
     server.shutdown().await;
 }

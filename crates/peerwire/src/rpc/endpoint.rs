@@ -159,3 +159,78 @@ impl<M> EndpointContext<M> {
         &self.env
     }
 }
+
+/// An endpoint that processes messages concurrently (Spark's plain `RpcEndpoint` with
+/// concurrency enabled): methods take `&self`, and up to the configured number of messages run
+/// at once. `on_start` still runs before any message and `on_stop` after all of them; messages
+/// are started in order but may finish in any order.
+pub trait SharedEndpoint: Send + Sync + 'static {
+    /// What this endpoint receives.
+    type Message: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Runs once, before any message.
+    fn on_start(&self, ctx: &EndpointContext<Self::Message>) -> impl Future<Output = ()> + Send {
+        let _ = ctx;
+        async {}
+    }
+
+    /// A one-way message.
+    fn receive(
+        &self,
+        message: Self::Message,
+        ctx: &MessageContext,
+    ) -> impl Future<Output = Result<(), EndpointError>> + Send {
+        let _ = (message, ctx);
+        async {
+            Err(EndpointError::new(
+                "this endpoint does not accept one-way messages",
+            ))
+        }
+    }
+
+    /// A message that expects a reply.
+    fn receive_and_reply(
+        &self,
+        message: Self::Message,
+        reply: ReplyContext,
+    ) -> impl Future<Output = Result<(), EndpointError>> + Send {
+        let _ = message;
+        async move {
+            reply.fail("this endpoint does not answer asks");
+            Ok(())
+        }
+    }
+
+    /// Runs once, after every message.
+    fn on_stop(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A connection to `remote` was established.
+    fn on_connected(&self, remote: SocketAddr) -> impl Future<Output = ()> + Send {
+        let _ = remote;
+        async {}
+    }
+
+    /// The connection to `remote` closed.
+    fn on_disconnected(&self, remote: SocketAddr) -> impl Future<Output = ()> + Send {
+        let _ = remote;
+        async {}
+    }
+
+    /// Messages queued for `remote` could not be delivered.
+    fn on_network_error(
+        &self,
+        error: String,
+        remote: SocketAddr,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (error, remote);
+        async {}
+    }
+
+    /// A message failed or could not be decoded.
+    fn on_error(&self, error: EndpointError) -> impl Future<Output = ()> + Send {
+        tracing::warn!(%error, "endpoint error");
+        async {}
+    }
+}

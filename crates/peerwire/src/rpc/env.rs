@@ -15,11 +15,11 @@ use tokio_util::task::TaskTracker;
 use super::ROUTE;
 use super::codec::{self, BincodeCodec, Codec};
 use super::dispatcher::Dispatcher;
-use super::endpoint::{Endpoint, MessageContext};
+use super::endpoint::{Endpoint, MessageContext, SharedEndpoint};
 use super::endpoint_ref::{EndpointRef, RefInner, Target, with_decode_context};
 use super::envelope::{Envelope, VERIFIER};
 use super::inbound::{RpcInbound, post_failure};
-use super::inbox::{Erased, Inbox, InboxMessage, PostError};
+use super::inbox::{Concurrent, Erased, ErasedEndpoint, Inbox, InboxMessage, PostError};
 use super::message_loop::MessageLoops;
 use super::outbox::Outboxes;
 use super::reply::{ReplyContext, ReplySink};
@@ -423,7 +423,33 @@ impl RpcEnv {
         endpoint: E,
         options: EndpointOptions,
     ) -> Result<EndpointRef<E::Message>, Error> {
-        let name = name.into();
+        self.register(name.into(), Box::new(Erased(endpoint)), options)
+    }
+
+    /// Registers an endpoint that processes up to `concurrency` messages at once (`&self`
+    /// access). `on_start` runs first and `on_stop` after every message.
+    pub fn setup_shared_endpoint<E: SharedEndpoint>(
+        &self,
+        name: impl Into<String>,
+        endpoint: E,
+        concurrency: u32,
+        options: EndpointOptions,
+    ) -> Result<EndpointRef<E::Message>, Error> {
+        let concurrency = concurrency.max(1);
+        let erased = Concurrent {
+            endpoint: Arc::new(endpoint),
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrency as usize)),
+            concurrency,
+        };
+        self.register(name.into(), Box::new(erased), options)
+    }
+
+    fn register<M>(
+        &self,
+        name: String,
+        endpoint: Box<dyn ErasedEndpoint>,
+        options: EndpointOptions,
+    ) -> Result<EndpointRef<M>, Error> {
         self.inner.check_running()?;
         if name.is_empty() || name.len() > 255 || name.starts_with('$') {
             return Err(Error::Config(format!(
@@ -440,19 +466,14 @@ impl RpcEnv {
             .inbox_capacity
             .unwrap_or(self.inner.cfg.inbox_capacity)
             .max(1);
-        let inbox = Inbox::new(name.clone(), Box::new(Erased(endpoint)), capacity, home);
-        match self.inner.dispatcher.register(inbox) {
-            Ok(()) => {}
-            Err(_) => {
-                return Err(Error::Config(format!(
-                    "endpoint `{name}` is already registered in rpc env `{}`",
-                    self.inner.name
-                )));
-            }
+        let inbox = Inbox::new(name.clone(), endpoint, capacity, home);
+        if self.inner.dispatcher.register(inbox.clone()).is_err() {
+            return Err(Error::Config(format!(
+                "endpoint `{name}` is already registered in rpc env `{}`",
+                self.inner.name
+            )));
         }
-        if let Some(inbox) = self.inner.dispatcher.get(&name) {
-            inbox.start();
-        }
+        inbox.start();
         Ok(EndpointRef::new(name, Target::Local, weak))
     }
 
@@ -462,6 +483,17 @@ impl RpcEnv {
             .dispatcher
             .contains(name)
             .then(|| EndpointRef::new(name.to_owned(), Target::Local, Arc::downgrade(&self.inner)))
+    }
+
+    /// A ref to the endpoint `name` at `address` without checking that it exists (for peers
+    /// that may not be up yet). Sends queue in the outbox until a connection is made.
+    pub fn endpoint_ref_unchecked<M>(&self, address: SocketAddr, name: &str) -> EndpointRef<M> {
+        let target = if Some(address) == self.inner.address {
+            Target::Local
+        } else {
+            Target::Remote(address)
+        };
+        EndpointRef::new(name.to_owned(), target, Arc::downgrade(&self.inner))
     }
 
     /// A ref to the endpoint `name` of the environment at `address`, after checking that it

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::codec;
-use super::endpoint::{Endpoint, EndpointContext, EndpointError, MessageContext};
+use super::endpoint::{Endpoint, EndpointContext, EndpointError, MessageContext, SharedEndpoint};
 use super::endpoint_ref::{EndpointRef, Target, with_decode_context};
 use super::env::{EnvInner, RpcEnv};
 use super::reply::ReplyContext;
@@ -173,6 +173,115 @@ impl<E: Endpoint> ErasedEndpoint for Erased<E> {
                     endpoint.on_network_error(error, remote).await;
                 }
                 InboxMessage::Stop => endpoint.on_stop().await,
+            }
+        })
+    }
+}
+
+/// A [`SharedEndpoint`] with the slots that bound its concurrency.
+pub(crate) struct Concurrent<E> {
+    pub(crate) endpoint: Arc<E>,
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) concurrency: u32,
+}
+
+/// Runs one user message on a shared endpoint.
+async fn run_shared<E: SharedEndpoint>(
+    endpoint: &E,
+    message: InboxMessage,
+    env: &Arc<EnvInner>,
+    name: &str,
+) {
+    match message {
+        InboxMessage::OneWay {
+            type_name,
+            body,
+            ctx,
+            conn,
+        } => {
+            let result =
+                match decode_message::<E::Message>(env, conn.as_ref(), name, &type_name, &body) {
+                    Ok(message) => endpoint.receive(message, &ctx).await,
+                    Err(e) => Err(e),
+                };
+            if let Err(e) = result {
+                endpoint.on_error(e).await;
+            }
+        }
+        InboxMessage::Ask {
+            type_name,
+            body,
+            conn,
+            reply,
+        } => {
+            let state = reply.state();
+            match decode_message::<E::Message>(env, conn.as_ref(), name, &type_name, &body) {
+                Ok(message) => {
+                    if let Err(e) = endpoint.receive_and_reply(message, reply).await {
+                        state.fail_if_pending(Status::HandlerFailed, e.0.clone());
+                        endpoint.on_error(e).await;
+                    }
+                }
+                Err(e) => {
+                    state.fail_if_pending(Status::BadRequest, e.0.clone());
+                    drop(reply);
+                    endpoint.on_error(e).await;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+impl<E: SharedEndpoint> ErasedEndpoint for Concurrent<E> {
+    fn handle<'a>(
+        &'a mut self,
+        message: InboxMessage,
+        env: &'a Arc<EnvInner>,
+        name: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match message {
+                InboxMessage::Start => {
+                    let ctx = EndpointContext {
+                        self_ref: EndpointRef::new(
+                            name.to_owned(),
+                            Target::Local,
+                            Arc::downgrade(env),
+                        ),
+                        env: RpcEnv { inner: env.clone() },
+                    };
+                    self.endpoint.on_start(&ctx).await;
+                }
+                message @ (InboxMessage::OneWay { .. } | InboxMessage::Ask { .. }) => {
+                    // Waiting for a slot holds this inbox's loop: the inbox applies the
+                    // backpressure, and messages still start in order.
+                    let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let endpoint = self.endpoint.clone();
+                    let task_env = env.clone();
+                    let name = name.to_owned();
+                    env.tasks.spawn(async move {
+                        let run =
+                            AssertUnwindSafe(run_shared(&*endpoint, message, &task_env, &name));
+                        if run.catch_unwind().await.is_err() {
+                            metrics::counter!("peerwire_rpc_endpoint_panics_total").increment(1);
+                            tracing::error!(endpoint = %name, "endpoint panicked");
+                        }
+                        drop(slot);
+                    });
+                }
+                InboxMessage::Connected(remote) => self.endpoint.on_connected(remote).await,
+                InboxMessage::Disconnected(remote) => self.endpoint.on_disconnected(remote).await,
+                InboxMessage::NetworkError(error, remote) => {
+                    self.endpoint.on_network_error(error, remote).await;
+                }
+                InboxMessage::Stop => {
+                    // Every message in flight finishes before on_stop.
+                    let _all = self.slots.acquire_many(self.concurrency).await;
+                    self.endpoint.on_stop().await;
+                }
             }
         })
     }

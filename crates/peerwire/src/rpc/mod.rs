@@ -33,7 +33,8 @@
 //! | Spark | peerwire |
 //! |---|---|
 //! | `NettyRpcEnv` | [`RpcEnv`] (`env.rs`) |
-//! | `RpcEndpoint` / `ThreadSafeRpcEndpoint` | [`Endpoint`] (`&mut self`: one message at a time) |
+//! | `ThreadSafeRpcEndpoint` | [`Endpoint`] (`&mut self`: one message at a time) |
+//! | `RpcEndpoint` with concurrency | [`SharedEndpoint`] (`&self`, up to N messages at once) |
 //! | `IsolatedRpcEndpoint` | [`EndpointOptions::isolated`] |
 //! | `RpcEndpointRef` | [`EndpointRef`] (serializable; binds on receipt) |
 //! | `RpcCallContext` | [`ReplyContext`] |
@@ -55,7 +56,7 @@ mod outbox;
 mod reply;
 
 pub use codec::{BincodeCodec, Codec};
-pub use endpoint::{Endpoint, EndpointContext, EndpointError, MessageContext};
+pub use endpoint::{Endpoint, EndpointContext, EndpointError, MessageContext, SharedEndpoint};
 pub use endpoint_ref::EndpointRef;
 pub use env::{
     DEFAULT_ASK_TIMEOUT, DEFAULT_INBOX_CAPACITY, DEFAULT_OUTBOX_CAPACITY, EndpointOptions, RpcEnv,
