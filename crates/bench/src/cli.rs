@@ -22,6 +22,9 @@ pub(crate) enum Command {
     /// Unary echo over one connection with N requests in flight: peerwire vs raw TCP, tonic,
     /// tarpc.
     Rpc(RpcArgs),
+    /// RpcEnv asks (named endpoints, typed messages) with N in flight, beside the raw peerwire
+    /// call path, raw TCP and tonic.
+    Rpcenv(RpcArgs),
 }
 
 /// Options shared by every scenario.

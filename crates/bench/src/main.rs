@@ -28,7 +28,8 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Rpc(args) => rpc::run(&args),
+        Command::Rpc(args) => rpc::run(&args, &rpc::RPC),
+        Command::Rpcenv(args) => rpc::run(&args, &rpc::RPCENV),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,10 +20,57 @@ use crate::harness::{self, LoadResult, LoadSpec};
 use crate::report::{self, Baseline, Column, Measurement, Row};
 use crate::runtime::RuntimeThread;
 
-/// Scenario name in results.
-const SCENARIO: &str = "rpc";
+/// What distinguishes the scenarios that share this echo workload.
+#[derive(Debug)]
+pub(crate) struct Scenario {
+    /// Scenario name in results.
+    name: &'static str,
+    /// What the table's title line says the workload is.
+    title: &'static str,
+    /// Impls run when `--impls` is not given.
+    default_impls: &'static [ImplKind],
+    /// Ratios reported for every row.
+    baselines: &'static [Baseline],
+}
 
-/// Ratios reported for every row.
+/// `rpc`: the raw call path of every impl.
+pub(crate) const RPC: Scenario = Scenario {
+    name: "rpc",
+    title: "unary echo over one connection",
+    default_impls: &[
+        ImplKind::Peerwire,
+        ImplKind::RawTcp,
+        ImplKind::Tonic,
+        ImplKind::Tarpc,
+    ],
+    baselines: &BASELINES,
+};
+
+/// `rpcenv`: asks to a named endpoint through an RpcEnv, beside the raw peerwire call path
+/// (the target is at least 0.85 of it) and the baselines.
+pub(crate) const RPCENV: Scenario = Scenario {
+    name: "rpcenv",
+    title: "RpcEnv ask to a named endpoint over one connection",
+    default_impls: &[
+        ImplKind::PeerwireRpcEnv,
+        ImplKind::Peerwire,
+        ImplKind::RawTcp,
+        ImplKind::Tonic,
+    ],
+    baselines: &RPCENV_BASELINES,
+};
+
+const RPCENV_BASELINES: [Baseline; 3] = [
+    Baseline {
+        impl_name: "peerwire",
+        key: "vs_peerwire",
+        header: "vs peerwire",
+    },
+    BASELINES[0],
+    BASELINES[1],
+];
+
+/// Ratios reported for every row of `rpc`.
 const BASELINES: [Baseline; 2] = [
     Baseline {
         impl_name: "raw-tcp",
@@ -88,6 +135,7 @@ macro_rules! rpc_impls {
 
 rpc_impls! {
     Peerwire => "peerwire", crate::impls::peerwire_echo::Peerwire;
+    PeerwireRpcEnv => "peerwire-rpcenv", crate::impls::rpcenv_echo::RpcEnvEcho;
     RawTcp => "raw-tcp", RawTcp;
     Tonic => "tonic", Tonic;
     Tarpc => "tarpc", Tarpc;
@@ -139,14 +187,14 @@ pub(crate) struct EchoSpec {
 }
 
 /// Runs the scenario and prints the results.
-pub(crate) fn run(args: &RpcArgs) -> Result<(), BoxError> {
+pub(crate) fn run(args: &RpcArgs, scenario: &Scenario) -> Result<(), BoxError> {
     let common = &args.common;
     common.validate()?;
     if args.inflight.is_empty() || args.inflight.contains(&0) {
         return Err("--inflight levels must be at least 1".into());
     }
     let mut impls = if args.impls.is_empty() {
-        ImplKind::all()
+        scenario.default_impls.to_vec()
     } else {
         args.impls.clone()
     };
@@ -170,14 +218,14 @@ pub(crate) fn run(args: &RpcArgs) -> Result<(), BoxError> {
                     runs = common.runs,
                     name = kind.name()
                 );
-                eprintln!("[rpc] {label} ...");
+                eprintln!("[{}] {label} ...", scenario.name);
                 let load = kind
                     .run_once(&spec)
-                    .map_err(|e| format!("rpc {label}: {e}"))?;
+                    .map_err(|e| format!("{} {label}: {e}", scenario.name))?;
                 let m = Measurement::from_load(&load);
                 eprintln!(
-                    "[rpc] {label}: {:.0} ops/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
-                    m.ops_per_sec, m.p50_us, m.p99_us, m.p999_us
+                    "[{}] {label}: {:.0} ops/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
+                    scenario.name, m.ops_per_sec, m.p50_us, m.p99_us, m.p999_us
                 );
                 measurements[i][j].push(m);
             }
@@ -195,14 +243,14 @@ pub(crate) fn run(args: &RpcArgs) -> Result<(), BoxError> {
                 ("runs".to_owned(), json!(common.runs)),
             ];
             rows.extend(Row::from_runs(
-                SCENARIO,
+                scenario.name,
                 kind.name(),
                 params,
                 &measurements[i][j],
             ));
         }
     }
-    report::apply_ratios(&mut rows, &BASELINES);
+    report::apply_ratios(&mut rows, scenario.baselines);
 
     if common.json {
         for row in &rows {
@@ -210,11 +258,21 @@ pub(crate) fn run(args: &RpcArgs) -> Result<(), BoxError> {
         }
     } else {
         println!(
-            "rpc: unary echo over one connection; payload {} B; {} server + {} client worker \
+            "{}: {}; payload {} B; {} server + {} client worker \
              thread(s); {} s measured after {} s warm-up; median of {} run(s) by ops/s",
-            args.payload, common.threads, common.threads, common.secs, common.warmup, common.runs
+            scenario.name,
+            scenario.title,
+            args.payload,
+            common.threads,
+            common.threads,
+            common.secs,
+            common.warmup,
+            common.runs
         );
-        print!("{}", report::render_table(&rows, &COLUMNS, &BASELINES));
+        print!(
+            "{}",
+            report::render_table(&rows, &COLUMNS, scenario.baselines)
+        );
     }
     Ok(())
 }

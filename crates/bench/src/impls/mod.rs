@@ -1,3 +1,4 @@
 //! Implementations of the library under test (the baselines live in `crate::baseline`).
 
 pub(crate) mod peerwire_echo;
+pub(crate) mod rpcenv_echo;

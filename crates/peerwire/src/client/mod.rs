@@ -203,8 +203,16 @@ impl Client {
             let conn = self
                 .connection_until(&pool, peer, options.hash_key, until)
                 .await?;
-            let remaining = until.saturating_duration_since(Instant::now());
-            match conn.conn.call(&route, payload.clone(), remaining).await {
+            let remaining = if retried {
+                until.saturating_duration_since(Instant::now())
+            } else {
+                deadline
+            };
+            match conn
+                .conn
+                .call(&route, payload.clone(), remaining, until)
+                .await
+            {
                 Err(Error::NotExecuted {
                     reason: NotExecuted::ConnectionClosing { .. },
                     ..
@@ -268,6 +276,15 @@ impl Client {
                 peer: peer.addr,
                 reason: NotExecuted::Connect(e),
             })
+    }
+
+    /// Closes every connection at once: calls in flight end as lost.
+    pub(crate) fn close_all_hard(&self, why: &str) {
+        self.inner.closed.store(true, Ordering::Release);
+        for c in self.inner.all_connections() {
+            c.conn
+                .begin_close_hard(GoAwayReason::Normal, why.to_owned());
+        }
     }
 
     /// Closes every connection gracefully (in-flight calls finish) and waits for them.

@@ -38,6 +38,7 @@ const LINGER: Duration = Duration::from_secs(1);
 pub(crate) async fn run(conn: Arc<Conn>, mut reader: FrameReader) {
     let why = read_loop(&conn, &mut reader).await;
     tracing::debug!(%why, "connection closed");
+    conn.open.store(false, Ordering::Release);
     conn.calls.lock().expect("calls lock poisoned").close(&why);
     conn.abort.cancel();
     conn.closing.cancel();

@@ -21,9 +21,11 @@ pub(crate) mod keepalive;
 pub(crate) mod writer;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use peerwire_wire::{Frame, GoAwayReason, Hello, Lane, OneWay, Request, Status};
@@ -151,6 +153,8 @@ pub(crate) struct Conn {
     pub(crate) activity: Arc<Activity>,
     /// Fires when a close is requested (or the writer stops).
     pub(crate) closing: CancellationToken,
+    /// Cleared when a close is requested: a lock-free check for the hot path.
+    pub(crate) open: AtomicBool,
     /// Fires to stop the writer at once.
     abort: CancellationToken,
     /// Fires when the connection is fully closed.
@@ -212,6 +216,7 @@ impl Conn {
             write_queue: cfg.write_queue,
             activity: activity.clone(),
             closing: closing.clone(),
+            open: AtomicBool::new(true),
             abort: abort.clone(),
             closed: CancellationToken::new(),
             close_request: Mutex::new(None),
@@ -366,6 +371,7 @@ impl Conn {
     }
 
     fn request_close(&self, request: CloseRequest) {
+        self.open.store(false, Ordering::Release);
         {
             let mut slot = self.close_request.lock().expect("close lock poisoned");
             match slot.as_ref() {
@@ -413,32 +419,32 @@ impl Conn {
         }
     }
 
-    /// Sends a request and waits for its reply until `deadline` passes.
+    /// Sends a request and waits for its reply until `until` (= now + `deadline`) passes.
     pub(crate) async fn call(
         self: &Arc<Self>,
         route: &Route,
         payload: Bytes,
         deadline: Duration,
+        until: Instant,
     ) -> Result<Bytes, Error> {
-        let start = Instant::now();
         self.check_sizes(route, &payload, 6)
             .map_err(|r| self.not_executed(r))?;
+        let mut budget = deadline;
         let slot = match self.call_slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                match tokio::time::timeout(deadline, self.call_slots.clone().acquire_owned()).await
-                {
-                    Ok(Ok(slot)) => slot,
-                    Ok(Err(_)) | Err(_) => {
+                // Slow path: wait for an in-flight slot, within the deadline.
+                let acquired =
+                    tokio::time::timeout_at(until, self.call_slots.clone().acquire_owned()).await;
+                budget = until.saturating_duration_since(Instant::now());
+                match acquired {
+                    Ok(Ok(slot)) if !budget.is_zero() => slot,
+                    _ => {
                         return Err(self.not_executed(NotExecuted::DeadlineBeforeSend { deadline }));
                     }
                 }
             }
         };
-        let remaining = deadline.saturating_sub(start.elapsed());
-        if remaining.is_zero() {
-            return Err(self.not_executed(NotExecuted::DeadlineBeforeSend { deadline }));
-        }
         let (tx, rx) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.calls
@@ -455,7 +461,7 @@ impl Conn {
         };
         let frame = Frame::Request(Request {
             id,
-            deadline_ms: remaining.as_millis().clamp(1, u128::from(u32::MAX)) as u32,
+            deadline_ms: budget.as_millis().clamp(1, u128::from(u32::MAX)) as u32,
             route: route.0.clone(),
             payload,
         });
@@ -467,7 +473,7 @@ impl Conn {
                 message: "connection closed before the request was written".into(),
             }));
         }
-        let reply = match tokio::time::timeout(remaining, rx).await {
+        let reply = match tokio::time::timeout_at(until, rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Reply::Lost("connection dropped the call".into()),
             Err(_) => {
@@ -573,7 +579,10 @@ impl Connection {
         payload: Bytes,
         deadline: Duration,
     ) -> Result<Bytes, Error> {
-        self.conn.call(&route.into(), payload, deadline).await
+        let until = Instant::now() + deadline;
+        self.conn
+            .call(&route.into(), payload, deadline, until)
+            .await
     }
 
     /// Queues a one-way message (at most once). `Ok` means queued; a full write queue or a
@@ -584,7 +593,7 @@ impl Connection {
 
     /// Whether the connection accepts new calls.
     pub fn is_open(&self) -> bool {
-        !self.conn.closing.is_cancelled()
+        self.conn.open.load(Ordering::Acquire)
     }
 
     /// Starts a graceful close: no new calls; in-flight calls in both directions finish.

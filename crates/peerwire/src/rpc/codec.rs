@@ -14,6 +14,17 @@ pub trait Codec: Send + Sync + 'static {
     /// Serializes a value.
     fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, String>;
 
+    /// Serializes a value, appending to `out` (lets the caller put a header first without a
+    /// second buffer). The default calls [`Codec::encode`] and copies.
+    fn encode_into(
+        &self,
+        value: &dyn erased_serde::Serialize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        out.extend_from_slice(&self.encode(value)?);
+        Ok(())
+    }
+
     /// Deserializes `bytes`: builds a deserializer over them and hands it to `visit`.
     fn decode(
         &self,
@@ -38,6 +49,17 @@ impl Codec for BincodeCodec {
         use bincode::Options;
         bincode::DefaultOptions::new()
             .serialize(value)
+            .map_err(|e| e.to_string())
+    }
+
+    fn encode_into(
+        &self,
+        value: &dyn erased_serde::Serialize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        use bincode::Options;
+        bincode::DefaultOptions::new()
+            .serialize_into(out, value)
             .map_err(|e| e.to_string())
     }
 

@@ -2,6 +2,7 @@
 //! client for outgoing asks, outboxes for outgoing one-way messages, and the message loops.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use super::codec::{self, BincodeCodec, Codec};
 use super::dispatcher::Dispatcher;
 use super::endpoint::{Endpoint, MessageContext, SharedEndpoint};
 use super::endpoint_ref::{EndpointRef, RefInner, Target, with_decode_context};
-use super::envelope::{Envelope, VERIFIER};
+use super::envelope::{VERIFIER, write_head};
 use super::inbound::{RpcInbound, post_failure};
 use super::inbox::{Concurrent, Erased, ErasedEndpoint, Inbox, InboxMessage, PostError};
 use super::message_loop::MessageLoops;
@@ -123,6 +124,8 @@ pub struct EndpointOptions {
 pub(crate) struct EnvInner {
     pub(crate) name: String,
     pub(crate) address: Option<SocketAddr>,
+    /// `address` as envelope text, formatted once.
+    sender_text: String,
     pub(crate) cfg: RpcEnvConfig,
     pub(crate) codec: Arc<dyn Codec>,
     pub(crate) dispatcher: Dispatcher,
@@ -132,7 +135,8 @@ pub(crate) struct EnvInner {
     /// Background work of the environment (outbox connects).
     pub(crate) tasks: TaskTracker,
     server: Mutex<Option<Server>>,
-    stopped: CancellationToken,
+    /// Set once shutdown starts (checked on every send and ask).
+    stopped: AtomicBool,
     terminated: CancellationToken,
 }
 
@@ -149,8 +153,12 @@ impl EnvInner {
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     fn check_running(&self) -> Result<(), Error> {
-        if self.stopped.is_cancelled() {
+        if self.is_stopped() {
             return Err(Error::EnvStopped {
                 env: self.name.clone(),
             });
@@ -171,15 +179,20 @@ impl EnvInner {
         }
     }
 
-    fn envelope(&self, receiver: &str, type_name: &str, body: Bytes) -> Result<Bytes, Error> {
-        Envelope {
-            receiver: receiver.to_owned(),
-            type_name: type_name.to_owned(),
-            sender: self.address,
-            body,
-        }
-        .encode()
-        .map_err(|e| Error::Codec(e.to_string()))
+    /// Encodes `message` for `receiver` straight into its envelope (one buffer, no copy).
+    fn envelope<M: Serialize>(&self, receiver: &str, message: &M) -> Result<Bytes, Error> {
+        let mut out = Vec::with_capacity(256);
+        write_head(
+            &mut out,
+            receiver,
+            std::any::type_name::<M>(),
+            &self.sender_text,
+        )
+        .map_err(|e| Error::Codec(e.to_string()))?;
+        self.codec
+            .encode_into(&message, &mut out)
+            .map_err(Error::Codec)?;
+        Ok(Bytes::from(out))
     }
 
     fn unbound(name: &str) -> Error {
@@ -195,11 +208,11 @@ impl EnvInner {
     ) -> Result<(), Error> {
         self.check_running()?;
         let type_name = std::any::type_name::<M>();
-        let body = codec::encode(&*self.codec, message).map_err(Error::Codec)?;
         match &target.target {
             Target::Local => {
+                let body = codec::encode(&*self.codec, message).map_err(Error::Codec)?;
                 let message = InboxMessage::OneWay {
-                    type_name: type_name.to_owned(),
+                    type_name: Bytes::from_static(type_name.as_bytes()),
                     body,
                     ctx: MessageContext {
                         sender: self.address,
@@ -212,11 +225,11 @@ impl EnvInner {
                     .map_err(|refused| self.local_post_error(&target.name, refused.0))
             }
             Target::Remote(addr) => {
-                let envelope = self.envelope(&target.name, type_name, body)?;
+                let envelope = self.envelope(&target.name, message)?;
                 self.outboxes.send(self, *addr, envelope)
             }
             Target::Reverse(conn) => {
-                let envelope = self.envelope(&target.name, type_name, body)?;
+                let envelope = self.envelope(&target.name, message)?;
                 conn.send_oneway(ROUTE, envelope)
             }
             Target::Unbound => Err(Self::unbound(&target.name)),
@@ -230,22 +243,22 @@ impl EnvInner {
         timeout: Duration,
     ) -> Result<R, Error> {
         self.check_running()?;
-        let type_name = std::any::type_name::<M>();
-        let body = codec::encode(&*self.codec, message).map_err(Error::Codec)?;
         let exchange = async {
             let reply = match &target.target {
                 Target::Local => {
+                    let body = codec::encode(&*self.codec, message).map_err(Error::Codec)?;
+                    let type_name = std::any::type_name::<M>();
                     self.ask_local(&target.name, type_name, body, timeout)
                         .await?
                 }
                 Target::Remote(addr) => {
-                    let envelope = self.envelope(&target.name, type_name, body)?;
+                    let envelope = self.envelope(&target.name, message)?;
                     self.client
                         .call_with(*addr, ROUTE, envelope, CallOptions::deadline(timeout))
                         .await?
                 }
                 Target::Reverse(conn) => {
-                    let envelope = self.envelope(&target.name, type_name, body)?;
+                    let envelope = self.envelope(&target.name, message)?;
                     conn.call(ROUTE, envelope, timeout).await?
                 }
                 Target::Unbound => return Err(Self::unbound(&target.name)),
@@ -264,23 +277,32 @@ impl EnvInner {
                 },
             )
         };
-        tokio::select! {
-            result = exchange => result,
-            _ = self.stopped.cancelled() => Err(Error::EnvStopped { env: self.name.clone() }),
+        // Shutdown closes the environment's connections at once, failing asks in flight;
+        // report those as what they are.
+        match exchange.await {
+            Err(_) if self.is_stopped() => Err(Error::EnvStopped {
+                env: self.name.clone(),
+            }),
+            result => result,
         }
     }
 
     async fn ask_local(
         self: &Arc<Self>,
         name: &str,
-        type_name: &str,
+        type_name: &'static str,
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
         let (tx, rx) = oneshot::channel();
-        let reply = ReplyContext::new(ReplySink::Local(tx), name, self.address, self.codec.clone());
+        let reply = ReplyContext::new(
+            ReplySink::Local(tx),
+            Bytes::copy_from_slice(name.as_bytes()),
+            self.address,
+            self.codec.clone(),
+        );
         let message = InboxMessage::Ask {
-            type_name: type_name.to_owned(),
+            type_name: Bytes::from_static(type_name.as_bytes()),
             body,
             conn: None,
             reply,
@@ -368,6 +390,7 @@ impl RpcEnv {
             EnvInner {
                 name: cfg.name.clone(),
                 address,
+                sender_text: address.map(|a| a.to_string()).unwrap_or_default(),
                 codec: cfg.codec.clone(),
                 dispatcher: Dispatcher::default(),
                 client,
@@ -375,7 +398,7 @@ impl RpcEnv {
                 loops: MessageLoops::new(),
                 tasks: TaskTracker::new(),
                 server: Mutex::new(None),
-                stopped: CancellationToken::new(),
+                stopped: AtomicBool::new(false),
                 terminated: CancellationToken::new(),
                 cfg,
             }
@@ -515,14 +538,11 @@ impl RpcEnv {
                 name: name.to_owned(),
             });
         }
-        let envelope = Envelope {
-            receiver: VERIFIER.to_owned(),
-            type_name: String::new(),
-            sender: inner.address,
-            body: Bytes::copy_from_slice(name.as_bytes()),
-        }
-        .encode()
-        .map_err(|e| Error::Config(e.to_string()))?;
+        let mut envelope = Vec::new();
+        write_head(&mut envelope, VERIFIER, "", &inner.sender_text)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        envelope.extend_from_slice(name.as_bytes());
+        let envelope = Bytes::from(envelope);
         let reply = inner
             .client
             .call_with(
@@ -566,11 +586,14 @@ impl RpcEnv {
     /// tells when it is done.
     pub async fn shutdown(&self) {
         let inner = self.inner.clone();
-        if inner.stopped.is_cancelled() {
+        if inner.stopped.swap(true, Ordering::AcqRel) {
             inner.terminated.cancelled().await;
             return;
         }
-        inner.stopped.cancel();
+        // Asks in flight from this environment fail now (as `EnvStopped`).
+        inner
+            .client
+            .close_all_hard(&format!("rpc env `{}` shutting down", inner.name));
         let task = tokio::spawn(async move {
             let inboxes = inner.dispatcher.all();
             for inbox in &inboxes {

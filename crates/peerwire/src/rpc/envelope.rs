@@ -13,22 +13,23 @@
 
 use std::net::SocketAddr;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 /// The receiver name of the built-in endpoint that answers "does endpoint X exist here?".
 pub(crate) const VERIFIER: &str = "$verifier";
 
 const VERSION: u8 = 1;
 
+/// A decoded envelope. Names are slices of the received frame (validated UTF-8): no copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Envelope {
-    pub(crate) receiver: String,
-    pub(crate) type_name: String,
+    pub(crate) receiver: Bytes,
+    pub(crate) type_name: Bytes,
     pub(crate) sender: Option<SocketAddr>,
     pub(crate) body: Bytes,
 }
 
-/// Why an envelope could not be read.
+/// Why an envelope could not be read or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum EnvelopeError {
     #[error("unsupported envelope version {0}")]
@@ -47,31 +48,54 @@ fn short(text: &str, what: &'static str) -> Result<u8, EnvelopeError> {
     u8::try_from(text.len()).map_err(|_| EnvelopeError::TooLong(what))
 }
 
+/// Writes everything before the body; the caller appends the encoded message.
+pub(crate) fn write_head(
+    out: &mut Vec<u8>,
+    receiver: &str,
+    type_name: &str,
+    sender: &str,
+) -> Result<(), EnvelopeError> {
+    out.reserve(4 + receiver.len() + type_name.len() + sender.len());
+    out.push(VERSION);
+    out.push(short(receiver, "receiver name")?);
+    out.extend_from_slice(receiver.as_bytes());
+    out.push(short(type_name, "message type name")?);
+    out.extend_from_slice(type_name.as_bytes());
+    out.push(short(sender, "sender address")?);
+    out.extend_from_slice(sender.as_bytes());
+    Ok(())
+}
+
+/// A validated UTF-8 view of a name field.
+pub(crate) fn text(field: &Bytes) -> &str {
+    // Validated when the envelope was decoded; never fails for decoded envelopes.
+    std::str::from_utf8(field).unwrap_or_default()
+}
+
 impl Envelope {
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Result<Bytes, EnvelopeError> {
         let sender = self.sender.map(|a| a.to_string()).unwrap_or_default();
-        let mut buf = BytesMut::with_capacity(
-            4 + self.receiver.len() + self.type_name.len() + sender.len() + self.body.len(),
-        );
-        buf.put_u8(VERSION);
-        buf.put_u8(short(&self.receiver, "receiver name")?);
-        buf.put_slice(self.receiver.as_bytes());
-        buf.put_u8(short(&self.type_name, "message type name")?);
-        buf.put_slice(self.type_name.as_bytes());
-        buf.put_u8(short(&sender, "sender address")?);
-        buf.put_slice(sender.as_bytes());
-        buf.put_slice(&self.body);
-        Ok(buf.freeze())
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            text(&self.receiver),
+            text(&self.type_name),
+            &sender,
+        )?;
+        out.extend_from_slice(&self.body);
+        Ok(Bytes::from(out))
     }
 
     pub(crate) fn decode(mut bytes: Bytes) -> Result<Self, EnvelopeError> {
-        fn take(bytes: &mut Bytes, what: &'static str) -> Result<String, EnvelopeError> {
+        fn take(bytes: &mut Bytes, what: &'static str) -> Result<Bytes, EnvelopeError> {
             let len = *bytes.first().ok_or(EnvelopeError::Truncated(what))? as usize;
             if bytes.len() < 1 + len {
                 return Err(EnvelopeError::Truncated(what));
             }
             let field = bytes.split_to(1 + len).slice(1..);
-            String::from_utf8(field.to_vec()).map_err(|_| EnvelopeError::Utf8(what))
+            std::str::from_utf8(&field).map_err(|_| EnvelopeError::Utf8(what))?;
+            Ok(field)
         }
         let version = *bytes.first().ok_or(EnvelopeError::Truncated("version"))?;
         if version != VERSION {
@@ -84,7 +108,11 @@ impl Envelope {
         let sender = if sender.is_empty() {
             None
         } else {
-            Some(sender.parse().map_err(|_| EnvelopeError::Sender(sender))?)
+            let text = text(&sender);
+            Some(
+                text.parse()
+                    .map_err(|_| EnvelopeError::Sender(text.to_owned()))?,
+            )
         };
         Ok(Self {
             receiver,
@@ -108,8 +136,8 @@ mod tests {
             Some("[::1]:1".parse().unwrap()),
         ] {
             let e = Envelope {
-                receiver: "hello-service".into(),
-                type_name: "hello::Msg".into(),
+                receiver: Bytes::from_static(b"hello-service"),
+                type_name: Bytes::from_static(b"hello::Msg"),
                 sender,
                 body: Bytes::from_static(b"\x01\x02"),
             };
@@ -136,8 +164,8 @@ mod tests {
             Err(EnvelopeError::Sender(_))
         ));
         let long = Envelope {
-            receiver: "x".repeat(300),
-            type_name: String::new(),
+            receiver: Bytes::from("x".repeat(300)),
+            type_name: Bytes::new(),
             sender: None,
             body: Bytes::new(),
         };

@@ -11,7 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::endpoint::MessageContext;
 use super::env::EnvInner;
-use super::envelope::{Envelope, VERIFIER};
+use super::envelope::{Envelope, VERIFIER, text};
 use super::inbox::{InboxMessage, PostError};
 use super::reply::{ReplyContext, ReplySink};
 use crate::connection::{Conn, Connection, Inbound};
@@ -62,7 +62,7 @@ impl Inbound for RpcInbound {
                 return;
             }
         };
-        if envelope.receiver == VERIFIER {
+        if envelope.receiver.as_ref() == VERIFIER.as_bytes() {
             let name = String::from_utf8_lossy(&envelope.body);
             let exists = env.dispatcher.contains(&name);
             let payload = Bytes::from_static(if exists { b"\x01" } else { b"\x00" });
@@ -75,13 +75,14 @@ impl Inbound for RpcInbound {
             );
             return;
         }
+        let receiver = envelope.receiver.clone();
         let reply = ReplyContext::new(
             ReplySink::Remote {
                 conn: conn.clone(),
                 id: request.id,
                 slot,
             },
-            &envelope.receiver,
+            envelope.receiver,
             envelope.sender,
             env.codec.clone(),
         );
@@ -91,9 +92,10 @@ impl Inbound for RpcInbound {
             conn: Some(Connection { conn: conn.clone() }),
             reply,
         };
-        if let Err(refused) = env.dispatcher.post(&envelope.receiver, message) {
+        let name = text(&receiver);
+        if let Err(refused) = env.dispatcher.post(name, message) {
             let (error, message) = *refused;
-            let (status, text) = post_failure(&env, &envelope.receiver, error);
+            let (status, text) = post_failure(&env, name, error);
             message.refuse(status, text);
         }
     }
@@ -111,6 +113,7 @@ impl Inbound for RpcInbound {
                 return;
             }
         };
+        let receiver = envelope.receiver.clone();
         let message = InboxMessage::OneWay {
             type_name: envelope.type_name,
             body: envelope.body,
@@ -120,9 +123,10 @@ impl Inbound for RpcInbound {
             },
             conn: Some(Connection { conn: conn.clone() }),
         };
-        if let Err(refused) = env.dispatcher.post(&envelope.receiver, message) {
+        let name = text(&receiver);
+        if let Err(refused) = env.dispatcher.post(name, message) {
             let (error, _) = *refused;
-            let (_, text) = post_failure(&env, &envelope.receiver, error);
+            let (_, text) = post_failure(&env, name, error);
             metrics::counter!("peerwire_rpc_dropped_total", "reason" => "post").increment(1);
             tracing::debug!(%text, "one-way message dropped");
         }

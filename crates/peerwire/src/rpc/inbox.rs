@@ -34,13 +34,13 @@ const BUDGET: usize = 64;
 pub(crate) enum InboxMessage {
     Start,
     OneWay {
-        type_name: String,
+        type_name: Bytes,
         body: Bytes,
         ctx: MessageContext,
         conn: Option<Connection>,
     },
     Ask {
-        type_name: String,
+        type_name: Bytes,
         body: Bytes,
         conn: Option<Connection>,
         reply: ReplyContext,
@@ -92,10 +92,11 @@ fn decode_message<M: DeserializeOwned>(
     env: &Arc<EnvInner>,
     conn: Option<&Connection>,
     endpoint: &str,
-    type_name: &str,
+    type_name: &Bytes,
     body: &Bytes,
 ) -> Result<M, EndpointError> {
     let expected = std::any::type_name::<M>();
+    let type_name = super::envelope::text(type_name);
     if type_name != expected {
         return Err(EndpointError(format!(
             "endpoint `{endpoint}` does not handle message type `{type_name}` (it takes `{expected}`)"

@@ -48,7 +48,14 @@ impl ReplySink {
 /// The pending answer, shared by every clone of the context; answered at most once.
 pub(crate) struct ReplyState {
     sink: Mutex<Option<ReplySink>>,
-    endpoint: String,
+    /// The endpoint's name (a slice of the request: no copy).
+    endpoint: Bytes,
+}
+
+impl ReplyState {
+    fn endpoint(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.endpoint)
+    }
 }
 
 impl ReplyState {
@@ -71,7 +78,7 @@ impl Drop for ReplyState {
                 Status::HandlerFailed,
                 format!(
                     "endpoint `{}` dropped the reply context without answering",
-                    self.endpoint
+                    self.endpoint()
                 ),
             );
         }
@@ -90,7 +97,7 @@ pub struct ReplyContext {
 impl std::fmt::Debug for ReplyContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplyContext")
-            .field("endpoint", &self.state.endpoint)
+            .field("endpoint", &self.state.endpoint())
             .field("sender", &self.sender)
             .finish_non_exhaustive()
     }
@@ -99,14 +106,14 @@ impl std::fmt::Debug for ReplyContext {
 impl ReplyContext {
     pub(crate) fn new(
         sink: ReplySink,
-        endpoint: &str,
+        endpoint: Bytes,
         sender: Option<SocketAddr>,
         codec: Arc<dyn Codec>,
     ) -> Self {
         Self {
             state: Arc::new(ReplyState {
                 sink: Mutex::new(Some(sink)),
-                endpoint: endpoint.to_owned(),
+                endpoint,
             }),
             sender,
             codec,
@@ -128,7 +135,7 @@ impl ReplyContext {
                 Status::Internal,
                 format!(
                     "endpoint `{}` could not encode its reply: {e}",
-                    self.state.endpoint
+                    self.state.endpoint()
                 ),
             ),
         }
