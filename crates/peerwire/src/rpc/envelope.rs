@@ -87,38 +87,46 @@ impl Envelope {
         Ok(Bytes::from(out))
     }
 
-    pub(crate) fn decode(mut bytes: Bytes) -> Result<Self, EnvelopeError> {
-        fn take(bytes: &mut Bytes, what: &'static str) -> Result<Bytes, EnvelopeError> {
-            let len = *bytes.first().ok_or(EnvelopeError::Truncated(what))? as usize;
-            if bytes.len() < 1 + len {
-                return Err(EnvelopeError::Truncated(what));
-            }
-            let field = bytes.split_to(1 + len).slice(1..);
-            std::str::from_utf8(&field).map_err(|_| EnvelopeError::Utf8(what))?;
-            Ok(field)
+    /// Reads an envelope. Offsets are computed on the slice; the name fields and the body
+    /// are then cut from `bytes` without copying.
+    pub(crate) fn decode(bytes: Bytes) -> Result<Self, EnvelopeError> {
+        /// The range of the length-prefixed field at `at`, validated as UTF-8.
+        fn field(
+            data: &[u8],
+            at: usize,
+            what: &'static str,
+        ) -> Result<std::ops::Range<usize>, EnvelopeError> {
+            let len = *data.get(at).ok_or(EnvelopeError::Truncated(what))? as usize;
+            let range = at + 1..at + 1 + len;
+            let text = data
+                .get(range.clone())
+                .ok_or(EnvelopeError::Truncated(what))?;
+            std::str::from_utf8(text).map_err(|_| EnvelopeError::Utf8(what))?;
+            Ok(range)
         }
-        let version = *bytes.first().ok_or(EnvelopeError::Truncated("version"))?;
+        let data = &bytes[..];
+        let version = *data.first().ok_or(EnvelopeError::Truncated("version"))?;
         if version != VERSION {
             return Err(EnvelopeError::Version(version));
         }
-        let _ = bytes.split_to(1);
-        let receiver = take(&mut bytes, "receiver")?;
-        let type_name = take(&mut bytes, "type")?;
-        let sender = take(&mut bytes, "sender")?;
+        let receiver = field(data, 1, "receiver")?;
+        let type_name = field(data, receiver.end, "type")?;
+        let sender = field(data, type_name.end, "sender")?;
+        let body_start = sender.end;
         let sender = if sender.is_empty() {
             None
         } else {
-            let text = text(&sender);
+            let text = std::str::from_utf8(&data[sender]).unwrap_or_default();
             Some(
                 text.parse()
                     .map_err(|_| EnvelopeError::Sender(text.to_owned()))?,
             )
         };
         Ok(Self {
-            receiver,
-            type_name,
+            receiver: bytes.slice(receiver),
+            type_name: bytes.slice(type_name),
             sender,
-            body: bytes,
+            body: bytes.slice(body_start..),
         })
     }
 }

@@ -76,14 +76,71 @@ pub(crate) enum PostError {
     Stopped,
 }
 
-/// An endpoint behind an object-safe interface.
-pub(crate) trait ErasedEndpoint: Send {
-    fn handle<'a>(
-        &'a mut self,
+/// What an endpoint kind does with one message (generic: not boxed per message).
+pub(crate) trait Handle: Send + 'static {
+    fn handle(
+        &mut self,
         message: InboxMessage,
+        env: &Arc<EnvInner>,
+        name: &str,
+    ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// How a drain of an inbox ended.
+pub(crate) enum Drained {
+    /// Nothing left; the inbox is no longer scheduled.
+    Empty,
+    /// The budget was spent with messages left.
+    BudgetSpent,
+    /// `Stop` was processed.
+    Stopped,
+}
+
+/// An endpoint behind an object-safe interface: one boxed future per drain, not per message.
+pub(crate) trait ErasedEndpoint: Send {
+    fn drain<'a>(
+        &'a mut self,
+        inbox: &'a Arc<Inbox>,
         env: &'a Arc<EnvInner>,
-        name: &'a str,
-    ) -> BoxFuture<'a, ()>;
+    ) -> BoxFuture<'a, Drained>;
+}
+
+impl<T: Handle> ErasedEndpoint for T {
+    fn drain<'a>(
+        &'a mut self,
+        inbox: &'a Arc<Inbox>,
+        env: &'a Arc<EnvInner>,
+    ) -> BoxFuture<'a, Drained> {
+        Box::pin(drain_inbox(self, inbox, env))
+    }
+}
+
+/// Processes up to [`BUDGET`] messages of `inbox`, one at a time, catching panics.
+async fn drain_inbox<T: Handle>(
+    endpoint: &mut T,
+    inbox: &Arc<Inbox>,
+    env: &Arc<EnvInner>,
+) -> Drained {
+    for _ in 0..BUDGET {
+        let Some(message) = inbox.pop() else {
+            return Drained::Empty;
+        };
+        let is_stop = matches!(message, InboxMessage::Stop);
+        let run = AssertUnwindSafe(endpoint.handle(message, env, &inbox.name)).catch_unwind();
+        if let Err(panic) = run.await {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            metrics::counter!("peerwire_rpc_endpoint_panics_total").increment(1);
+            tracing::error!(endpoint = %inbox.name, panic = %what, "endpoint panicked");
+        }
+        if is_stop {
+            return Drained::Stopped;
+        }
+    }
+    Drained::BudgetSpent
 }
 
 pub(crate) struct Erased<E>(pub(crate) E);
@@ -109,15 +166,10 @@ fn decode_message<M: DeserializeOwned>(
     })
 }
 
-impl<E: Endpoint> ErasedEndpoint for Erased<E> {
-    fn handle<'a>(
-        &'a mut self,
-        message: InboxMessage,
-        env: &'a Arc<EnvInner>,
-        name: &'a str,
-    ) -> BoxFuture<'a, ()> {
+impl<E: Endpoint> Handle for Erased<E> {
+    async fn handle(&mut self, message: InboxMessage, env: &Arc<EnvInner>, name: &str) {
         let endpoint = &mut self.0;
-        Box::pin(async move {
+        {
             match message {
                 InboxMessage::Start => {
                     let ctx = EndpointContext {
@@ -175,7 +227,7 @@ impl<E: Endpoint> ErasedEndpoint for Erased<E> {
                 }
                 InboxMessage::Stop => endpoint.on_stop().await,
             }
-        })
+        }
     }
 }
 
@@ -234,14 +286,9 @@ async fn run_shared<E: SharedEndpoint>(
     }
 }
 
-impl<E: SharedEndpoint> ErasedEndpoint for Concurrent<E> {
-    fn handle<'a>(
-        &'a mut self,
-        message: InboxMessage,
-        env: &'a Arc<EnvInner>,
-        name: &'a str,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
+impl<E: SharedEndpoint> Handle for Concurrent<E> {
+    async fn handle(&mut self, message: InboxMessage, env: &Arc<EnvInner>, name: &str) {
+        {
             match message {
                 InboxMessage::Start => {
                     let ctx = EndpointContext {
@@ -284,7 +331,7 @@ impl<E: SharedEndpoint> ErasedEndpoint for Concurrent<E> {
                     self.endpoint.on_stop().await;
                 }
             }
-        })
+        }
     }
 }
 
@@ -384,39 +431,31 @@ impl Inbox {
         }
     }
 
+    /// Takes the next message; when there is none, marks the inbox unscheduled.
+    fn pop(&self) -> Option<InboxMessage> {
+        let mut state = self.state.lock().expect("inbox lock poisoned");
+        let message = state.queue.pop_front();
+        if message.is_none() {
+            state.scheduled = false;
+        }
+        message
+    }
+
     /// Processes queued messages, at most [`BUDGET`] before yielding to other inboxes.
     pub(crate) async fn process(self: &Arc<Self>, env: &Arc<EnvInner>) {
         let mut guard = self.endpoint.lock().await;
-        for _ in 0..BUDGET {
-            let message = {
-                let mut state = self.state.lock().expect("inbox lock poisoned");
-                match state.queue.pop_front() {
-                    Some(m) => m,
-                    None => {
-                        state.scheduled = false;
-                        return;
-                    }
-                }
-            };
-            let Some(endpoint) = guard.as_mut() else {
-                message.refuse(
-                    Status::UnknownRoute,
-                    format!("endpoint `{}` has stopped", self.name),
-                );
-                continue;
-            };
-            let is_stop = matches!(message, InboxMessage::Stop);
-            let run = AssertUnwindSafe(endpoint.handle(message, env, &self.name)).catch_unwind();
-            if let Err(panic) = run.await {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                metrics::counter!("peerwire_rpc_endpoint_panics_total").increment(1);
-                tracing::error!(endpoint = %self.name, panic = %what, "endpoint panicked");
+        let drained = match guard.as_mut() {
+            Some(endpoint) => endpoint.drain(self, env).await,
+            None => Drained::Stopped,
+        };
+        match drained {
+            Drained::Empty => {}
+            Drained::BudgetSpent => {
+                drop(guard);
+                // Go to the back of the loop's queue so other inboxes get a turn.
+                self.schedule();
             }
-            if is_stop {
+            Drained::Stopped => {
                 *guard = None;
                 env.dispatcher.remove(&self.name, self);
                 self.terminated.cancel();
@@ -431,11 +470,7 @@ impl Inbox {
                         format!("endpoint `{}` has stopped", self.name),
                     );
                 }
-                return;
             }
         }
-        drop(guard);
-        // Budget spent: go to the back of the loop's queue.
-        self.schedule();
     }
 }
