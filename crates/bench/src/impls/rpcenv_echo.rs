@@ -1,13 +1,12 @@
 //! RpcEnv asks: a server-mode environment with an `echo` endpoint, and a client-mode
-//! environment asking it through an [`EndpointRef`]. Messages are typed (`ByteBuf`, encoded by
-//! the default bincode codec), so this measures the whole endpoint path: envelope, codec,
+//! environment asking it through an [`EndpointRef`]. Messages are typed (`bytes::Bytes`, encoded
+//! by the default bincode codec), so this measures the whole endpoint path: envelope, codec,
 //! dispatcher, inbox and message loop.
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use peerwire::rpc::{Endpoint, EndpointError, EndpointRef, ReplyContext, RpcEnv, RpcEnvConfig};
-use serde_bytes::ByteBuf;
 
 use crate::BoxError;
 use crate::echo::{EchoCaller, EchoImpl};
@@ -19,11 +18,11 @@ const ENDPOINT: &str = "echo";
 struct Echo;
 
 impl Endpoint for Echo {
-    type Message = ByteBuf;
+    type Message = Bytes;
 
     async fn receive_and_reply(
         &mut self,
-        message: ByteBuf,
+        message: Bytes,
         reply: ReplyContext,
     ) -> Result<(), EndpointError> {
         reply.reply(&message);
@@ -38,7 +37,7 @@ pub(crate) struct RpcEnvEcho;
 /// Asks the echo endpoint.
 #[derive(Debug, Clone)]
 pub(crate) struct RpcEnvCaller {
-    echo: EndpointRef<ByteBuf>,
+    echo: EndpointRef<Bytes>,
 }
 
 /// The client-mode environment and the verified ref.
@@ -71,7 +70,7 @@ impl EchoImpl for RpcEnvEcho {
     async fn connect(addr: SocketAddr) -> Result<RpcEnvClient, BoxError> {
         let env = RpcEnv::start(RpcEnvConfig::client("bench-client")).await?;
         // Verifying the ref opens the connection, so the handshake is not measured.
-        let echo = env.endpoint_ref::<ByteBuf>(addr, ENDPOINT).await?;
+        let echo = env.endpoint_ref::<Bytes>(addr, ENDPOINT).await?;
         Ok(RpcEnvClient {
             env,
             caller: RpcEnvCaller { echo },
@@ -90,7 +89,6 @@ impl EchoImpl for RpcEnvEcho {
 
 impl EchoCaller for RpcEnvCaller {
     async fn call(&mut self, payload: Bytes) -> Result<Bytes, BoxError> {
-        let reply: ByteBuf = self.echo.ask(ByteBuf::from(payload.to_vec())).await?;
-        Ok(Bytes::from(reply.into_vec()))
+        Ok(self.echo.ask::<Bytes>(payload).await?)
     }
 }

@@ -52,10 +52,16 @@ async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {
     let mut linger_deadline: Option<Instant> = None;
     let mut drain_tick = tokio::time::interval(DRAIN_POLL);
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    // Built once: recreating these every iteration would register and unregister a waiter
+    // (and a timer) for every read.
+    let closing = conn.closing.cancelled();
+    tokio::pin!(closing);
+    let linger_timer = tokio::time::sleep_until(far);
+    tokio::pin!(linger_timer);
     loop {
         tokio::select! {
             biased;
-            _ = conn.closing.cancelled(), if drain_deadline.is_none() => {
+            _ = &mut closing, if drain_deadline.is_none() => {
                 let request = conn.take_close_request().unwrap_or(CloseRequest {
                     reason: GoAwayReason::Normal,
                     message: "writer stopped".into(),
@@ -73,10 +79,12 @@ async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {
                 let timed_out = drain_deadline.is_some_and(|d| Instant::now() >= d);
                 if conn.is_drained() || timed_out {
                     conn.tx.send(Outgoing::Shutdown).ok();
-                    linger_deadline = Some(Instant::now() + LINGER);
+                    let deadline = Instant::now() + LINGER;
+                    linger_deadline = Some(deadline);
+                    linger_timer.as_mut().reset(deadline);
                 }
             }
-            _ = tokio::time::sleep_until(linger_deadline.unwrap_or(far)), if linger_deadline.is_some() => {
+            _ = &mut linger_timer, if linger_deadline.is_some() => {
                 return "peer did not close its side in time".into();
             }
             read = reader.next(Some(&conn.activity)) => match read {

@@ -169,11 +169,14 @@ async fn write_loop(
     let max_batch_bytes = *max_batch_bytes;
     let mut items = Vec::with_capacity(MAX_BATCH_FRAMES);
     let mut batch = Batch::default();
+    // Built once, not per batch (each build registers a waiter on the token).
+    let aborted = abort.cancelled();
+    tokio::pin!(aborted);
     loop {
         let n = tokio::select! {
             biased;
             n = rx.recv_many(&mut items, MAX_BATCH_FRAMES) => n,
-            _ = abort.cancelled() => return Ok(()),
+            _ = &mut aborted => return Ok(()),
         };
         if n == 0 {
             io.flush().await?;

@@ -71,17 +71,28 @@ impl Codec for BincodeCodec {
         ) -> Result<(), erased_serde::Error>,
     ) -> Result<(), String> {
         use bincode::Options;
-        let options = bincode::DefaultOptions::new().with_limit(bytes.len() as u64);
-        let mut rest: &[u8] = bytes;
-        {
-            let mut de = bincode::Deserializer::with_reader(&mut rest, options);
-            let mut erased = <dyn erased_serde::Deserializer>::erase(&mut de);
-            visit(&mut erased).map_err(|e| e.to_string())?;
-        }
-        if !rest.is_empty() {
-            return Err(format!("{} trailing bytes after the message", rest.len()));
-        }
-        Ok(())
+        // The slice reader hands byte strings over without an intermediate buffer; the default
+        // options reject trailing bytes, and the limit keeps a hostile length prefix from
+        // allocating more than the input holds.
+        bincode::DefaultOptions::new()
+            .with_limit(bytes.len() as u64)
+            .deserialize_seed(VisitSeed(visit), bytes)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs an erased visit inside serde's seeded deserialization, so codecs can use their
+/// own entry points (and checks) while the caller stays type-erased.
+struct VisitSeed<'f>(
+    &'f mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<(), erased_serde::Error>,
+);
+
+impl<'de> serde::de::DeserializeSeed<'de> for VisitSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let mut erased = <dyn erased_serde::Deserializer>::erase(deserializer);
+        (self.0)(&mut erased).map_err(serde::de::Error::custom)
     }
 }
 
@@ -122,6 +133,9 @@ mod tests {
         assert!(decode::<Vec<u8>>(&c, &[0xff, 0, 0, 0, 0, 0, 0, 0, 0x10]).is_err());
         let mut bytes = encode(&c, &Msg::Hi("x".into())).unwrap().to_vec();
         bytes.push(0);
-        assert!(decode::<Msg>(&c, &bytes).unwrap_err().contains("trailing"));
+        assert!(
+            decode::<Msg>(&c, &bytes).is_err(),
+            "trailing bytes must be refused"
+        );
     }
 }
