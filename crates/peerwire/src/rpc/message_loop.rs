@@ -23,7 +23,10 @@ pub(crate) struct MessageLoops {
 fn queue() -> LoopQueue {
     // Unbounded: each inbox is queued at most once at a time, so its length is bounded by the
     // number of endpoints.
-    Arc::new(CallQueue::new(Box::new(FifoScheduler::new(usize::MAX))))
+    Arc::new(CallQueue::new(
+        Box::new(FifoScheduler::new(usize::MAX)),
+        None,
+    ))
 }
 
 fn spawn_loop(tasks: &TaskTracker, queue: LoopQueue, env: Weak<EnvInner>) {

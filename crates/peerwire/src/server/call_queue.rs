@@ -99,6 +99,8 @@ pub(crate) struct CallQueue<T> {
     scheduler: Mutex<Box<dyn Scheduler<T>>>,
     ready: Notify,
     closed: AtomicBool,
+    /// Gauge reporting the queue's depth, if this queue has one.
+    depth_gauge: Option<&'static str>,
 }
 
 impl<T> fmt::Debug for CallQueue<T> {
@@ -110,11 +112,12 @@ impl<T> fmt::Debug for CallQueue<T> {
 }
 
 impl<T: Send + 'static> CallQueue<T> {
-    pub(crate) fn new(scheduler: Box<dyn Scheduler<T>>) -> Self {
+    pub(crate) fn new(scheduler: Box<dyn Scheduler<T>>, depth_gauge: Option<&'static str>) -> Self {
         Self {
             scheduler: Mutex::new(scheduler),
             ready: Notify::new(),
             closed: AtomicBool::new(false),
+            depth_gauge,
         }
     }
 
@@ -126,7 +129,9 @@ impl<T: Send + 'static> CallQueue<T> {
             scheduler.len()
         };
         self.ready.notify_one();
-        metrics::gauge!("peerwire_call_queue_depth").set(depth as f64);
+        if let Some(gauge) = self.depth_gauge {
+            metrics::gauge!(gauge).set(depth as f64);
+        }
         Ok(())
     }
 
@@ -152,13 +157,13 @@ impl<T: Send + 'static> CallQueue<T> {
     }
 
     fn try_pop(&self) -> Option<T> {
-        let item = self
-            .scheduler
-            .lock()
-            .expect("call queue lock poisoned")
-            .pop();
-        if item.is_some() {
-            // Pass the wake-up on: more items may be waiting for another idle handler.
+        let (item, more) = {
+            let mut scheduler = self.scheduler.lock().expect("call queue lock poisoned");
+            let item = scheduler.pop();
+            (item, !scheduler.is_empty())
+        };
+        if item.is_some() && more {
+            // Pass the wake-up on, but only when another idle worker has something to take.
             self.ready.notify_one();
         }
         item
@@ -194,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn handlers_wake_for_pushes_and_finish_on_close() {
-        let q = Arc::new(CallQueue::new(Box::new(FifoScheduler::new(8))));
+        let q = Arc::new(CallQueue::new(Box::new(FifoScheduler::new(8)), None));
         let mut workers = Vec::new();
         for _ in 0..3 {
             let q = q.clone();

@@ -143,7 +143,7 @@ impl ServerBuilder {
         let scheduler = self
             .scheduler
             .unwrap_or_else(|| Box::new(FifoScheduler::new(capacity)));
-        let queue = Arc::new(CallQueue::new(scheduler));
+        let queue = Arc::new(CallQueue::new(scheduler, Some("peerwire_call_queue_depth")));
         let shared = Arc::new(ServerShared {
             inbound: Arc::new(ServerInbound {
                 routes: Arc::new(self.routes),
