@@ -331,7 +331,8 @@ impl EnvInner {
 }
 
 /// An RPC environment of named endpoints. Cheap to clone; clones share the environment.
-/// Stop it with [`RpcEnv::shutdown`].
+/// Stop it with [`RpcEnv::shutdown`]: endpoints that keep a clone of their environment (from
+/// `on_start`) keep it alive until then.
 #[derive(Clone)]
 pub struct RpcEnv {
     pub(crate) inner: Arc<EnvInner>,

@@ -69,13 +69,24 @@ impl MessageLoops {
         q
     }
 
-    /// Lets every loop finish once its queue is empty, and waits for them.
-    pub(crate) async fn close(&self) {
+    fn close_queues(&self) {
         self.shared.close();
         for q in self.isolated.lock().expect("loops lock poisoned").iter() {
             q.close();
         }
+    }
+
+    /// Lets every loop finish once its queue is empty, and waits for them.
+    pub(crate) async fn close(&self) {
+        self.close_queues();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+impl Drop for MessageLoops {
+    /// An environment dropped without `shutdown`: let its loops end instead of waiting forever.
+    fn drop(&mut self) {
+        self.close_queues();
     }
 }
