@@ -238,99 +238,90 @@ pub(crate) struct Concurrent<E> {
     pub(crate) concurrency: u32,
 }
 
-/// Runs one user message on a shared endpoint.
-async fn run_shared<E: SharedEndpoint>(
-    endpoint: &E,
-    message: InboxMessage,
-    env: &Arc<EnvInner>,
-    name: &str,
-) {
-    match message {
-        InboxMessage::OneWay {
-            type_name,
-            body,
-            ctx,
-            conn,
-        } => {
-            let result =
-                match decode_message::<E::Message>(env, conn.as_ref(), name, &type_name, &body) {
-                    Ok(message) => endpoint.receive(message, &ctx).await,
-                    Err(e) => Err(e),
-                };
-            if let Err(e) = result {
-                endpoint.on_error(e).await;
-            }
-        }
-        InboxMessage::Ask {
-            type_name,
-            body,
-            conn,
-            reply,
-        } => {
-            let state = reply.state();
-            match decode_message::<E::Message>(env, conn.as_ref(), name, &type_name, &body) {
-                Ok(message) => {
-                    if let Err(e) = endpoint.receive_and_reply(message, reply).await {
-                        state.fail_if_pending(Status::HandlerFailed, e.0.clone());
-                        endpoint.on_error(e).await;
-                    }
-                }
-                Err(e) => {
-                    state.fail_if_pending(Status::BadRequest, e.0.clone());
-                    drop(reply);
-                    endpoint.on_error(e).await;
-                }
-            }
-        }
-        _ => {}
+/// Presents a [`SharedEndpoint`] as an [`Endpoint`], so both kinds share one message path.
+struct SharedAdapter<E>(Arc<E>);
+
+impl<E: SharedEndpoint> Endpoint for SharedAdapter<E> {
+    type Message = E::Message;
+
+    fn on_start(
+        &mut self,
+        ctx: &EndpointContext<E::Message>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        self.0.on_start(ctx)
+    }
+
+    fn receive(
+        &mut self,
+        message: E::Message,
+        ctx: &MessageContext,
+    ) -> impl std::future::Future<Output = Result<(), EndpointError>> + Send {
+        self.0.receive(message, ctx)
+    }
+
+    fn receive_and_reply(
+        &mut self,
+        message: E::Message,
+        reply: ReplyContext,
+    ) -> impl std::future::Future<Output = Result<(), EndpointError>> + Send {
+        self.0.receive_and_reply(message, reply)
+    }
+
+    fn on_stop(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        self.0.on_stop()
+    }
+
+    fn on_connected(&mut self, remote: SocketAddr) -> impl std::future::Future<Output = ()> + Send {
+        self.0.on_connected(remote)
+    }
+
+    fn on_disconnected(
+        &mut self,
+        remote: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        self.0.on_disconnected(remote)
+    }
+
+    fn on_network_error(
+        &mut self,
+        error: String,
+        remote: SocketAddr,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        self.0.on_network_error(error, remote)
+    }
+
+    fn on_error(&mut self, error: EndpointError) -> impl std::future::Future<Output = ()> + Send {
+        self.0.on_error(error)
     }
 }
 
 impl<E: SharedEndpoint> Handle for Concurrent<E> {
     async fn handle(&mut self, message: InboxMessage, env: &Arc<EnvInner>, name: &str) {
-        {
-            match message {
-                InboxMessage::Start => {
-                    let ctx = EndpointContext {
-                        self_ref: EndpointRef::new(
-                            name.to_owned(),
-                            Target::Local,
-                            Arc::downgrade(env),
-                        ),
-                        env: RpcEnv { inner: env.clone() },
-                    };
-                    self.endpoint.on_start(&ctx).await;
-                }
-                message @ (InboxMessage::OneWay { .. } | InboxMessage::Ask { .. }) => {
-                    // Waiting for a slot holds this inbox's loop: the inbox applies the
-                    // backpressure, and messages still start in order.
-                    let Ok(slot) = self.slots.clone().acquire_owned().await else {
-                        return;
-                    };
-                    let endpoint = self.endpoint.clone();
-                    let task_env = env.clone();
-                    let name = name.to_owned();
-                    env.tasks.spawn(async move {
-                        let run =
-                            AssertUnwindSafe(run_shared(&*endpoint, message, &task_env, &name));
-                        if run.catch_unwind().await.is_err() {
-                            metrics::counter!("peerwire_rpc_endpoint_panics_total").increment(1);
-                            tracing::error!(endpoint = %name, "endpoint panicked");
-                        }
-                        drop(slot);
-                    });
-                }
-                InboxMessage::Connected(remote) => self.endpoint.on_connected(remote).await,
-                InboxMessage::Disconnected(remote) => self.endpoint.on_disconnected(remote).await,
-                InboxMessage::NetworkError(error, remote) => {
-                    self.endpoint.on_network_error(error, remote).await;
-                }
-                InboxMessage::Stop => {
-                    // Every message in flight finishes before on_stop.
-                    let _all = self.slots.acquire_many(self.concurrency).await;
-                    self.endpoint.on_stop().await;
-                }
+        let mut adapter = Erased(SharedAdapter(self.endpoint.clone()));
+        match message {
+            message @ (InboxMessage::OneWay { .. } | InboxMessage::Ask { .. }) => {
+                // Waiting for a slot holds this inbox's loop: the inbox applies the
+                // backpressure, and messages still start in order.
+                let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let task_env = env.clone();
+                let name = name.to_owned();
+                env.tasks.spawn(async move {
+                    let run = AssertUnwindSafe(adapter.handle(message, &task_env, &name));
+                    if run.catch_unwind().await.is_err() {
+                        metrics::counter!("peerwire_rpc_endpoint_panics_total").increment(1);
+                        tracing::error!(endpoint = %name, "endpoint panicked");
+                    }
+                    drop(slot);
+                });
             }
+            InboxMessage::Stop => {
+                // Every message in flight finishes before on_stop.
+                let _all = self.slots.acquire_many(self.concurrency).await;
+                adapter.handle(InboxMessage::Stop, env, name).await;
+            }
+            other => adapter.handle(other, env, name).await,
         }
     }
 }
