@@ -358,6 +358,20 @@ async fn connection_events_in_server_and_client_mode() {
     assert_eq!(next(&mut server_events).await, "connected");
     assert_eq!(next(&mut client_events).await, "connected");
 
+    // A second server goes away while the client-mode env stays: the client hears it.
+    let other = server_env("other").await;
+    let (rec2, _other_events) = Recorder::new(Gate::new());
+    other.setup_endpoint("rec", rec2).unwrap();
+    let remote2 = client
+        .endpoint_ref::<Msg>(other.address().unwrap(), "rec")
+        .await
+        .unwrap();
+    let _: String = remote2.ask(Msg::Echo("y".into())).await.unwrap();
+    assert_eq!(next(&mut client_events).await, "connected");
+    other.shutdown().await;
+    assert_eq!(next(&mut client_events).await, "disconnected");
+
+    // The client goes away: the server-mode env hears it.
     client.shutdown().await;
     assert_eq!(next(&mut server_events).await, "disconnected");
     server.shutdown().await;
