@@ -41,6 +41,6 @@ pub use error::{ConnectError, Error, HandshakeError, NotExecuted, Unknown};
 pub use peerwire_wire as wire;
 pub use peerwire_wire::{GoAwayReason, Lane, Status};
 pub use server::{
-    Call, FifoScheduler, Handler, HandlerError, HandlerFn, Rejected, Request, Schedulable,
-    Scheduler, Server, ServerBuilder, handler_fn,
+    Call, FairScheduler, FairSchedulerConfig, FifoScheduler, Handler, HandlerError, HandlerFn,
+    Rejected, Request, Schedulable, Scheduler, Server, ServerBuilder, handler_fn,
 };

@@ -46,6 +46,15 @@ pub trait Scheduler<T>: Send + 'static {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Periodic maintenance (for example decaying per-caller costs), called every
+    /// [`Scheduler::tick_interval`].
+    fn tick(&mut self) {}
+
+    /// How often [`Scheduler::tick`] should run; `None` (the default) for never.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// First in, first out, with a fixed capacity.
@@ -167,6 +176,30 @@ impl<T: Send + 'static> CallQueue<T> {
             self.ready.notify_one();
         }
         item
+    }
+
+    /// Calls queued now.
+    pub(crate) fn len(&self) -> usize {
+        self.scheduler
+            .lock()
+            .expect("call queue lock poisoned")
+            .len()
+    }
+
+    /// How often the scheduler wants [`CallQueue::tick`].
+    pub(crate) fn tick_interval(&self) -> Option<Duration> {
+        self.scheduler
+            .lock()
+            .expect("call queue lock poisoned")
+            .tick_interval()
+    }
+
+    /// Runs the scheduler's periodic maintenance.
+    pub(crate) fn tick(&self) {
+        self.scheduler
+            .lock()
+            .expect("call queue lock poisoned")
+            .tick();
     }
 
     /// Lets handlers finish once the queue is empty.

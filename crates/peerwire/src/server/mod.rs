@@ -13,6 +13,7 @@
 
 mod call;
 pub(crate) mod call_queue;
+mod fair_queue;
 mod handler;
 mod listener;
 mod reader;
@@ -31,6 +32,7 @@ use tokio_util::task::TaskTracker;
 
 pub use call::Call;
 pub use call_queue::{FifoScheduler, Rejected, Schedulable, Scheduler};
+pub use fair_queue::{FairScheduler, FairSchedulerConfig};
 pub use route::{Handler, HandlerError, HandlerFn, Request, handler_fn};
 
 use self::call_queue::CallQueue;
@@ -161,6 +163,21 @@ impl ServerBuilder {
         let handler_tasks = TaskTracker::new();
         handler::spawn_pool(shared.cfg.handlers, queue.clone(), &handler_tasks);
         let accept_stop = CancellationToken::new();
+        if let Some(period) = queue.tick_interval() {
+            // The scheduler's maintenance (the fair queue's cost decay), until shutdown.
+            let queue = queue.clone();
+            let stop = accept_stop.clone();
+            handler_tasks.spawn(async move {
+                let mut ticker = tokio::time::interval(period);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = ticker.tick() => queue.tick(),
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
         let listener_task = tokio::spawn(tracing::Instrument::instrument(
             listener::run(listener, shared.clone(), accept_stop.clone()),
             tracing::info_span!("server", addr = %local_addr),
@@ -212,6 +229,11 @@ impl Server {
             .lock()
             .expect("connections lock poisoned")
             .len()
+    }
+
+    /// Calls waiting in the call queue now.
+    pub fn queued_calls(&self) -> usize {
+        self.queue.len()
     }
 
     /// Stops gracefully: stops accepting, sends every connection a go-away, lets in-flight
