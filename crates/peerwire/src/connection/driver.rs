@@ -201,7 +201,14 @@ fn handle(conn: &Arc<Conn>, frame: Frame) -> Result<(), (GoAwayReason, String)> 
                 conn.note_late_reply();
             }
         }
-        Frame::Cancel { id } => conn.inbound.on_cancel(conn, id),
+        Frame::Cancel { id } => {
+            // Only calls we accepted can be cancelled; anything else is noise.
+            if id <= conn.last_accepted.load(Ordering::Acquire) {
+                metrics::counter!("peerwire_cancels_received_total").increment(1);
+                conn.cancels.cancel(id);
+                conn.inbound.on_cancel(conn, id);
+            }
+        }
         Frame::Heartbeat(hb) if !hb.ack => {
             // Best effort: a full queue means the link is busy, which proves liveness anyway.
             let _ = conn.try_send_control(Frame::Heartbeat(Heartbeat { ack: true, ..hb }));

@@ -14,6 +14,7 @@
 
 pub(crate) mod activity;
 pub(crate) mod calls;
+pub(crate) mod cancels;
 pub(crate) mod driver;
 pub(crate) mod frame_reader;
 pub(crate) mod handshake;
@@ -170,6 +171,8 @@ pub(crate) struct Conn {
     /// `u64::MAX` while open; once we sent a go-away, its mark: requests above it are ignored
     /// (not executed), requests up to it are still served.
     goaway_mark: AtomicU64,
+    /// Inbound calls the peer cancelled.
+    pub(crate) cancels: cancels::Cancels,
     inbound: Arc<dyn Inbound>,
     pub(crate) stats: ConnStats,
     pub(crate) cfg: ConnectionConfig,
@@ -227,6 +230,7 @@ impl Conn {
             max_inflight: cfg.max_inflight,
             last_accepted: AtomicU64::new(0),
             goaway_mark: AtomicU64::new(u64::MAX),
+            cancels: cancels::Cancels::new(cfg.max_inflight),
             inbound,
             stats: ConnStats::default(),
             cfg: cfg.clone(),

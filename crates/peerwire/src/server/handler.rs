@@ -2,7 +2,7 @@
 //! and run them.
 //!
 //! A call whose deadline passed while it waited is answered `DeadlineExceeded` without
-//! running. A handler that panics fails its call with `Internal`; the pool keeps its size.
+//! running, and one its caller cancelled while it waited is skipped. A handler that panics fails its call with `Internal`; the pool keeps its size.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -36,7 +36,12 @@ async fn run_call(mut call: Call) {
         responder::deadline_exceeded(call);
         return;
     }
+    if call.slot.is_some() && call.conn.cancels.is_cancelled(call.id) {
+        responder::cancelled(call);
+        return;
+    }
     let request = Request {
+        id: call.id,
         route: std::mem::take(&mut call.route),
         payload: std::mem::take(&mut call.payload),
         deadline: call.deadline,

@@ -23,6 +23,7 @@ pub(crate) fn respond(call: Call, outcome: Outcome) {
         tracing::debug!(error = %failure, "one-way handler failed");
         return;
     };
+    call.conn.cancels.finish(call.id);
     match outcome {
         Ok(Ok(payload)) => call.conn.reply(
             slot,
@@ -47,9 +48,26 @@ pub(crate) fn respond(call: Call, outcome: Outcome) {
     }
 }
 
+/// Answers a call its caller cancelled before a handler took it: it was not run. (The caller
+/// has given up, so the answer only releases the call's slot.)
+pub(crate) fn cancelled(call: Call) {
+    metrics::counter!("peerwire_calls_cancelled_total").increment(1);
+    call.conn.cancels.finish(call.id);
+    if let Some(slot) = call.slot {
+        call.conn.fail(
+            slot,
+            call.id,
+            Status::Cancelled,
+            0,
+            "cancelled by the caller before it ran".into(),
+        );
+    }
+}
+
 /// Answers a call whose deadline passed before a handler took it: it was not run.
 pub(crate) fn deadline_exceeded(call: Call) {
     metrics::counter!("peerwire_calls_expired_total").increment(1);
+    call.conn.cancels.finish(call.id);
     if let Some(slot) = call.slot {
         let waited = call.received.elapsed();
         call.conn.fail(

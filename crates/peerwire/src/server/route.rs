@@ -15,6 +15,8 @@ use crate::transport::BoxFuture;
 /// One call as a handler sees it.
 #[derive(Debug)]
 pub struct Request {
+    /// Request id on its connection (0 for one-way messages).
+    pub(crate) id: u64,
     pub(crate) route: Bytes,
     pub(crate) payload: Bytes,
     pub(crate) deadline: Option<Instant>,
@@ -56,6 +58,24 @@ impl Request {
     /// The connection the call arrived on: the handler may call the peer back over it.
     pub fn connection(&self) -> &Connection {
         &self.connection
+    }
+
+    /// Whether the caller has cancelled the call (it gave up: its deadline passed or its future
+    /// was dropped). A handler doing long work should check, or race [`Request::cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        self.id != 0 && self.connection.conn.cancels.is_cancelled(self.id)
+    }
+
+    /// Completes when the caller cancels the call. Never completes for one-way messages.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn cancelled(&self) {
+        if self.id == 0 {
+            return std::future::pending().await;
+        }
+        self.connection.conn.cancels.cancelled(self.id).await;
     }
 }
 
