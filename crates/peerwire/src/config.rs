@@ -250,6 +250,9 @@ pub struct ClientConfig {
     pub default_deadline: Duration,
     /// Reconnect backoff.
     pub backoff: BackoffConfig,
+    /// Automatic retries of calls that did not run (and of idempotent calls whose outcome is
+    /// unknown), bounded by a retry budget.
+    pub retry: crate::client::RetryPolicy,
 }
 
 impl Default for ClientConfig {
@@ -261,6 +264,7 @@ impl Default for ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             default_deadline: DEFAULT_CALL_DEADLINE,
             backoff: BackoffConfig::default(),
+            retry: crate::client::RetryPolicy::default(),
         }
     }
 }

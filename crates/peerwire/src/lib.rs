@@ -34,7 +34,7 @@ pub mod rpc;
 pub mod server;
 pub mod transport;
 
-pub use client::{CallOptions, Client, Peer};
+pub use client::{CallOptions, Client, Peer, RetryPolicy};
 pub use config::{BackoffConfig, ClientConfig, ConnectionConfig, Identity, ServerConfig};
 pub use connection::{Connection, PeerInfo, Route};
 pub use error::{ConnectError, Error, HandshakeError, NotExecuted, Unknown};

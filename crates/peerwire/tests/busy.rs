@@ -1,7 +1,7 @@
 //! A full call queue answers `Busy` at once; nothing waits or is dropped silently.
 
 use bytes::Bytes;
-use peerwire::{CallOptions, Client, ClientConfig, Error, NotExecuted, ServerConfig};
+use peerwire::{CallOptions, Client, ClientConfig, Error, NotExecuted, RetryPolicy, ServerConfig};
 use peerwire_testkit::{Gate, bounded, test_server};
 
 #[tokio::test]
@@ -30,7 +30,10 @@ async fn full_call_queue_answers_busy_with_a_retry_hint() {
                 addr,
                 "echo",
                 Bytes::from_static(b"c"),
-                CallOptions::default(),
+                CallOptions {
+                    retry: Some(RetryPolicy::never()),
+                    ..CallOptions::default()
+                },
             )
             .await;
         // C is answered while A and B are still held: then let them go.

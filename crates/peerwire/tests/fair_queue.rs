@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use peerwire::{
     Client, ClientConfig, Error, FairScheduler, FairSchedulerConfig, Identity, NotExecuted,
-    Request, Server, ServerConfig, handler_fn,
+    Request, RetryPolicy, Server, ServerConfig, handler_fn,
 };
 use peerwire_testkit::{Gate, bounded};
 use tokio::sync::mpsc;
@@ -14,6 +14,8 @@ fn client(node_id: u64) -> Client {
             node_id,
             ..Identity::default()
         },
+        // Observe the scheduler's answers directly.
+        retry: RetryPolicy::never(),
         ..ClientConfig::default()
     })
 }

@@ -87,6 +87,8 @@ async fn calls_to_a_dead_address_fail_fast_in_backoff() {
             multiplier: 2.0,
             jitter: 0.0,
         },
+        // This test is about the pool's reconnect backoff, not call retries.
+        retry: peerwire::RetryPolicy::never(),
         ..ClientConfig::default()
     });
     let first = client.call(addr, "echo", Bytes::new()).await.unwrap_err();

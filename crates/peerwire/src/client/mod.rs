@@ -2,6 +2,7 @@
 
 mod backoff;
 mod pool;
+mod retry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 pub use pool::Peer;
+pub use retry::RetryPolicy;
 
 use self::pool::PeerPool;
 use crate::config::ClientConfig;
@@ -25,12 +27,17 @@ use crate::transport::{Connector, DynConnector, TcpConnector};
 /// Per-call options.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CallOptions {
-    /// How long to wait for the reply (including connecting); default: the client's
-    /// `default_deadline`.
+    /// How long to wait for the reply, over all attempts (including connecting); default:
+    /// the client's `default_deadline`.
     pub deadline: Option<Duration>,
     /// Picks the pool slot (and so the connection) by hash, keeping related calls on one
     /// connection and in order; default: round robin.
     pub hash_key: Option<u64>,
+    /// The call may run twice without harm: unknown outcomes (timeout, lost connection) are
+    /// retried too, not only calls that certainly did not run.
+    pub idempotent: bool,
+    /// Overrides the client's retry policy for this call (`RetryPolicy::never()` to disable).
+    pub retry: Option<RetryPolicy>,
 }
 
 impl CallOptions {
@@ -38,13 +45,15 @@ impl CallOptions {
     pub fn deadline(deadline: Duration) -> Self {
         Self {
             deadline: Some(deadline),
-            hash_key: None,
+            ..Self::default()
         }
     }
 }
 
 pub(crate) struct ClientInner {
     pub(crate) cfg: ClientConfig,
+    budget: Mutex<retry::RetryBudget>,
+    retries: std::sync::atomic::AtomicU64,
     connector: Arc<dyn DynConnector>,
     peers: Mutex<HashMap<Peer, Arc<PeerPool>>>,
     tasks: TaskTracker,
@@ -151,6 +160,8 @@ impl Client {
         cfg.validate()?;
         Ok(Self {
             inner: Arc::new(ClientInner {
+                budget: Mutex::new(retry::RetryBudget::new(&cfg.retry)),
+                retries: std::sync::atomic::AtomicU64::new(0),
                 cfg,
                 connector: Arc::new(connector),
                 peers: Mutex::new(HashMap::new()),
@@ -198,28 +209,99 @@ impl Client {
         let deadline = options.deadline.unwrap_or(self.inner.cfg.default_deadline);
         let until = Instant::now() + deadline;
         let pool = self.inner.pool(peer);
-        let mut retried = false;
+        let policy = options.retry.unwrap_or(self.inner.cfg.retry);
+        self.inner
+            .budget
+            .lock()
+            .expect("budget lock poisoned")
+            .deposit();
+        let mut attempt = 1u32;
+        let mut closing_retried = false;
         loop {
-            let conn = self
-                .connection_until(&pool, peer, options.hash_key, until)
-                .await?;
-            let remaining = if retried {
-                until.saturating_duration_since(Instant::now())
-            } else {
-                deadline
+            let result = self
+                .attempt(
+                    &pool,
+                    peer,
+                    &route,
+                    &payload,
+                    options.hash_key,
+                    deadline,
+                    until,
+                    attempt > 1 || closing_retried,
+                )
+                .await;
+            let error = match result {
+                Ok(reply) => return Ok(reply),
+                Err(e) => e,
             };
-            match conn
-                .conn
-                .call(&route, payload.clone(), remaining, until)
-                .await
-            {
-                Err(Error::NotExecuted {
+            // A connection that was closing when the call was written: a race with the peer's
+            // go-away, not overload. Retry once at once, outside the budget.
+            if matches!(
+                error,
+                Error::NotExecuted {
                     reason: NotExecuted::ConnectionClosing { .. },
                     ..
-                }) if !retried => retried = true,
-                result => return result,
+                }
+            ) && !closing_retried
+            {
+                closing_retried = true;
+                continue;
             }
+            if attempt >= policy.max_attempts || !retry::retryable(&error, options.idempotent) {
+                return Err(error);
+            }
+            let pause = backoff::delay(&policy.backoff, attempt, fastrand::f64())
+                .max(retry::retry_after(&error).unwrap_or_default());
+            let now = Instant::now();
+            if now + pause >= until {
+                return Err(error);
+            }
+            if !self
+                .inner
+                .budget
+                .lock()
+                .expect("budget lock poisoned")
+                .try_withdraw(now)
+            {
+                metrics::counter!("peerwire_retries_refused_total", "reason" => "budget")
+                    .increment(1);
+                return Err(error);
+            }
+            metrics::counter!("peerwire_retries_total").increment(1);
+            self.inner.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(peer = %peer.addr, attempt, ?pause, error = %error, "retrying call");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
         }
+    }
+
+    /// One attempt of a call.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        pool: &PeerPool,
+        peer: Peer,
+        route: &Route,
+        payload: &Bytes,
+        hash_key: Option<u64>,
+        deadline: Duration,
+        until: Instant,
+        retrying: bool,
+    ) -> Result<Bytes, Error> {
+        let conn = self.connection_until(pool, peer, hash_key, until).await?;
+        let remaining = if retrying {
+            until.saturating_duration_since(Instant::now())
+        } else {
+            deadline
+        };
+        conn.conn
+            .call(route, payload.clone(), remaining, until)
+            .await
+    }
+
+    /// Retries made so far (all calls).
+    pub fn retries(&self) -> u64 {
+        self.inner.retries.load(Ordering::Relaxed)
     }
 
     /// Sends a one-way message (at most once). `Ok` means queued on a connection; connecting
