@@ -32,6 +32,7 @@ pub mod connection;
 pub mod error;
 pub mod rpc;
 pub mod server;
+pub mod service;
 pub mod transport;
 
 pub use client::{CallOptions, Client, Peer, RetryPolicy};

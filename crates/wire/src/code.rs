@@ -73,6 +73,12 @@ wire_code! {
         Internal = 8 => "internal error",
         /// The request was malformed for its route (for example it did not decode).
         BadRequest = 9 => "bad request",
+        /// The server serves no protocol of that name.
+        UnknownProtocol = 10 => "unknown protocol",
+        /// The protocol has no method of that name.
+        UnknownMethod = 11 => "unknown method",
+        /// The server serves another version of the protocol.
+        ProtocolVersionMismatch = 12 => "protocol version mismatch",
     }
 }
 
@@ -86,7 +92,10 @@ impl Status {
             | Self::DeadlineExceeded
             | Self::PayloadTooLarge
             | Self::ShuttingDown
-            | Self::BadRequest => false,
+            | Self::BadRequest
+            | Self::UnknownProtocol
+            | Self::UnknownMethod
+            | Self::ProtocolVersionMismatch => false,
             Self::HandlerFailed | Self::Cancelled | Self::Internal | Self::Other(_) => true,
         }
     }
@@ -172,6 +181,9 @@ mod tests {
             (Status::ShuttingDown, false),
             (Status::Internal, true),
             (Status::BadRequest, false),
+            (Status::UnknownProtocol, false),
+            (Status::UnknownMethod, false),
+            (Status::ProtocolVersionMismatch, false),
             (Status::Other(77), true),
         ];
         for (status, executed) in table {

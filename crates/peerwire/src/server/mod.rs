@@ -90,6 +90,7 @@ impl ServerShared {
 pub struct ServerBuilder {
     cfg: ServerConfig,
     routes: Routes,
+    protocols: Vec<crate::service::Protocol>,
     scheduler: Option<Box<dyn Scheduler<Call>>>,
     extension: Option<(Bytes, Arc<dyn Inbound>)>,
 }
@@ -117,6 +118,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves a typed protocol (several protocols share the server and its port).
+    pub fn protocol(mut self, protocol: crate::service::Protocol) -> Self {
+        self.protocols.retain(|p| p.name != protocol.name);
+        self.protocols.push(protocol);
+        self
+    }
+
     /// Replaces the FIFO call scheduler.
     pub fn scheduler(mut self, scheduler: impl Scheduler<Call>) -> Self {
         self.scheduler = Some(Box::new(scheduler));
@@ -136,8 +144,18 @@ impl ServerBuilder {
     }
 
     /// Starts serving connections from `listener`. Must be called within a tokio runtime.
-    pub fn serve<L: Listener>(self, listener: L) -> Result<Server, Error> {
+    pub fn serve<L: Listener>(mut self, listener: L) -> Result<Server, Error> {
         self.cfg.validate()?;
+        if !self.protocols.is_empty() {
+            let router = crate::service::ServiceRouter::new(
+                std::mem::take(&mut self.protocols),
+                self.cfg.identity.node_id,
+            );
+            self.routes.insert(
+                Route::from(crate::service::SERVICE_ROUTE),
+                Arc::new(crate::service::RouterHandler(router)),
+            );
+        }
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io("reading the listener's address", e))?;
@@ -212,6 +230,7 @@ impl Server {
         ServerBuilder {
             cfg,
             routes: Routes::default(),
+            protocols: Vec::new(),
             scheduler: None,
             extension: None,
         }

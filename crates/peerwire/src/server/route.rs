@@ -188,6 +188,12 @@ pub(crate) struct Routes {
     map: HashMap<Bytes, Arc<dyn Handler>>,
 }
 
+impl std::fmt::Debug for dyn Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Handler")
+    }
+}
+
 impl fmt::Debug for Routes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set()

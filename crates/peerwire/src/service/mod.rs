@@ -1,0 +1,32 @@
+//! Typed services (the Hadoop IPC model): protocols with names, versions and methods, each
+//! method with its engine (serde or protobuf), served beside each other on one port; a retry
+//! cache so that retried non-idempotent calls never run twice; and tower services as handlers.
+//!
+//! Service calls go through the server core like any call: fair scheduling, deadlines,
+//! cancellation and busy answers apply.
+//!
+//! | Hadoop | peerwire |
+//! |---|---|
+//! | protocol interface + `RPC.setProtocolEngine` | [`Protocol`] with a per-method [`Engine`] |
+//! | `RpcKind` / `RpcInvoker` (Writable, Protobuf) | [`Serde`], [`Prost`] |
+//! | `Server.addProtocol` | [`crate::ServerBuilder::protocol`] |
+//! | `RetryCache` | `retry_cache.rs` |
+//! | client proxy | [`ProtocolClient`] |
+
+mod client;
+mod engine;
+mod envelope;
+mod protocol;
+mod retry_cache;
+mod router;
+mod tower;
+
+pub use client::ProtocolClient;
+pub use engine::{Engine, EngineId, Prost, Serde};
+pub use protocol::Protocol;
+pub use tower::{TowerHandler, tower_handler};
+
+pub(crate) use router::{RouterHandler, ServiceRouter};
+
+/// The route service calls travel on.
+pub(crate) const SERVICE_ROUTE: &str = "svc";
