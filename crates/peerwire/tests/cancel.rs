@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use peerwire::{Client, ClientConfig, Error, Request, Server, ServerConfig, Unknown, handler_fn};
-use peerwire_testkit::{Gate, bounded};
+use peerwire_testkit::{Gate, bounded, gate_count_server, wait_until};
 use tokio::sync::mpsc;
 
 #[tokio::test]
@@ -63,34 +63,7 @@ async fn a_running_handler_observes_the_caller_giving_up() {
 async fn a_call_cancelled_while_queued_never_runs() {
     let gate = Gate::new();
     let executed = Arc::new(AtomicU64::new(0));
-    let server = Server::builder(ServerConfig {
-        handlers: 1,
-        ..ServerConfig::default()
-    })
-    .route("gate", {
-        let gate = gate.clone();
-        handler_fn(move |req: Request| {
-            let gate = gate.clone();
-            async move {
-                gate.pass().await;
-                Ok(req.into_payload())
-            }
-        })
-    })
-    .route("count", {
-        let executed = executed.clone();
-        handler_fn(move |_req: Request| {
-            let executed = executed.clone();
-            async move {
-                Ok(Bytes::from(
-                    executed.fetch_add(1, Ordering::SeqCst).to_string(),
-                ))
-            }
-        })
-    })
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap();
+    let server = gate_count_server(1, gate.clone(), executed.clone()).await;
     let client = Client::new(ClientConfig::default());
     let conn = client.connection(server.local_addr(), None).await.unwrap();
 
@@ -111,12 +84,7 @@ async fn a_call_cancelled_while_queued_never_runs() {
                 .await
         }
     });
-    bounded("B to be queued", async {
-        while server.queued_calls() < 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    wait_until("B to be queued", || server.queued_calls() >= 1).await;
     b.abort();
     assert!(
         bounded("B to be dropped", b)
@@ -133,12 +101,7 @@ async fn a_call_cancelled_while_queued_never_runs() {
                 .await
         }
     });
-    bounded("C to be queued", async {
-        while server.queued_calls() < 2 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    wait_until("C to be queued", || server.queued_calls() >= 2).await;
     gate.open();
     bounded("A", a).await.unwrap().unwrap();
     // B was skipped: C is the first `count` call that ran.

@@ -2,14 +2,12 @@
 //! deadline passes in the server's queue is never executed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
-use peerwire::{
-    CallOptions, Client, ClientConfig, Error, Request, Server, ServerConfig, Unknown, handler_fn,
-};
-use peerwire_testkit::{Gate, bounded, test_server};
+use peerwire::{CallOptions, Client, ClientConfig, Error, ServerConfig, Unknown};
+use peerwire_testkit::{Gate, bounded, gate_count_server, test_server};
 
 #[tokio::test]
 async fn expired_deadline_is_unknown_and_the_late_reply_is_discarded() {
@@ -62,34 +60,7 @@ async fn expired_deadline_is_unknown_and_the_late_reply_is_discarded() {
 async fn call_expired_in_the_queue_is_not_executed() {
     let gate = Gate::new();
     let executed = Arc::new(AtomicU64::new(0));
-    let server = Server::builder(ServerConfig {
-        handlers: 1,
-        ..ServerConfig::default()
-    })
-    .route("gate", {
-        let gate = gate.clone();
-        handler_fn(move |req: Request| {
-            let gate = gate.clone();
-            async move {
-                gate.pass().await;
-                Ok(req.into_payload())
-            }
-        })
-    })
-    .route("count", {
-        let executed = executed.clone();
-        handler_fn(move |_req: Request| {
-            let executed = executed.clone();
-            async move {
-                Ok(Bytes::from(
-                    executed.fetch_add(1, Ordering::SeqCst).to_string(),
-                ))
-            }
-        })
-    })
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap();
+    let server = gate_count_server(1, gate.clone(), executed.clone()).await;
     let addr = server.local_addr();
     let client = Client::new(ClientConfig::default());
 

@@ -5,7 +5,7 @@ use peerwire::{
     Client, ClientConfig, Error, FairScheduler, FairSchedulerConfig, Identity, NotExecuted,
     Request, RetryPolicy, Server, ServerConfig, handler_fn,
 };
-use peerwire_testkit::{Gate, bounded};
+use peerwire_testkit::{Gate, bounded, wait_until};
 use tokio::sync::mpsc;
 
 fn client(node_id: u64) -> Client {
@@ -85,10 +85,8 @@ async fn a_heavy_caller_is_shed_before_light_callers() {
             tokio::spawn(async move { light.call(addr, "gate", Bytes::from(vec![i])).await })
         })
         .collect();
-    bounded("the light calls to be queued", async {
-        while server.queued_calls() < 4 {
-            tokio::task::yield_now().await;
-        }
+    wait_until("the light calls to be queued", || {
+        server.queued_calls() >= 4
     })
     .await;
 

@@ -10,7 +10,7 @@ use peerwire::{
     BackoffConfig, CallOptions, Client, ClientConfig, Error, HandlerError, Request, RetryPolicy,
     Server, ServerConfig, Unknown, handler_fn,
 };
-use peerwire_testkit::{Gate, bounded, test_server};
+use peerwire_testkit::{Gate, bounded, test_server, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -54,22 +54,12 @@ async fn a_busy_call_is_retried_and_succeeds_once_capacity_returns() {
         let client = client.clone();
         async move { client.call(addr, "gate", Bytes::new()).await }
     });
-    bounded("B to be queued", async {
-        while server.queued_calls() < 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    wait_until("B to be queued", || server.queued_calls() >= 1).await;
     let c = tokio::spawn({
         let client = client.clone();
         async move { client.call(addr, "echo", Bytes::from_static(b"c")).await }
     });
-    bounded("C to be retried", async {
-        while client.retries() == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    wait_until("C to be retried", || client.retries() > 0).await;
     // Capacity returns: C's next attempt gets in.
     gate.open();
     assert_eq!(bounded("C", c).await.unwrap().unwrap(), "c");

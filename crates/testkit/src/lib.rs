@@ -28,6 +28,17 @@ pub async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -
         .unwrap_or_else(|_| panic!("timed out after {STEP_TIMEOUT:?} waiting for {what}"))
 }
 
+/// Yields until `ready()` holds, for at most [`STEP_TIMEOUT`]: for waiting on state another
+/// task changes (a queue filling up, a counter moving) without sleeping.
+pub async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    bounded(what, async {
+        while !ready() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
 /// What a scripted peer observed when it tried to read a frame.
 #[derive(Debug)]
 pub enum Received {
@@ -189,6 +200,43 @@ impl Gate {
             .store(true, std::sync::atomic::Ordering::Release);
         self.open.notify_waiters();
     }
+}
+
+/// Starts a server with `handlers` handler tasks and two routes: `gate` (waits at `gate`, then
+/// echoes) and `count` (replies with how many `count` calls ran before it, counted in
+/// `executed`), to check which calls were executed.
+pub async fn gate_count_server(
+    handlers: usize,
+    gate: Arc<Gate>,
+    executed: Arc<std::sync::atomic::AtomicU64>,
+) -> Server {
+    Server::builder(ServerConfig {
+        handlers,
+        ..ServerConfig::default()
+    })
+    .route(
+        "gate",
+        handler_fn(move |req: Request| {
+            let gate = gate.clone();
+            async move {
+                gate.pass().await;
+                Ok(req.into_payload())
+            }
+        }),
+    )
+    .route(
+        "count",
+        handler_fn(move |_req: Request| {
+            let executed = executed.clone();
+            async move {
+                let before = executed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(Bytes::from(before.to_string()))
+            }
+        }),
+    )
+    .bind("127.0.0.1:0".parse().expect("loopback address"))
+    .await
+    .expect("bind test server")
 }
 
 /// Starts a server on 127.0.0.1 with an ephemeral port and the test routes:
