@@ -281,3 +281,128 @@ async fn tower_services_with_middleware_serve_routes() {
     client.shutdown().await;
     server.shutdown().await;
 }
+
+/// A TCP proxy in front of `server` that loses the first reply: on its first connection it
+/// forwards requests, then drops both sides when the server's first response arrives, so the
+/// caller never learns the outcome. Later connections pass through untouched.
+async fn reply_losing_proxy(
+    server: std::net::SocketAddr,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use bytes::BytesMut;
+    use peerwire::wire::{Frame, FrameDecoder, Limits};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut pumps = tokio::task::JoinSet::new();
+        for connection in 0.. {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(mut outbound) = TcpStream::connect(server).await else {
+                return;
+            };
+            if connection > 0 {
+                pumps.spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                continue;
+            }
+            let (mut in_read, mut in_write) = inbound.into_split();
+            let (mut out_read, mut out_write) = outbound.into_split();
+            let upstream = async move {
+                let _ = tokio::io::copy(&mut in_read, &mut out_write).await;
+            };
+            let downstream = async move {
+                let mut buf = BytesMut::new();
+                let mut dec = FrameDecoder::new(Limits::default());
+                loop {
+                    while let Ok(Some(frame)) = dec.decode(&mut buf) {
+                        if matches!(frame, Frame::Response(_)) {
+                            return; // lose it, and the connection with it
+                        }
+                        let mut out = BytesMut::new();
+                        frame.encode(&mut out);
+                        if in_write.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                    if !matches!(out_read.read_buf(&mut buf).await, Ok(n) if n > 0) {
+                        return;
+                    }
+                }
+            };
+            // Whichever direction ends first takes the whole connection down.
+            tokio::select! {
+                _ = upstream => {}
+                _ = downstream => {}
+            }
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_lost_reply_is_retried_and_answered_from_the_retry_cache() {
+    use std::time::Duration;
+
+    use peerwire::{BackoffConfig, RetryPolicy};
+    use peerwire_testkit::bounded;
+
+    let created = Arc::new(AtomicU64::new(0));
+    let server = namenode(created.clone()).await;
+    let (proxy, proxy_task) = reply_losing_proxy(server.local_addr()).await;
+    let quick = BackoffConfig {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(1),
+        multiplier: 1.0,
+        jitter: 0.0,
+    };
+    let client = Client::new(ClientConfig {
+        retry: RetryPolicy {
+            backoff: quick,
+            ..RetryPolicy::default()
+        },
+        backoff: quick,
+        ..ClientConfig::default()
+    });
+    let cp = ProtocolClient::new(client.clone(), "ClientProtocol", 1);
+    // mkdirs is not idempotent: the first attempt runs, its reply is lost with the connection,
+    // the client retries the same call id on a new connection, and the retry cache answers.
+    let n: u64 = bounded(
+        "mkdirs through the proxy",
+        cp.call(
+            proxy,
+            "mkdirs",
+            Serde,
+            &MkdirsRequest {
+                path: "/lost".into(),
+                create_parent: false,
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1, "the retry got the first attempt's answer");
+    assert!(client.retries() >= 1, "the call was retried");
+    assert_eq!(created.load(Ordering::SeqCst), 1, "and the method ran once");
+    // A new call runs normally through the (now transparent) proxy.
+    let n: u64 = cp
+        .call(
+            proxy,
+            "mkdirs",
+            Serde,
+            &MkdirsRequest {
+                path: "/next".into(),
+                create_parent: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    proxy_task.abort();
+    client.shutdown().await;
+    server.shutdown().await;
+}
