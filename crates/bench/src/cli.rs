@@ -25,6 +25,9 @@ pub(crate) enum Command {
     /// RpcEnv asks (named endpoints, typed messages) with N in flight, beside the raw peerwire
     /// call path, raw TCP and tonic.
     Rpcenv(RpcArgs),
+    /// Typed-protocol calls (service envelope, serde engine; idempotent and through the retry
+    /// cache) with N in flight, beside the raw peerwire call path, raw TCP and tonic.
+    Service(RpcArgs),
 }
 
 /// Options shared by every scenario.

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rpc(args) => rpc::run(&args, &rpc::RPC),
         Command::Rpcenv(args) => rpc::run(&args, &rpc::RPCENV),
+        Command::Service(args) => rpc::run(&args, &rpc::SERVICE),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,6 +60,21 @@ pub(crate) const RPCENV: Scenario = Scenario {
     baselines: &RPCENV_BASELINES,
 };
 
+/// `service`: typed-protocol calls (idempotent, and through the retry cache) beside the raw
+/// peerwire call path (the target is at most 10% overhead, i.e. at least 0.9 of it).
+pub(crate) const SERVICE: Scenario = Scenario {
+    name: "service",
+    title: "typed protocol call (serde engine) over one connection",
+    default_impls: &[
+        ImplKind::PeerwireService,
+        ImplKind::PeerwireServiceCached,
+        ImplKind::Peerwire,
+        ImplKind::RawTcp,
+        ImplKind::Tonic,
+    ],
+    baselines: &RPCENV_BASELINES,
+};
+
 const RPCENV_BASELINES: [Baseline; 3] = [
     Baseline {
         impl_name: "peerwire",
@@ -136,6 +151,8 @@ macro_rules! rpc_impls {
 rpc_impls! {
     Peerwire => "peerwire", crate::impls::peerwire_echo::Peerwire;
     PeerwireRpcEnv => "peerwire-rpcenv", crate::impls::rpcenv_echo::RpcEnvEcho;
+    PeerwireService => "peerwire-service", crate::impls::service_echo::ServiceEcho<false>;
+    PeerwireServiceCached => "peerwire-service-rc", crate::impls::service_echo::ServiceEcho<true>;
     RawTcp => "raw-tcp", RawTcp;
     Tonic => "tonic", Tonic;
     Tarpc => "tarpc", Tarpc;

@@ -2,3 +2,4 @@
 
 pub(crate) mod peerwire_echo;
 pub(crate) mod rpcenv_echo;
+pub(crate) mod service_echo;

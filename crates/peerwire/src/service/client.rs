@@ -1,7 +1,7 @@
 //! The typed client side of a protocol.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
@@ -23,7 +23,12 @@ pub struct ProtocolClient {
     version: u32,
     client_id: u64,
     next_call: Arc<AtomicU64>,
+    /// The size of the last request body, to size the next envelope's buffer.
+    body_hint: Arc<AtomicUsize>,
 }
+
+/// The largest buffer pre-sized from the last request's size.
+const BODY_HINT_MAX: usize = 64 * 1024;
 
 impl ProtocolClient {
     /// A client for `protocol` version `version` over `client`'s connections.
@@ -34,6 +39,7 @@ impl ProtocolClient {
             version,
             client_id: fastrand::u64(1..),
             next_call: Arc::new(AtomicU64::new(1)),
+            body_hint: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -73,19 +79,26 @@ impl ProtocolClient {
         E: Engine<Req> + Engine<Resp>,
     {
         let _ = engine;
-        let body = <E as Engine<Req>>::encode(request)
-            .map_err(|e| Error::Codec(format!("request to `{}.{method}`: {e}", self.protocol)))?;
         let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let envelope = ServiceEnvelope::encode(
+        let mut envelope = ServiceEnvelope::encode_header(
             E::ID,
             &self.protocol,
             self.version,
             method,
             self.client_id,
             call_id,
-            &body,
+            self.body_hint.load(Ordering::Relaxed),
         )
         .map_err(|e| Error::Config(e.to_string()))?;
+        let header = envelope.len();
+        <E as Engine<Req>>::encode(request, &mut envelope)
+            .map_err(|e| Error::Codec(format!("request to `{}.{method}`: {e}", self.protocol)))?;
+        // Size the next envelope like this one, so a request is not copied as the buffer grows.
+        self.body_hint.store(
+            (envelope.len() - header).min(BODY_HINT_MAX),
+            Ordering::Relaxed,
+        );
+        let envelope = Bytes::from(envelope);
         let options = CallOptions {
             // Idempotent methods may run again; the others are answered from the retry cache.
             idempotent: true,

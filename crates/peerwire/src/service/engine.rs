@@ -14,8 +14,8 @@ pub trait EngineId: Copy + Send + Sync + 'static {
 
 /// Encodes and decodes values of `T`.
 pub trait Engine<T>: EngineId {
-    /// Serializes a value.
-    fn encode(value: &T) -> Result<Vec<u8>, String>;
+    /// Serializes a value, appending it to `out`.
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), String>;
     /// Deserializes a value.
     fn decode(bytes: &[u8]) -> Result<T, String>;
 }
@@ -30,10 +30,10 @@ impl EngineId for Serde {
 }
 
 impl<T: Serialize + DeserializeOwned> Engine<T> for Serde {
-    fn encode(value: &T) -> Result<Vec<u8>, String> {
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
         use bincode::Options;
         bincode::DefaultOptions::new()
-            .serialize(value)
+            .serialize_into(out, value)
             .map_err(|e| e.to_string())
     }
 
@@ -57,8 +57,8 @@ impl EngineId for Prost {
 }
 
 impl<T: prost::Message + Default> Engine<T> for Prost {
-    fn encode(value: &T) -> Result<Vec<u8>, String> {
-        Ok(value.encode_to_vec())
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        value.encode(out).map_err(|e| e.to_string())
     }
 
     fn decode(bytes: &[u8]) -> Result<T, String> {

@@ -13,7 +13,7 @@
 //! | 24+P | M | method | method name (UTF-8) |
 //! | 24+P+M | … | body | the request, encoded by the engine |
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 
 const VERSION: u8 = 1;
 const FIXED: usize = 22;
@@ -49,24 +49,24 @@ pub(crate) fn text(field: &Bytes) -> &str {
 }
 
 impl ServiceEnvelope {
-    /// Encodes an envelope around `body`.
-    pub(crate) fn encode(
+    /// Writes an envelope's header; the body is appended to the returned buffer (by the
+    /// engine, so the request is serialized once, in place).
+    pub(crate) fn encode_header(
         engine: u8,
         protocol: &str,
         protocol_version: u32,
         method: &str,
         client_id: u64,
         call_id: u64,
-        body: &[u8],
-    ) -> Result<Bytes, ServiceEnvelopeError> {
+        body_hint: usize,
+    ) -> Result<Vec<u8>, ServiceEnvelopeError> {
         let short = |s: &str, what| {
             u8::try_from(s.len())
                 .ok()
                 .filter(|n| *n > 0)
                 .ok_or(ServiceEnvelopeError::Length(what))
         };
-        let mut out =
-            BytesMut::with_capacity(FIXED + 2 + protocol.len() + method.len() + body.len());
+        let mut out = Vec::with_capacity(FIXED + 2 + protocol.len() + method.len() + body_hint);
         out.put_u8(VERSION);
         out.put_u8(engine);
         out.put_u32(protocol_version);
@@ -76,8 +76,31 @@ impl ServiceEnvelope {
         out.put_slice(protocol.as_bytes());
         out.put_u8(short(method, "method name")?);
         out.put_slice(method.as_bytes());
-        out.put_slice(body);
-        Ok(out.freeze())
+        Ok(out)
+    }
+
+    /// Encodes an envelope around `body`.
+    #[cfg(test)]
+    pub(crate) fn encode(
+        engine: u8,
+        protocol: &str,
+        protocol_version: u32,
+        method: &str,
+        client_id: u64,
+        call_id: u64,
+        body: &[u8],
+    ) -> Result<Bytes, ServiceEnvelopeError> {
+        let mut out = Self::encode_header(
+            engine,
+            protocol,
+            protocol_version,
+            method,
+            client_id,
+            call_id,
+            body.len(),
+        )?;
+        out.extend_from_slice(body);
+        Ok(Bytes::from(out))
     }
 
     pub(crate) fn decode(bytes: Bytes) -> Result<Self, ServiceEnvelopeError> {

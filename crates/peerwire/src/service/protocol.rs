@@ -47,9 +47,10 @@ where
                 retry_after: None,
             })?;
             let response = handler(decoded, request).await?;
-            <E as Engine<Resp>>::encode(&response)
-                .map(Bytes::from)
-                .map_err(|e| HandlerError::new(format!("response does not encode: {e}")))
+            let mut out = Vec::new();
+            <E as Engine<Resp>>::encode(&response, &mut out)
+                .map_err(|e| HandlerError::new(format!("response does not encode: {e}")))?;
+            Ok(Bytes::from(out))
         })
     }
 }

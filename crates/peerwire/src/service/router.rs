@@ -20,6 +20,10 @@ use crate::transport::BoxFuture;
 /// Outcomes kept in the retry cache at most (per server).
 const RETRY_CACHE_CAPACITY: usize = 100_000;
 
+/// Bytes of outcomes kept in the retry cache at most (per server); older outcomes are evicted
+/// first. At 1 KiB replies this holds about 60,000 calls.
+const RETRY_CACHE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
 /// How long an outcome stays in the retry cache: 10 minutes, Hadoop's default
 /// (`dfs.namenode.retrycache.expirytime.millis`), longer than any client keeps retrying.
 const RETRY_CACHE_TTL: Duration = Duration::from_secs(600);
@@ -42,7 +46,7 @@ impl ServiceRouter {
     pub(crate) fn new(protocols: Vec<Protocol>, node_id: u64) -> Arc<Self> {
         Arc::new(Self {
             protocols: protocols.into_iter().map(|p| (p.name.clone(), p)).collect(),
-            cache: RetryCache::new(RETRY_CACHE_CAPACITY, RETRY_CACHE_TTL),
+            cache: RetryCache::new(RETRY_CACHE_CAPACITY, RETRY_CACHE_MAX_BYTES, RETRY_CACHE_TTL),
             node_id,
         })
     }
