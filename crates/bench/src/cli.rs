@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::BoxError;
+use crate::overload::OverloadArgs;
 use crate::rpc::RpcArgs;
 
 /// peerwire benchmarks, run side by side with their baselines in one invocation.
@@ -28,6 +29,9 @@ pub(crate) enum Command {
     /// Typed-protocol calls (service envelope, serde engine; idempotent and through the retry
     /// cache) with N in flight, beside the raw peerwire call path, raw TCP and tonic.
     Service(RpcArgs),
+    /// Ten clients offering 4x the measured capacity (one hog) beside the same mix at 50%:
+    /// admitted and busy rates per client, admitted p99, peak RSS; fair vs FIFO call queue.
+    Overload(OverloadArgs),
 }
 
 /// Options shared by every scenario.

@@ -12,8 +12,10 @@ mod cli;
 mod echo;
 mod harness;
 mod impls;
+mod overload;
 mod report;
 mod rpc;
+mod rss;
 mod runtime;
 
 use std::process::ExitCode;
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Command::Rpc(args) => rpc::run(&args, &rpc::RPC),
         Command::Rpcenv(args) => rpc::run(&args, &rpc::RPCENV),
         Command::Service(args) => rpc::run(&args, &rpc::SERVICE),
+        Command::Overload(args) => overload::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
