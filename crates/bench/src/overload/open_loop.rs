@@ -180,6 +180,5 @@ pub(crate) async fn drive(
         }
     }
     while calls.join_next().await.is_some() {}
-    let outcome = outcome.lock().expect("outcome lock").clone();
-    outcome
+    outcome.lock().expect("outcome lock").clone()
 }
