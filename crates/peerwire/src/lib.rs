@@ -30,6 +30,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod raft;
 pub mod rpc;
 pub mod server;
 pub mod service;
