@@ -11,10 +11,13 @@
 //! | `peer.pick` | [`pick`], [`LaneChoice`] (`pick.rs`) |
 //! | `peerStatus` (active, since, last error) | [`PeerStatus`] (`status.rs`) |
 //! | `urlPicker` | [`AddrPicker`] (`addr_pick.rs`) |
+//! | raft-rs `eraftpb::Message` | `raft_rs.rs` (feature `raft-rs`, on by default) |
 
 mod addr_pick;
 mod message;
 mod pick;
+#[cfg(feature = "raft-rs")]
+pub mod raft_rs;
 mod status;
 
 pub use addr_pick::AddrPicker;
