@@ -2,26 +2,16 @@
 //! retry budget; idempotent calls also retry unknown outcomes.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use peerwire::wire::{Frame, FrameDecoder, Hello, Lane, Limits, PROTOCOL_VERSION, Response};
 use peerwire::{
-    BackoffConfig, CallOptions, Client, ClientConfig, Error, HandlerError, Request, RetryPolicy,
-    Server, ServerConfig, Unknown, handler_fn,
+    CallOptions, Client, ClientConfig, Error, HandlerError, Request, RetryPolicy, Server,
+    ServerConfig, Unknown, handler_fn,
 };
-use peerwire_testkit::{Gate, bounded, test_server, wait_until};
+use peerwire_testkit::{Gate, bounded, fixed_backoff, test_server, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn fixed_backoff(ms: u64) -> BackoffConfig {
-    BackoffConfig {
-        initial: Duration::from_millis(ms),
-        max: Duration::from_millis(ms),
-        multiplier: 1.0,
-        jitter: 0.0,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_call_is_retried_and_succeeds_once_capacity_returns() {

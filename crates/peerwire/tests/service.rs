@@ -346,20 +346,13 @@ async fn reply_losing_proxy(
 
 #[tokio::test]
 async fn a_lost_reply_is_retried_and_answered_from_the_retry_cache() {
-    use std::time::Duration;
-
-    use peerwire::{BackoffConfig, RetryPolicy};
-    use peerwire_testkit::bounded;
+    use peerwire::RetryPolicy;
+    use peerwire_testkit::{bounded, fixed_backoff};
 
     let created = Arc::new(AtomicU64::new(0));
     let server = namenode(created.clone()).await;
     let (proxy, proxy_task) = reply_losing_proxy(server.local_addr()).await;
-    let quick = BackoffConfig {
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(1),
-        multiplier: 1.0,
-        jitter: 0.0,
-    };
+    let quick = fixed_backoff(1);
     let client = Client::new(ClientConfig {
         retry: RetryPolicy {
             backoff: quick,

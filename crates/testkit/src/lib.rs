@@ -13,10 +13,21 @@ use bytes::{Bytes, BytesMut};
 use peerwire::wire::{
     Frame, FrameDecoder, GoAway, Hello, Lane, Limits, PROTOCOL_VERSION, WireError,
 };
-use peerwire::{HandlerError, Identity, Request, Server, ServerConfig, handler_fn};
+use peerwire::{BackoffConfig, HandlerError, Identity, Request, Server, ServerConfig, handler_fn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
+
+/// A backoff that always waits `ms` milliseconds (no growth, no jitter), for tests that
+/// retry or reconnect quickly and predictably.
+pub fn fixed_backoff(ms: u64) -> BackoffConfig {
+    BackoffConfig {
+        initial: Duration::from_millis(ms),
+        max: Duration::from_millis(ms),
+        multiplier: 1.0,
+        jitter: 0.0,
+    }
+}
 
 /// Upper bound for any single step a test waits for.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);

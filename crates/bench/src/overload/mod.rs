@@ -448,25 +448,45 @@ fn new_client(node_id: u64) -> Client {
     })
 }
 
-/// One (impl, mix) measurement: server and clients on their own runtimes, RSS sampled
-/// throughout, everything torn down after.
-fn run_once(args: &OverloadArgs, kind: OverloadImpl, mix: &Mix) -> Result<RunResult, BoxError> {
-    let rss = PeakRss::start()?;
-    let window_opens = Instant::now() + args.common.warmup();
+/// Starts a `kind` server and a client runtime (each on its own runtime), runs `load` against
+/// the server's address on the client runtime, then tears both down, clients first.
+fn with_server<T, F, Fut>(args: &OverloadArgs, kind: OverloadImpl, load: F) -> Result<T, BoxError>
+where
+    F: FnOnce(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     let server_rt = RuntimeThread::start("overload-server", args.common.threads)?;
     let server = server_rt.run({
         let args = args.clone();
         async move { start_server(&args, kind).await }
     })?;
-    let addr = server.local_addr();
-    let client_rt = RuntimeThread::start("overload-clients", args.common.threads)?;
+    let client_rt = match RuntimeThread::start("overload-clients", args.common.threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            server_rt.run(async move { server.shutdown().await });
+            return Err(e.into());
+        }
+    };
+    let result = client_rt.run(load(server.local_addr()));
+    client_rt.shutdown();
+    server_rt.run(async move { server.shutdown().await });
+    server_rt.shutdown();
+    Ok(result)
+}
+
+/// One (impl, mix) measurement: server and clients on their own runtimes, RSS sampled
+/// throughout, everything torn down after.
+fn run_once(args: &OverloadArgs, kind: OverloadImpl, mix: &Mix) -> Result<RunResult, BoxError> {
+    let rss = PeakRss::start()?;
+    let window_opens = Instant::now() + args.common.warmup();
     let window = Window {
         warmup: args.common.warmup(),
         measure: args.common.measure(),
     };
     let payload = Bytes::from(vec![0x5a; args.payload]);
     let rates = mix.rates.clone();
-    let (clients, admitted_p99) = client_rt.run(async move {
+    let (clients, admitted_p99) = with_server(args, kind, move |addr| async move {
         let mut tasks = Vec::new();
         let mut handles = Vec::new();
         for (i, rate) in rates.into_iter().enumerate() {
@@ -500,10 +520,7 @@ fn run_once(args: &OverloadArgs, kind: OverloadImpl, mix: &Mix) -> Result<RunRes
             all.value_at_quantile(0.99)
         };
         (summaries, p99)
-    });
-    client_rt.shutdown();
-    server_rt.run(async move { server.shutdown().await });
-    server_rt.shutdown();
+    })?;
     let rss = rss.finish(window_opens);
     Ok(RunResult {
         clients,
@@ -531,18 +548,11 @@ impl Worker for CapacityWorker {
 
 /// The FIFO server's throughput with its handlers kept busy and its queue never full.
 fn measure_capacity(args: &OverloadArgs) -> Result<f64, BoxError> {
-    let server_rt = RuntimeThread::start("capacity-server", args.common.threads)?;
-    let server = server_rt.run({
-        let args = args.clone();
-        async move { start_server(&args, OverloadImpl::Fifo).await }
-    })?;
-    let addr = server.local_addr();
-    let client_rt = RuntimeThread::start("capacity-clients", args.common.threads)?;
     // Handlers plus half the queue in flight: every handler busy, no call refused.
     let inflight = args.handlers + args.queue / 2;
     let payload = Bytes::from(vec![0x5a; args.payload]);
     let spec = LoadSpec::new(args.common.warmup(), args.common.measure());
-    let result = client_rt.run(async move {
+    let result = with_server(args, OverloadImpl::Fifo, move |addr| async move {
         let client = new_client(1);
         let workers = (0..inflight)
             .map(|_| CapacityWorker {
@@ -554,10 +564,7 @@ fn measure_capacity(args: &OverloadArgs) -> Result<f64, BoxError> {
         let result = harness::run_load(workers, spec).await;
         client.shutdown().await;
         result
-    });
-    client_rt.shutdown();
-    server_rt.run(async move { server.shutdown().await });
-    server_rt.shutdown();
+    })?;
     Ok(result?.ops_per_sec())
 }
 
