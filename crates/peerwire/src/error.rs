@@ -260,6 +260,9 @@ pub enum HandshakeError {
     /// The peer is at its connection limit.
     #[error("too many connections: {0}")]
     TooManyConnections(String),
+    /// The peer's cluster no longer counts this node as a member (etcd answers 410 Gone).
+    #[error("member removed: {0}")]
+    MemberRemoved(String),
     /// The peer refused us for another reason.
     #[error("refused ({reason}): {message}")]
     Refused {

@@ -1,6 +1,6 @@
 //! The client: pooled connections per peer, lazy connect, deadlines.
 
-mod backoff;
+pub(crate) mod backoff;
 mod pool;
 mod retry;
 
@@ -59,6 +59,8 @@ pub(crate) struct ClientInner {
     tasks: TaskTracker,
     closed: AtomicBool,
     inbound: Arc<dyn Inbound>,
+    /// The lane every connection of this client carries.
+    lane: Lane,
 }
 
 impl std::fmt::Debug for ClientInner {
@@ -85,7 +87,7 @@ impl ClientInner {
             &mut w,
             &self.cfg.identity,
             cfg,
-            Lane::Rpc,
+            self.lane,
             peer.node_id,
         )
         .await
@@ -157,6 +159,16 @@ impl Client {
         connector: C,
         inbound: Arc<dyn Inbound>,
     ) -> Result<Self, Error> {
+        Self::for_lane(cfg, connector, inbound, Lane::Rpc)
+    }
+
+    /// A client whose connections carry `lane` (the raft transport's lanes).
+    pub(crate) fn for_lane<C: Connector>(
+        cfg: ClientConfig,
+        connector: C,
+        inbound: Arc<dyn Inbound>,
+        lane: Lane,
+    ) -> Result<Self, Error> {
         cfg.validate()?;
         Ok(Self {
             inner: Arc::new(ClientInner {
@@ -168,6 +180,7 @@ impl Client {
                 tasks: TaskTracker::new(),
                 closed: AtomicBool::new(false),
                 inbound,
+                lane,
             }),
         })
     }

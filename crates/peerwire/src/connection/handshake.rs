@@ -70,6 +70,7 @@ pub(crate) fn refusal_error(goaway: GoAway) -> HandshakeError {
         GoAwayReason::WrongNode => HandshakeError::WrongNode(message),
         GoAwayReason::UnsupportedLane => HandshakeError::UnsupportedLane(message),
         GoAwayReason::TooManyConnections => HandshakeError::TooManyConnections(message),
+        GoAwayReason::MemberRemoved => HandshakeError::MemberRemoved(message),
         reason => HandshakeError::Refused { reason, message },
     }
 }
@@ -130,6 +131,7 @@ pub(crate) async fn accept(
     local: &Identity,
     cfg: &ConnectionConfig,
     serves_lane: impl Fn(Lane) -> bool,
+    admit: impl Fn(&Hello) -> Result<(), (GoAwayReason, String)>,
 ) -> Result<Hello, HandshakeError> {
     reader.set_limits(Limits::handshake());
     let first = tokio::time::timeout(cfg.handshake_timeout, reader.next(None)).await;
@@ -159,7 +161,9 @@ pub(crate) async fn accept(
             return Err(HandshakeError::Protocol(message));
         }
     };
-    if let Err((reason, message)) = check_hello(local, &peer_hello, serves_lane(peer_hello.lane)) {
+    let checked = check_hello(local, &peer_hello, serves_lane(peer_hello.lane))
+        .and_then(|()| admit(&peer_hello));
+    if let Err((reason, message)) = checked {
         refuse(writer, reason, message.clone()).await;
         return Err(refusal_error(GoAway {
             last_request_id: 0,

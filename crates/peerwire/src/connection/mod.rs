@@ -150,6 +150,7 @@ pub(crate) struct Conn {
     tx: mpsc::UnboundedSender<Outgoing>,
     /// One-way and control frames queued and not yet written.
     queued: Arc<AtomicUsize>,
+    room: Arc<writer::Room>,
     write_queue: usize,
     pub(crate) activity: Arc<Activity>,
     /// Fires when a close is requested (or the writer stops).
@@ -203,6 +204,7 @@ impl Conn {
     ) -> Connection {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let room = Arc::new(writer::Room::default());
         let activity = Arc::new(Activity::new());
         let closing = CancellationToken::new();
         let abort = CancellationToken::new();
@@ -216,6 +218,7 @@ impl Conn {
             peer_max_body: peer_hello.max_frame_body as usize,
             tx,
             queued: queued.clone(),
+            room: room.clone(),
             write_queue: cfg.write_queue,
             activity: activity.clone(),
             closing: closing.clone(),
@@ -235,6 +238,8 @@ impl Conn {
             stats: ConnStats::default(),
             cfg: cfg.clone(),
         });
+        // Before the driver can deliver anything, so the policy knows the connection first.
+        conn.inbound.on_connected(&conn);
         let span = tracing::debug_span!("conn", peer = %addr, node = peer_hello.node_id, lane = %peer_hello.lane);
         let writer_conn = conn.clone();
         let max_batch = cfg.max_write_batch;
@@ -247,6 +252,7 @@ impl Conn {
             async move {
                 let ctx = writer::WriterContext {
                     queued,
+                    room,
                     load,
                     activity,
                     closing,
@@ -272,7 +278,6 @@ impl Conn {
             span,
         ));
         metrics::counter!("peerwire_connections_opened_total").increment(1);
-        conn.inbound.on_connected(&conn);
         Connection { conn }
     }
 
@@ -532,6 +537,40 @@ impl Conn {
         .map_err(|r| self.not_executed(r))?;
         self.activity.touch_oneway();
         Ok(())
+    }
+}
+
+impl Conn {
+    /// Queues a one-way message like [`Conn::send_oneway`], but waits for room when the write
+    /// queue is full instead of failing: the back-pressure of a long-lived lane whose single
+    /// producer should slow down to the socket's pace.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the message was not queued.
+    pub(crate) async fn send_oneway_wait(&self, route: &Route, payload: Bytes) -> Result<(), Error> {
+        loop {
+            let notified = self.room.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.room.wanted.store(true, Ordering::SeqCst);
+            match self.send_oneway(route, payload.clone()) {
+                Err(Error::NotExecuted {
+                    reason: NotExecuted::LocalQueueFull { .. },
+                    ..
+                }) => {}
+                done => return done,
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.closing.cancelled() => {
+                    return Err(self.not_executed(NotExecuted::ConnectionClosing {
+                        reason: GoAwayReason::Normal,
+                        message: "connection closed while waiting for write-queue room".into(),
+                    }));
+                }
+            }
+        }
     }
 }
 

@@ -125,11 +125,29 @@ async fn write_parts(io: &mut BoxWrite, parts: &mut VecDeque<Bytes>) -> io::Resu
     Ok(())
 }
 
+/// Wakes a producer waiting for room in the write queue ([`super::Conn::send_oneway_wait`]).
+/// The writer checks `wanted` once per write, so the wake costs nothing when nobody waits.
+#[derive(Debug, Default)]
+pub(crate) struct Room {
+    pub(crate) wanted: std::sync::atomic::AtomicBool,
+    pub(crate) notify: tokio::sync::Notify,
+}
+
+impl Room {
+    fn wake(&self) {
+        if self.wanted.load(Ordering::SeqCst) && self.wanted.swap(false, Ordering::SeqCst) {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
 /// What the write loop shares with the rest of the connection.
 #[derive(Debug)]
 pub(crate) struct WriterContext {
     /// One-way and control frames queued (decremented as they are written).
     pub(crate) queued: Arc<AtomicUsize>,
+    /// Producers waiting for `queued` to fall.
+    pub(crate) room: Arc<Room>,
     /// In-flight calls, to decide whether to wait for more frames.
     pub(crate) load: Load,
     pub(crate) activity: Arc<Activity>,
@@ -160,6 +178,7 @@ async fn write_loop(
 ) -> io::Result<()> {
     let WriterContext {
         queued,
+        room,
         load,
         activity,
         abort,
@@ -220,6 +239,7 @@ async fn write_loop(
             io.flush().await?;
         }
         activity.touch_write();
+        room.wake();
         metrics::counter!("peerwire_bytes_written_total").increment(bytes);
         metrics::counter!("peerwire_frames_written_total").increment(frames);
         if shutdown {
@@ -260,6 +280,7 @@ mod tests {
             rx,
             WriterContext {
                 queued: Arc::new(AtomicUsize::new(0)),
+                room: Arc::default(),
                 load: Load {
                     call_slots: Arc::new(Semaphore::new(1)),
                     serve_slots: Arc::new(Semaphore::new(1)),

@@ -42,6 +42,19 @@ pub trait RaftMessage: Send + Sized + 'static {
     fn encode(&self, out: &mut BytesMut);
     /// Decodes a message encoded by [`RaftMessage::encode`].
     fn decode(bytes: Bytes) -> Result<Self, Self::Error>;
+
+    /// For a snapshot message: takes the snapshot's data out, leaving the metadata. The
+    /// transport streams the data on the snapshot lane in chunks and sends the rest as the
+    /// message. Default: the message carries no separate data.
+    fn take_snapshot_data(&mut self) -> Bytes {
+        Bytes::new()
+    }
+
+    /// Puts received snapshot data back into a snapshot message (the inverse of
+    /// [`RaftMessage::take_snapshot_data`]). Default: the data is dropped.
+    fn set_snapshot_data(&mut self, data: Bytes) {
+        let _ = data;
+    }
 }
 
 #[cfg(test)]

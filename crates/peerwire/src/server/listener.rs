@@ -80,7 +80,11 @@ async fn serve_connection<I: Io>(
         &mut w,
         &cfg.identity,
         &cfg.connection,
-        |lane| lane == Lane::Rpc,
+        |lane| lane == Lane::Rpc || shared.lanes.contains_key(&lane),
+        |hello| match shared.lanes.get(&hello.lane) {
+            Some(service) => service.admit(hello),
+            None => Ok(()),
+        },
     )
     .await
     {
@@ -91,13 +95,17 @@ async fn serve_connection<I: Io>(
             return;
         }
     };
+    let inbound = match shared.lanes.get(&hello.lane) {
+        Some(service) => service.inbound(),
+        None => shared.inbound.clone(),
+    };
     let connection = Conn::start(
         reader,
         w,
         addr,
         hello,
         &cfg.connection,
-        shared.inbound.clone(),
+        inbound,
         &shared.conn_tasks,
     );
     let key = shared.register(connection.clone());

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use peerwire_wire::GoAwayReason;
+use peerwire_wire::{GoAwayReason, Hello, Lane};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,11 +45,29 @@ use crate::connection::{Connection, Inbound, Route};
 use crate::error::Error;
 use crate::transport::{Listener, TcpListener};
 
+/// A service that takes whole connections of one lane (the raft transport's lanes) instead of
+/// the call queue: it admits each hello and handles the connection's frames itself.
+pub(crate) trait LaneService: Send + Sync + 'static {
+    /// Admits or refuses a hello for this lane (after the generic checks passed).
+    fn admit(&self, hello: &Hello) -> Result<(), (GoAwayReason, String)>;
+    /// The inbound policy of an admitted connection.
+    fn inbound(&self) -> Arc<dyn Inbound>;
+    /// The identity the service expects the server to have.
+    fn identity(&self) -> crate::config::Identity;
+}
+
+impl std::fmt::Debug for dyn LaneService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LaneService")
+    }
+}
+
 /// State shared by the server's tasks.
 #[derive(Debug)]
 pub(crate) struct ServerShared {
     pub(crate) cfg: ServerConfig,
     pub(crate) inbound: Arc<ServerInbound>,
+    pub(crate) lanes: HashMap<Lane, Arc<dyn LaneService>>,
     pub(crate) conn_limit: Arc<Semaphore>,
     pub(crate) conn_tasks: TaskTracker,
     pub(crate) shutting_down: CancellationToken,
@@ -93,6 +111,7 @@ pub struct ServerBuilder {
     protocols: Vec<crate::service::Protocol>,
     scheduler: Option<Box<dyn Scheduler<Call>>>,
     extension: Option<(Bytes, Arc<dyn Inbound>)>,
+    lanes: HashMap<Lane, Arc<dyn LaneService>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -115,6 +134,24 @@ impl ServerBuilder {
     /// queue. Used by services with their own dispatch, such as the RpcEnv.
     pub(crate) fn extension(mut self, route: Route, inbound: Arc<dyn Inbound>) -> Self {
         self.extension = Some((route.0, inbound));
+        self
+    }
+
+    /// Serves the lanes of a raft transport on this server's port. The transport's identity
+    /// must be the server's.
+    pub fn raft<M: crate::raft::RaftMessage, H: crate::raft::RaftHandler<M>>(
+        mut self,
+        transport: &crate::raft::Transport<M, H>,
+    ) -> Self {
+        let service = transport.lane_service();
+        for lane in [
+            Lane::RaftAppend,
+            Lane::RaftMessage,
+            Lane::RaftPipeline,
+            Lane::RaftSnapshot,
+        ] {
+            self.lanes.insert(lane, service.clone());
+        }
         self
     }
 
@@ -146,6 +183,15 @@ impl ServerBuilder {
     /// Starts serving connections from `listener`. Must be called within a tokio runtime.
     pub fn serve<L: Listener>(mut self, listener: L) -> Result<Server, Error> {
         self.cfg.validate()?;
+        if let Some(service) = self.lanes.values().next()
+            && service.identity() != self.cfg.identity
+        {
+            return Err(Error::Config(format!(
+                "the raft transport's identity {:?} differs from the server's {:?}",
+                service.identity(),
+                self.cfg.identity
+            )));
+        }
         if !self.protocols.is_empty() {
             let router = crate::service::ServiceRouter::new(
                 std::mem::take(&mut self.protocols),
@@ -171,6 +217,7 @@ impl ServerBuilder {
                 node_id: self.cfg.identity.node_id,
                 extension: self.extension,
             }),
+            lanes: self.lanes,
             conn_limit: Arc::new(Semaphore::new(self.cfg.max_connections)),
             conn_tasks: TaskTracker::new(),
             shutting_down: CancellationToken::new(),
@@ -233,6 +280,7 @@ impl Server {
             protocols: Vec::new(),
             scheduler: None,
             extension: None,
+            lanes: HashMap::new(),
         }
     }
 

@@ -1,0 +1,169 @@
+//! A long-lived lane to one peer (etcd's `streamWriter`): a bounded queue of messages and a
+//! task that keeps one connection open — dialing with a rate limit, rotating addresses on
+//! failure — and writes what is queued as batches. A batch takes everything queued, up to
+//! `max_batch_bytes`, so the lane flushes as soon as its queue drains and the connection's
+//! writer coalesces batches into vectored writes. The connection's heartbeats keep an idle
+//! lane alive and its read timeout closes a dead one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::BytesMut;
+use peerwire_wire::Lane;
+use tokio::sync::mpsc;
+
+use super::batch;
+use super::link::{BATCH_ROUTE, Link, lane_label};
+use super::message::RaftMessage;
+use super::peer::PeerShared;
+use crate::client::{Peer, backoff};
+use crate::connection::{Connection, Route};
+
+/// The sending end of a long-lived lane.
+#[derive(Debug)]
+pub(crate) struct StreamLane<M> {
+    tx: mpsc::Sender<M>,
+    up: Arc<AtomicBool>,
+}
+
+impl<M: RaftMessage> StreamLane<M> {
+    /// Starts the lane's task.
+    pub(crate) fn start(lane: Lane, link: &Arc<Link>, peer: &Arc<PeerShared>) -> Self {
+        let (tx, rx) = mpsc::channel(link.cfg.stream_queue);
+        let up = Arc::new(AtomicBool::new(false));
+        link.tasks
+            .spawn(run(lane, link.clone(), peer.clone(), rx, up.clone()));
+        Self { tx, up }
+    }
+
+    /// Whether the lane is connected.
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Queues `msg`; gives it back if the queue is full or the lane stopped.
+    pub(crate) fn try_send(&self, msg: M) -> Result<(), M> {
+        self.tx.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+        })
+    }
+}
+
+/// Why a connected lane stopped.
+enum Ended {
+    Stopped,
+    Broken(String),
+}
+
+async fn run<M: RaftMessage>(
+    lane: Lane,
+    link: Arc<Link>,
+    peer: Arc<PeerShared>,
+    mut rx: mpsc::Receiver<M>,
+    up: Arc<AtomicBool>,
+) {
+    let client = link.client(lane).clone();
+    let route = Route::from(BATCH_ROUTE);
+    let mut failures = 0u32;
+    let mut buf = BytesMut::new();
+    loop {
+        if link.is_removed() {
+            return;
+        }
+        let addr = peer.addr();
+        let dialed = if link.faults.is_cut(peer.id) {
+            None
+        } else {
+            tokio::select! {
+                r = client.connection(Peer::new(addr, peer.id), None) => Some(r),
+                _ = peer.stop.cancelled() => return,
+            }
+        };
+        match dialed {
+            Some(Ok(conn)) => {
+                failures = 0;
+                up.store(true, Ordering::Release);
+                peer.activate(lane);
+                let ended = serve(&conn, &mut rx, &route, &link, &peer, &mut buf).await;
+                up.store(false, Ordering::Release);
+                match ended {
+                    Ended::Stopped => {
+                        conn.close();
+                        return;
+                    }
+                    Ended::Broken(why) => {
+                        conn.close();
+                        peer.deactivate(lane, why);
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                if link.check_removed(peer.id, &e) {
+                    peer.deactivate(lane, &e);
+                    return;
+                }
+                peer.unreachable(addr);
+                peer.deactivate(lane, &e);
+                failures = failures.saturating_add(1);
+            }
+            None => {
+                peer.deactivate(lane, "link cut by a test hook");
+                failures = failures.saturating_add(1);
+            }
+        }
+        // Redial no faster than the rate limit.
+        let wait = backoff::delay(&link.cfg.redial, failures.max(1), fastrand::f64());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = peer.stop.cancelled() => return,
+        }
+    }
+}
+
+/// Writes batches on `conn` until it breaks or the peer stops.
+async fn serve<M: RaftMessage>(
+    conn: &Connection,
+    rx: &mut mpsc::Receiver<M>,
+    route: &Route,
+    link: &Link,
+    peer: &PeerShared,
+    buf: &mut BytesMut,
+) -> Ended {
+    let max = link.cfg.max_batch_bytes;
+    let lane = conn.peer().lane;
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = peer.stop.cancelled() => return Ended::Stopped,
+            _ = conn.closed() => return Ended::Broken("connection closed".into()),
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return Ended::Stopped,
+            },
+        };
+        if link.faults.is_cut(peer.id) {
+            drop(first);
+            return Ended::Broken("link cut by a test hook".into());
+        }
+        batch::push(buf, &first);
+        let mut count = 1u64;
+        while buf.len() < max {
+            match rx.try_recv() {
+                Ok(m) => {
+                    batch::push(buf, &m);
+                    count += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let body = buf.split().freeze();
+        if let Err(e) = conn.conn.send_oneway_wait(route, body).await {
+            metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "lane_broken")
+                .increment(count);
+            link.report.unreachable(peer.id);
+            return Ended::Broken(e.to_string());
+        }
+        metrics::counter!("peerwire_raft_messages_sent_total", "lane" => lane_label(lane))
+            .increment(count);
+    }
+}
