@@ -548,7 +548,11 @@ impl Conn {
     /// # Cancel safety
     ///
     /// Cancel safe: if dropped, the message was not queued.
-    pub(crate) async fn send_oneway_wait(&self, route: &Route, payload: Bytes) -> Result<(), Error> {
+    pub(crate) async fn send_oneway_wait(
+        &self,
+        route: &Route,
+        payload: Bytes,
+    ) -> Result<(), Error> {
         loop {
             let notified = self.room.notify.notified();
             tokio::pin!(notified);

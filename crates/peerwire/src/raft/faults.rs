@@ -21,6 +21,7 @@ pub(crate) enum Verdict {
 #[derive(Debug, Default)]
 struct Table {
     cut: HashSet<u64>,
+    streams_broken: HashSet<u64>,
     paused: HashSet<u64>,
     drop: HashSet<MessageKind>,
     delay: HashMap<MessageKind, Duration>,
@@ -29,7 +30,11 @@ struct Table {
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 impl Table {
     fn is_empty(&self) -> bool {
-        self.cut.is_empty() && self.paused.is_empty() && self.drop.is_empty() && self.delay.is_empty()
+        self.cut.is_empty()
+            && self.streams_broken.is_empty()
+            && self.paused.is_empty()
+            && self.drop.is_empty()
+            && self.delay.is_empty()
     }
 }
 
@@ -38,6 +43,7 @@ impl Table {
 pub(crate) struct FaultTable {
     any: AtomicBool,
     table: Mutex<Table>,
+    changed: tokio::sync::Notify,
 }
 
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
@@ -46,6 +52,13 @@ impl FaultTable {
         let mut t = self.table.lock().expect("fault table poisoned");
         f(&mut t);
         self.any.store(!t.is_empty(), Ordering::Release);
+        drop(t);
+        self.changed.notify_waiters();
+    }
+
+    /// Completes at the next change of the table.
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// The verdict on a message this node sends to `to`.
@@ -75,7 +88,31 @@ impl FaultTable {
     /// Whether the link to `peer` is cut (no dialing, no lanes).
     pub(crate) fn is_cut(&self, peer: u64) -> bool {
         self.any.load(Ordering::Acquire)
-            && self.table.lock().expect("fault table poisoned").cut.contains(&peer)
+            && self
+                .table
+                .lock()
+                .expect("fault table poisoned")
+                .cut
+                .contains(&peer)
+    }
+
+    /// Whether the long-lived lanes to `peer` must stay down (cut, or broken by a hook).
+    pub(crate) fn streams_down(&self, peer: u64) -> bool {
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let t = self.table.lock().expect("fault table poisoned");
+        t.cut.contains(&peer) || t.streams_broken.contains(&peer)
+    }
+
+    pub(crate) fn break_streams(&self, peer: u64, on: bool) {
+        self.change(|t| {
+            if on {
+                t.streams_broken.insert(peer);
+            } else {
+                t.streams_broken.remove(&peer);
+            }
+        });
     }
 
     pub(crate) fn cut(&self, peer: u64) {
@@ -132,8 +169,13 @@ mod tests {
         assert_eq!(f.outgoing(2, Heartbeat), Verdict::Drop);
         assert_eq!(f.outgoing(3, Heartbeat), Verdict::Pass);
         assert!(!f.incoming(2) && f.incoming(3) && f.is_cut(2));
+        assert!(f.streams_down(2));
         f.mend(2);
-        assert!(f.incoming(2) && !f.is_cut(2));
+        assert!(f.incoming(2) && !f.is_cut(2) && !f.streams_down(2));
+        f.break_streams(4, true);
+        assert!(f.streams_down(4) && !f.is_cut(4) && f.incoming(4));
+        assert_eq!(f.outgoing(4, Append), Verdict::Pass);
+        f.break_streams(4, false);
         f.pause(3);
         assert_eq!(f.outgoing(3, Vote), Verdict::Drop);
         assert!(!f.is_cut(3), "a paused peer keeps its lanes");
@@ -141,10 +183,16 @@ mod tests {
         f.drop_kind(Append, true);
         f.delay_kind(Vote, Some(Duration::from_millis(5)));
         assert_eq!(f.outgoing(2, Append), Verdict::Drop);
-        assert_eq!(f.outgoing(2, Vote), Verdict::Delay(Duration::from_millis(5)));
+        assert_eq!(
+            f.outgoing(2, Vote),
+            Verdict::Delay(Duration::from_millis(5))
+        );
         f.drop_kind(Append, false);
         f.delay_kind(Vote, None);
         assert_eq!(f.outgoing(2, Append), Verdict::Pass);
-        assert!(!f.any.load(Ordering::Acquire), "an emptied table costs one load again");
+        assert!(
+            !f.any.load(Ordering::Acquire),
+            "an emptied table costs one load again"
+        );
     }
 }

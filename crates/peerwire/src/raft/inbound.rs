@@ -140,7 +140,12 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inbound for RaftInbound<M, H> {
             return;
         }
         if route == PROBE_ROUTE.as_bytes() {
-            Self::reply(conn, slot, request.id, Bytes::copy_from_slice(&unix_nanos().to_le_bytes()));
+            Self::reply(
+                conn,
+                slot,
+                request.id,
+                Bytes::copy_from_slice(&unix_nanos().to_le_bytes()),
+            );
         } else if route == PIPE_ROUTE.as_bytes() {
             match self.deliver(conn, request.payload) {
                 Ok(()) => {
@@ -163,7 +168,10 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inbound for RaftInbound<M, H> {
                 request.id,
                 Status::UnknownRoute,
                 0,
-                format!("no route `{}` on a raft lane", String::from_utf8_lossy(route)),
+                format!(
+                    "no route `{}` on a raft lane",
+                    String::from_utf8_lossy(route)
+                ),
             );
         }
     }
@@ -180,7 +188,10 @@ impl<M: RaftMessage, H: RaftHandler<M>> LaneService for RaftLanes<M, H> {
         if hello.node_id == 0 {
             return Err((
                 GoAwayReason::ProtocolError,
-                format!("the {} lane is for raft members; node id 0 is anonymous", hello.lane),
+                format!(
+                    "the {} lane is for raft members; node id 0 is anonymous",
+                    hello.lane
+                ),
             ));
         }
         if inner.handler.is_id_removed(hello.node_id) {

@@ -141,7 +141,11 @@ impl Link {
             return false;
         }
         if !self.removed.swap(true, Ordering::AcqRel) {
-            tracing::warn!(node = self.node_id(), by, "this member was removed from the cluster");
+            tracing::warn!(
+                node = self.node_id(),
+                by,
+                "this member was removed from the cluster"
+            );
             self.report.removed(by);
         }
         true

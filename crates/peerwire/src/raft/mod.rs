@@ -82,6 +82,12 @@ impl Faults<'_> {
         self.table.mend(peer);
     }
 
+    /// Breaks (or, with `false`, restores) the long-lived append and message lanes to `peer`
+    /// and keeps them down, so messages take the pipeline.
+    pub fn break_streams(&self, peer: u64, on: bool) {
+        self.table.break_streams(peer, on);
+    }
+
     /// Drops every message to and from `peer` while keeping its lanes connected (etcd's
     /// `Pause`).
     pub fn pause(&self, peer: u64) {

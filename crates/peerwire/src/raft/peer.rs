@@ -46,7 +46,12 @@ impl PeerShared {
 
     /// A lane works.
     pub(crate) fn activate(&self, lane: Lane) {
-        if self.status.lock().expect("status poisoned").activate(Instant::now()) {
+        if self
+            .status
+            .lock()
+            .expect("status poisoned")
+            .activate(Instant::now())
+        {
             tracing::info!(peer = self.id, %lane, "peer became active");
             metrics::gauge!("peerwire_raft_peer_active", "peer" => self.id.to_string()).set(1.0);
         }
@@ -98,7 +103,8 @@ impl<M: RaftMessage> RaftPeer<M> {
             )
         });
         if !remote && let Some(every) = link.cfg.probe_interval {
-            link.tasks.spawn(prober::run(link.clone(), state.clone(), every));
+            link.tasks
+                .spawn(prober::run(link.clone(), state.clone(), every));
         }
         Self {
             pipeline: Pipeline::start(link, &state),
@@ -120,13 +126,7 @@ impl<M: RaftMessage> RaftPeer<M> {
             self.send_snapshot(link, Snapshot::from_message(msg));
             return;
         }
-        let up = match &self.streams {
-            Some((append, message)) => LanesUp {
-                append: append.is_up(),
-                message: message.is_up(),
-            },
-            None => LanesUp::default(),
-        };
+        let up = self.lanes_up();
         let (lane, result) = match (pick(kind, up), &self.streams) {
             (LaneChoice::Append, Some((append, _))) => ("append", append.try_send(msg)),
             (LaneChoice::Message, Some((_, message))) => ("message", message.try_send(msg)),
@@ -135,13 +135,33 @@ impl<M: RaftMessage> RaftPeer<M> {
         if result.is_err() {
             metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane, "reason" => "queue_full")
                 .increment(1);
-            tracing::debug!(peer = self.state.id, lane, ?kind, "lane queue full: message dropped");
+            tracing::debug!(
+                peer = self.state.id,
+                lane,
+                ?kind,
+                "lane queue full: message dropped"
+            );
             link.report.unreachable(self.state.id);
         }
     }
 
+    /// Which long-lived lanes are connected.
+    pub(crate) fn lanes_up(&self) -> LanesUp {
+        match &self.streams {
+            Some((append, message)) => LanesUp {
+                append: append.is_up(),
+                message: message.is_up(),
+            },
+            None => LanesUp::default(),
+        }
+    }
+
     /// Starts streaming `snapshot` to this peer; one at a time per peer.
-    pub(crate) fn send_snapshot(&self, link: &Arc<Link>, snapshot: Snapshot<M>) -> SnapshotProgress {
+    pub(crate) fn send_snapshot(
+        &self,
+        link: &Arc<Link>,
+        snapshot: Snapshot<M>,
+    ) -> SnapshotProgress {
         let progress = SnapshotProgress::new(self.state.id, snapshot.size());
         if self.snapshot_busy.swap(true, Ordering::AcqRel) {
             metrics::counter!("peerwire_raft_snapshots_total", "outcome" => "busy").increment(1);

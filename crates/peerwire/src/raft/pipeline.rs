@@ -79,10 +79,10 @@ async fn worker<M: RaftMessage>(
             Err(e) => {
                 metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => "pipeline", "reason" => "send_failed")
                     .increment(1);
+                peer.deactivate(Lane::RaftPipeline, &e);
                 if !link.check_removed(peer.id, &e) {
                     peer.unreachable(addr);
                 }
-                peer.deactivate(Lane::RaftPipeline, &e);
                 link.report.unreachable(peer.id);
             }
         }

@@ -48,12 +48,19 @@ pub(crate) async fn run<M: RaftMessage, H: RaftHandler<M>>(
         };
         let id = request.id;
         let result = match &request.route[..] {
-            r if r == SNAP_BEGIN_ROUTE.as_bytes() => begin(&inner, &conn, &mut current, request.payload),
-            r if r == SNAP_CHUNK_ROUTE.as_bytes() => chunk(&conn, &mut current, request.payload).await,
+            r if r == SNAP_BEGIN_ROUTE.as_bytes() => {
+                begin(&inner, &conn, &mut current, request.payload)
+            }
+            r if r == SNAP_CHUNK_ROUTE.as_bytes() => {
+                chunk(&conn, &mut current, request.payload).await
+            }
             r if r == SNAP_END_ROUTE.as_bytes() => end(&mut current).await,
             other => Err((
                 Status::UnknownRoute,
-                format!("no route `{}` on the snapshot lane", String::from_utf8_lossy(other)),
+                format!(
+                    "no route `{}` on the snapshot lane",
+                    String::from_utf8_lossy(other)
+                ),
             )),
         };
         match result {
@@ -93,7 +100,10 @@ fn begin<M: RaftMessage, H: RaftHandler<M>>(
     let size = payload.get_u64_le();
     let msg = M::decode(payload).map_err(|e| bad(format!("undecodable snapshot message: {e}")))?;
     if msg.kind() != MessageKind::Snapshot {
-        return Err(bad(format!("a {:?} message on the snapshot lane", msg.kind())));
+        return Err(bad(format!(
+            "a {:?} message on the snapshot lane",
+            msg.kind()
+        )));
     }
     inner
         .check_message(conn.peer.node_id, &msg)

@@ -55,10 +55,10 @@ pub(crate) async fn send<M: RaftMessage>(
     {
         Ok(c) => c,
         Err(e) => {
+            peer.deactivate(Lane::RaftSnapshot, &e);
             if !link.check_removed(peer.id, &e) {
                 peer.unreachable(addr);
             }
-            peer.deactivate(Lane::RaftSnapshot, &e);
             return Err(SnapshotError::Interrupted(e.to_string()));
         }
     };

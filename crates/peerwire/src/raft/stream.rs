@@ -71,7 +71,7 @@ async fn run<M: RaftMessage>(
             return;
         }
         let addr = peer.addr();
-        let dialed = if link.faults.is_cut(peer.id) {
+        let dialed = if link.faults.streams_down(peer.id) {
             None
         } else {
             tokio::select! {
@@ -98,16 +98,15 @@ async fn run<M: RaftMessage>(
                 }
             }
             Some(Err(e)) => {
+                peer.deactivate(lane, &e);
                 if link.check_removed(peer.id, &e) {
-                    peer.deactivate(lane, &e);
                     return;
                 }
                 peer.unreachable(addr);
-                peer.deactivate(lane, &e);
                 failures = failures.saturating_add(1);
             }
             None => {
-                peer.deactivate(lane, "link cut by a test hook");
+                peer.deactivate(lane, "lane broken by a test hook");
                 failures = failures.saturating_add(1);
             }
         }
@@ -132,19 +131,20 @@ async fn serve<M: RaftMessage>(
     let max = link.cfg.max_batch_bytes;
     let lane = conn.peer().lane;
     loop {
+        let fault = link.faults.changed();
+        if link.faults.streams_down(peer.id) {
+            return Ended::Broken("lane broken by a test hook".into());
+        }
         let first = tokio::select! {
             biased;
             _ = peer.stop.cancelled() => return Ended::Stopped,
             _ = conn.closed() => return Ended::Broken("connection closed".into()),
+            _ = fault => continue,
             m = rx.recv() => match m {
                 Some(m) => m,
                 None => return Ended::Stopped,
             },
         };
-        if link.faults.is_cut(peer.id) {
-            drop(first);
-            return Ended::Broken("link cut by a test hook".into());
-        }
         batch::push(buf, &first);
         let mut count = 1u64;
         while buf.len() < max {

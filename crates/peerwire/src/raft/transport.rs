@@ -78,7 +78,10 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inner<M, H> {
         }
         let local = self.link.node_id();
         if msg.to() != local {
-            return Err(Refusal::WrongTarget { to: msg.to(), local });
+            return Err(Refusal::WrongTarget {
+                to: msg.to(),
+                local,
+            });
         }
         if self.handler.is_id_removed(from) {
             return Err(Refusal::Removed(from));
@@ -154,7 +157,13 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
     /// member must reach, for example a new member catching up. Only the pipeline is used.
     /// Ignored if `id` is already a peer or remote.
     pub fn add_remote(&self, id: u64, addrs: Vec<SocketAddr>) -> Result<(), Error> {
-        if self.inner.peers.read().expect("peers poisoned").contains_key(&id) {
+        if self
+            .inner
+            .peers
+            .read()
+            .expect("peers poisoned")
+            .contains_key(&id)
+        {
             return Ok(());
         }
         self.add(id, addrs, true)
@@ -182,7 +191,13 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
         if !remote {
             drop(map);
             // A member that became a peer no longer needs its remote.
-            if let Some(r) = self.inner.remotes.write().expect("peers poisoned").remove(&id) {
+            if let Some(r) = self
+                .inner
+                .remotes
+                .write()
+                .expect("peers poisoned")
+                .remove(&id)
+            {
                 r.stop();
             }
         }
@@ -192,7 +207,12 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
 
     /// Removes member `id` and stops its lanes (a snapshot in flight to it fails).
     pub fn remove_peer(&self, id: u64) {
-        let removed = self.inner.peers.write().expect("peers poisoned").remove(&id);
+        let removed = self
+            .inner
+            .peers
+            .write()
+            .expect("peers poisoned")
+            .remove(&id);
         if let Some(p) = removed {
             p.stop();
             tracing::info!(node = self.inner.link.node_id(), peer = id, "removed");
@@ -215,7 +235,9 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
             return Err(Error::Config(format!("unknown peer {id}")));
         };
         if !p.state.addrs.lock().expect("addrs poisoned").update(addrs) {
-            return Err(Error::Config(format!("peer {id} needs at least one address")));
+            return Err(Error::Config(format!(
+                "peer {id} needs at least one address"
+            )));
         }
         Ok(())
     }
@@ -224,7 +246,12 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
         if let Some(p) = self.inner.peers.read().expect("peers poisoned").get(&id) {
             return Some(p.clone());
         }
-        self.inner.remotes.read().expect("peers poisoned").get(&id).cloned()
+        self.inner
+            .remotes
+            .read()
+            .expect("peers poisoned")
+            .get(&id)
+            .cloned()
     }
 
     /// Sends raft's messages, each to its `to`. Never blocks: a message whose lane is full is
@@ -281,6 +308,11 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
     /// When member `id` became active (a lane to it works), if it is.
     pub fn active_since(&self, id: u64) -> Option<Instant> {
         self.peer(id)?.active_since()
+    }
+
+    /// Which long-lived lanes to member `id` are connected (both down for a remote).
+    pub fn lanes_up(&self, id: u64) -> Option<super::LanesUp> {
+        Some(self.peer(id)?.lanes_up())
     }
 
     /// The peers that are active now.
