@@ -299,13 +299,15 @@ mod tests {
         ) = (1, 2, 9, 8, index, index, 8);
         let entries: Vec<Entry> = (0..n)
             .map(|i| {
-                let mut e = Entry::default();
-                e.index = index + 1 + i;
-                e.term = 9;
+                let mut e = Entry {
+                    index: index + 1 + i,
+                    term: 9,
+                    data: Bytes::from(vec![i as u8; data]),
+                    ..Entry::default()
+                };
                 if i == 1 {
                     e.set_entry_type(EntryType::EntryConfChange);
                 }
-                e.data = Bytes::from(vec![i as u8; data]);
                 e
             })
             .collect();
