@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::BoxError;
 use crate::overload::OverloadArgs;
+use crate::raft::RaftArgs;
 use crate::rpc::RpcArgs;
 
 /// peerwire benchmarks, run side by side with their baselines in one invocation.
@@ -32,6 +33,9 @@ pub(crate) enum Command {
     /// Ten clients offering 4x the measured capacity (one hog) beside the same mix at 50%:
     /// admitted and busy rates per client, admitted p99, peak RSS; fair vs FIFO call queue.
     Overload(OverloadArgs),
+    /// A raft leader and two followers over the raft transport: append entries/s, heartbeat
+    /// round trip idle and during a snapshot, snapshot throughput; beside raw buffered TCP.
+    Raft(RaftArgs),
 }
 
 /// Options shared by every scenario.

@@ -13,6 +13,7 @@ mod echo;
 mod harness;
 mod impls;
 mod overload;
+mod raft;
 mod report;
 mod rpc;
 mod rss;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Rpcenv(args) => rpc::run(&args, &rpc::RPCENV),
         Command::Service(args) => rpc::run(&args, &rpc::SERVICE),
         Command::Overload(args) => overload::run(&args),
+        Command::Raft(args) => raft::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -92,7 +92,6 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inbound for RaftInbound<M, H> {
             .insert(Arc::as_ptr(conn) as usize, tx);
         self.inner
             .link
-            .tasks
             .spawn(snapshot_recv::run(self.inner.clone(), conn.clone(), rx));
     }
 

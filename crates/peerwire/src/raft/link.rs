@@ -65,6 +65,8 @@ pub(crate) struct Link {
     removed: AtomicBool,
     pub(crate) stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// The runtime the transport was started on: its tasks run there whoever calls.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Link {
@@ -110,8 +112,19 @@ impl Link {
             removed: AtomicBool::new(false),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::try_current().map_err(|_| {
+                Error::Config("the raft transport must be started within a tokio runtime".into())
+            })?,
             cfg,
         })
+    }
+
+    /// Spawns one of the transport's tasks on its runtime.
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn_on(task, &self.runtime);
     }
 
     /// The client whose connections carry `lane`.

@@ -103,8 +103,7 @@ impl<M: RaftMessage> RaftPeer<M> {
             )
         });
         if !remote && let Some(every) = link.cfg.probe_interval {
-            link.tasks
-                .spawn(prober::run(link.clone(), state.clone(), every));
+            link.spawn(prober::run(link.clone(), state.clone(), every));
         }
         Self {
             pipeline: Pipeline::start(link, &state),
@@ -175,7 +174,7 @@ impl<M: RaftMessage> RaftPeer<M> {
             self.snapshot_busy.clone(),
             progress.clone(),
         );
-        link.clone().tasks.spawn(async move {
+        link.clone().spawn(async move {
             let result = tokio::select! {
                 r = snapshot_send::send(&link, &state, snapshot, &p) => r,
                 _ = state.stop.cancelled() => Err(SnapshotError::Interrupted("peer removed or transport stopped".into())),

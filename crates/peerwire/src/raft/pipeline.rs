@@ -27,8 +27,7 @@ impl<M: RaftMessage> Pipeline<M> {
         let (tx, rx) = mpsc::channel(link.cfg.pipeline_queue);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..link.cfg.pipeline_workers {
-            link.tasks
-                .spawn(worker(link.clone(), peer.clone(), rx.clone()));
+            link.spawn(worker(link.clone(), peer.clone(), rx.clone()));
         }
         Self { tx }
     }

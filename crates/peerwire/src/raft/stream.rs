@@ -31,8 +31,7 @@ impl<M: RaftMessage> StreamLane<M> {
     pub(crate) fn start(lane: Lane, link: &Arc<Link>, peer: &Arc<PeerShared>) -> Self {
         let (tx, rx) = mpsc::channel(link.cfg.stream_queue);
         let up = Arc::new(AtomicBool::new(false));
-        link.tasks
-            .spawn(run(lane, link.clone(), peer.clone(), rx, up.clone()));
+        link.spawn(run(lane, link.clone(), peer.clone(), rx, up.clone()));
         Self { tx, up }
     }
 

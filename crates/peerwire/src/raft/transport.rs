@@ -122,7 +122,8 @@ impl<M, H> Clone for Transport<M, H> {
 impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
     /// Starts a transport for the member `cfg.identity` whose raft side is `handler`. Serve it
     /// with [`ServerBuilder::raft`](crate::ServerBuilder::raft) on a server with the same
-    /// identity, then add peers. Must be called within a tokio runtime.
+    /// identity, then add peers. Must be called within a tokio runtime (an error otherwise);
+    /// the transport's tasks run on that runtime whoever calls its other methods.
     pub fn start(cfg: TransportConfig, handler: H) -> Result<Self, Error> {
         let handler = Arc::new(handler);
         let report = Arc::new(HandlerReport::<M, H>(handler.clone(), PhantomData));
@@ -280,7 +281,7 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
                 }
                 Verdict::Delay(d) => {
                     let link = link.clone();
-                    link.clone().tasks.spawn(async move {
+                    link.clone().spawn(async move {
                         tokio::time::sleep(d).await;
                         peer.send(&link, msg);
                     });
