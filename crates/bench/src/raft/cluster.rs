@@ -33,10 +33,12 @@ pub(crate) struct Follower {
 
 impl RaftHandler<Message> for Follower {
     fn process(&self, m: Message) -> Result<(), ProcessError> {
-        let mut reply = Message::default();
-        reply.to = m.from;
-        reply.from = m.to;
-        reply.term = m.term;
+        let mut reply = Message {
+            to: m.from,
+            from: m.to,
+            term: m.term,
+            ..Message::default()
+        };
         match m.get_msg_type() {
             MessageType::MsgAppend => {
                 let n = m.entries.len() as u64;
