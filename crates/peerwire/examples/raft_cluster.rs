@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peerwire::raft::{ProcessError, RaftHandler, SnapshotStatus, Transport, TransportConfig};
-use peerwire::{Identity, Server, ServerConfig};
+use peerwire::{Identity, Server};
 use raft::eraftpb::{ConfState, Entry, EntryType, Message};
 use raft::storage::MemStorage;
 use raft::{Config, RawNode, StateRole};
@@ -139,17 +139,13 @@ async fn start_member(id: u64, voters: &[u64]) -> Result<Member, Box<dyn std::er
     };
     cfg.connection.heartbeat_interval = Duration::from_millis(100);
     cfg.connection.read_timeout = Duration::from_secs(1);
-    let connection = cfg.connection.clone();
+    let server_cfg = cfg.server_config();
     let (tx, rx) = mpsc::unbounded_channel();
     let transport = Transport::start(cfg, Inputs(tx.clone()))?;
-    let server = Server::builder(ServerConfig {
-        identity,
-        connection,
-        ..ServerConfig::default()
-    })
-    .raft(&transport)
-    .bind("127.0.0.1:0".parse()?)
-    .await?;
+    let server = Server::builder(server_cfg)
+        .raft(&transport)
+        .bind("127.0.0.1:0".parse()?)
+        .await?;
 
     let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
     let config = Config {

@@ -12,7 +12,7 @@ use peerwire::raft::{
     MessageKind, ProcessError, RaftHandler, RaftMessage, SnapshotData, SnapshotError,
     SnapshotStatus, Transport, TransportConfig,
 };
-use peerwire::{Identity, Server, ServerConfig};
+use peerwire::{Identity, Server};
 use tokio::sync::mpsc;
 
 use crate::{Gate, bounded};
@@ -288,20 +288,16 @@ impl FakeNode {
     /// Starts member `cfg.identity.node_id` on `addr` (port 0 for an ephemeral port).
     pub async fn start(cfg: TransportConfig, addr: SocketAddr) -> Self {
         let (raft, events) = FakeRaft::new();
-        let identity = cfg.identity;
-        let connection = cfg.connection.clone();
+        let id = cfg.identity.node_id;
+        let server_cfg = cfg.server_config();
         let transport = Transport::start(cfg, raft).expect("transport config");
-        let server = Server::builder(ServerConfig {
-            identity,
-            connection,
-            ..ServerConfig::default()
-        })
-        .raft(&transport)
-        .bind(addr)
-        .await
-        .expect("bind");
+        let server = Server::builder(server_cfg)
+            .raft(&transport)
+            .bind(addr)
+            .await
+            .expect("bind");
         Self {
-            id: identity.node_id,
+            id,
             transport,
             server: Some(server),
             events,

@@ -12,7 +12,7 @@ use peerwire::raft::{
     ProcessError, RaftHandler, SnapshotData, SnapshotError, SnapshotStatus, Transport,
     TransportConfig,
 };
-use peerwire::{Identity, Server, ServerConfig};
+use peerwire::{Identity, Server};
 use raft::eraftpb::{Entry, Message, MessageType};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -127,17 +127,12 @@ async fn serve<H: RaftHandler<Message>>(
     cfg: TransportConfig,
     handler: H,
 ) -> Result<(Transport<Message, H>, Server), BoxError> {
-    let identity = cfg.identity;
-    let connection = cfg.connection.clone();
+    let server_cfg = cfg.server_config();
     let transport = Transport::start(cfg, handler)?;
-    let server = Server::builder(ServerConfig {
-        identity,
-        connection,
-        ..ServerConfig::default()
-    })
-    .raft(&transport)
-    .bind("127.0.0.1:0".parse()?)
-    .await?;
+    let server = Server::builder(server_cfg)
+        .raft(&transport)
+        .bind("127.0.0.1:0".parse()?)
+        .await?;
     Ok((transport, server))
 }
 

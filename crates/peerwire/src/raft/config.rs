@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{BackoffConfig, ConnectionConfig, Identity};
+use crate::config::{BackoffConfig, ConnectionConfig, Identity, ServerConfig};
 use crate::error::Error;
 
 /// Raft transport settings.
@@ -69,6 +69,16 @@ impl Default for TransportConfig {
 }
 
 impl TransportConfig {
+    /// Settings for the server that serves this transport's lanes: the same identity and
+    /// connection settings, server defaults otherwise.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            identity: self.identity,
+            connection: self.connection.clone(),
+            ..ServerConfig::default()
+        }
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), Error> {
         self.connection.validate()?;

@@ -163,6 +163,7 @@ impl SnapshotProgress {
 
     pub(crate) fn add_sent(&self, n: u64) {
         self.inner.sent.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("peerwire_raft_snapshot_bytes_sent_total").increment(n);
     }
 
     pub(crate) fn finish(&self, outcome: Result<(), SnapshotError>) {

@@ -113,7 +113,6 @@ pub(crate) async fn send<M: RaftMessage>(
         };
         fut.await.map_err(to_snapshot_error)?;
         progress.add_sent(len);
-        metrics::counter!("peerwire_raft_snapshot_bytes_sent_total").increment(len);
     }
     call(SNAP_END_ROUTE, Bytes::new())
         .await
