@@ -29,6 +29,7 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod datastream;
 pub mod error;
 pub mod raft;
 pub mod rpc;

@@ -88,7 +88,7 @@ fn check_length(head: &Header, limits: &Limits) -> Result<(), WireError> {
         FrameKind::Cancel => (0, true),
         FrameKind::Heartbeat => (Heartbeat::LEN, true),
         FrameKind::GoAway => (4, false),
-        FrameKind::StreamData => (12, false),
+        FrameKind::StreamData => (StreamData::HEAD_LEN as u32, false),
     };
     if head.length < min || (exact && head.length != min) {
         return Err(WireError::BadLength {
@@ -99,7 +99,11 @@ fn check_length(head: &Header, limits: &Limits) -> Result<(), WireError> {
     }
     let needs_id = matches!(
         head.kind,
-        FrameKind::Request | FrameKind::Response | FrameKind::Failure | FrameKind::Cancel
+        FrameKind::Request
+            | FrameKind::Response
+            | FrameKind::Failure
+            | FrameKind::Cancel
+            | FrameKind::StreamData
     );
     if needs_id && head.id == 0 {
         return Err(WireError::ZeroId(head.kind));
@@ -222,10 +226,12 @@ fn parse_body(head: Header, mut body: Bytes, limits: &Limits) -> Result<Frame, W
             })
         }
         FrameKind::StreamData => {
+            let stream_id = body.get_u64();
             let offset = body.get_u64();
             let checksum = body.get_u32();
             Frame::StreamData(StreamData {
-                stream_id: head.id,
+                id: head.id,
+                stream_id,
                 flags: StreamFlags::from_bits_truncate(head.flags),
                 offset,
                 checksum,

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::frame::{Frame, HELLO_MAGIC, Heartbeat, Hello};
+use crate::frame::{Frame, HELLO_MAGIC, Heartbeat, Hello, StreamData};
 use crate::header::{HEADER_LEN, Header};
 use crate::limits::DEFAULT_MAX_MESSAGE;
 
@@ -146,9 +146,10 @@ impl Frame {
                     length,
                     kind,
                     flags,
-                    id: data.stream_id,
+                    id: data.id,
                 }
                 .write(dst);
+                dst.put_u64(data.stream_id);
                 dst.put_u64(data.offset);
                 dst.put_u32(data.checksum);
                 Some(&data.payload)
@@ -179,8 +180,34 @@ impl Frame {
                 Self::Cancel { .. } => 0,
                 Self::Heartbeat(_) => Heartbeat::LEN as usize,
                 Self::GoAway(g) => 4 + bounded_message(&g.message).len(),
-                Self::StreamData(data) => 12 + data.payload.len(),
+                Self::StreamData(data) => StreamData::HEAD_LEN as usize + data.payload.len(),
             }
+    }
+}
+
+impl StreamData {
+    /// Writes the header and fixed fields of this packet as if its payload were
+    /// `payload_len` bytes, ignoring `self.payload`: for senders whose payload comes from
+    /// somewhere other than memory (a file sent with `sendfile`). The payload bytes must
+    /// follow on the wire.
+    ///
+    /// # Panics
+    ///
+    /// If the body would exceed `u32::MAX` bytes.
+    pub fn encode_head_with_len(&self, payload_len: usize, dst: &mut BytesMut) {
+        let length = u32::try_from(Self::HEAD_LEN as usize + payload_len)
+            .expect("frame body longer than u32::MAX: check it against Limits::max_body first");
+        dst.reserve(HEADER_LEN + Self::HEAD_LEN as usize);
+        Header {
+            length,
+            kind: crate::header::FrameKind::StreamData,
+            flags: self.flags.bits(),
+            id: self.id,
+        }
+        .write(dst);
+        dst.put_u64(self.stream_id);
+        dst.put_u64(self.offset);
+        dst.put_u32(self.checksum);
     }
 }
 
@@ -207,6 +234,24 @@ mod tests {
         assert!(cut.len() <= usize::from(DEFAULT_MAX_MESSAGE));
         assert!(cut.len() >= usize::from(DEFAULT_MAX_MESSAGE) - 1);
         assert!(long.starts_with(cut));
+    }
+
+    #[test]
+    fn stream_head_with_len_matches_encode() {
+        let data = StreamData {
+            id: 7,
+            stream_id: 9,
+            flags: crate::StreamFlags::SYNC,
+            offset: 1 << 40,
+            checksum: 0xdead_beef,
+            payload: Bytes::from_static(b"payload bytes"),
+        };
+        let mut whole = BytesMut::new();
+        Frame::StreamData(data.clone()).encode(&mut whole);
+        let mut head = BytesMut::new();
+        data.encode_head_with_len(data.payload.len(), &mut head);
+        head.extend_from_slice(&data.payload);
+        assert_eq!(head, whole);
     }
 
     #[test]

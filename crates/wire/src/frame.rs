@@ -64,13 +64,18 @@
 //! | 2      | 2     | message_len M |                       |
 //! | 4      | M     | message       | UTF-8 text            |
 //!
-//! ## StreamData (kind 0x0A; header id = stream id; flags 0x01 = SYNC, 0x02 = CLOSE)
+//! ## StreamData (kind 0x0A; header id = request id, non-zero; flags 0x01 = SYNC, 0x02 = CLOSE)
 //!
-//! | offset | bytes | field    | description                                            |
-//! |-------:|------:|----------|--------------------------------------------------------|
-//! | 0      | 8     | offset   | stream bytes that precede this packet                  |
-//! | 8      | 4     | checksum | CRC32C of the payload (checked by the stream layer)    |
-//! | 12     | …     | payload  | the rest of the body                                   |
+//! A packet of a bulk data stream. It is a request: the receiver answers it with a
+//! Response (the acknowledgement) or a Failure carrying the same id, so packets share the
+//! in-flight limit, deadlines and loss reporting of calls.
+//!
+//! | offset | bytes | field     | description                                           |
+//! |-------:|------:|-----------|-------------------------------------------------------|
+//! | 0      | 8     | stream id | the sender's id for the stream on this connection     |
+//! | 8      | 8     | offset    | stream bytes that precede this packet                 |
+//! | 16     | 4     | checksum  | CRC32C of the payload (checked by the stream layer)   |
+//! | 20     | …     | payload   | the rest of the body                                  |
 
 use bytes::Bytes;
 
@@ -246,6 +251,8 @@ impl std::ops::BitOr for StreamFlags {
 /// A packet of a bulk data stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamData {
+    /// Request id (non-zero); the acknowledgement carries it.
+    pub id: u64,
     /// Stream id.
     pub stream_id: u64,
     /// Packet flags.
@@ -256,6 +263,11 @@ pub struct StreamData {
     pub checksum: u32,
     /// Packet bytes.
     pub payload: Bytes,
+}
+
+impl StreamData {
+    /// Bytes of the fixed fields before the payload.
+    pub const HEAD_LEN: u32 = 20;
 }
 
 impl Frame {

@@ -76,6 +76,7 @@ fn frame() -> impl Strategy<Value = Frame> {
             })
         }),
         (
+            1u64..,
             any::<u64>(),
             0u8..4,
             any::<u64>(),
@@ -83,7 +84,8 @@ fn frame() -> impl Strategy<Value = Frame> {
             bytes(2048)
         )
             .prop_map(
-                |(stream_id, flags, offset, checksum, payload)| Frame::StreamData(StreamData {
+                |(id, stream_id, flags, offset, checksum, payload)| Frame::StreamData(StreamData {
+                    id,
                     stream_id,
                     flags: StreamFlags::from_bits_truncate(flags),
                     offset,

@@ -29,6 +29,9 @@ struct Pending {
     tx: oneshot::Sender<Reply>,
     /// The call's in-flight slot, released when the call completes.
     _slot: OwnedSemaphorePermit,
+    /// A slot of the caller's own limit (a data stream's outstanding packets), released
+    /// with the call's.
+    _extra: Option<OwnedSemaphorePermit>,
 }
 
 /// Whether new calls may be registered.
@@ -65,16 +68,25 @@ impl Calls {
         self.pending.len()
     }
 
-    /// Registers call `id`; fails with the reason new calls are refused.
+    /// Registers call `id`, holding `slot` and `extra` until it completes; fails with the
+    /// reason new calls are refused.
     pub(crate) fn register(
         &mut self,
         id: u64,
         tx: oneshot::Sender<Reply>,
         slot: OwnedSemaphorePermit,
+        extra: Option<OwnedSemaphorePermit>,
     ) -> Result<(), (GoAwayReason, String)> {
         match &self.state {
             CallsState::Open => {
-                self.pending.insert(id, Pending { tx, _slot: slot });
+                self.pending.insert(
+                    id,
+                    Pending {
+                        tx,
+                        _slot: slot,
+                        _extra: extra,
+                    },
+                );
                 Ok(())
             }
             CallsState::Draining(reason, message) => Err((*reason, message.clone())),
@@ -150,7 +162,7 @@ mod tests {
 
     fn register(calls: &mut Calls, id: u64) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
-        calls.register(id, tx, slot()).unwrap();
+        calls.register(id, tx, slot(), None).unwrap();
         rx
     }
 
@@ -175,7 +187,7 @@ mod tests {
         assert_eq!(calls.peer_goaway(5, GoAwayReason::Normal, "bye"), 1);
         assert!(matches!(above.try_recv().unwrap(), Reply::NotAccepted(..)));
         let (tx, _rx) = oneshot::channel();
-        assert!(calls.register(7, tx, slot()).is_err());
+        assert!(calls.register(7, tx, slot(), None).is_err());
         calls.close("eof");
         assert!(matches!(below.try_recv().unwrap(), Reply::Lost(m) if m == "eof"));
     }

@@ -21,6 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use peerwire_wire::{Failure, Frame, GoAway, GoAwayReason, Heartbeat, Status};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::calls::Reply;
@@ -140,38 +141,60 @@ async fn linger(reader: &mut FrameReader, limit: Duration) {
     let _ = tokio::time::timeout(limit, reader.discard_until_eof()).await;
 }
 
+/// Admits an inbound call (a request or a stream packet) with id `id`: `None` if it is above
+/// our go-away mark (the peer knows it was not executed) or was answered `Busy` because the
+/// connection's in-flight limit is reached.
+fn admit_call(
+    conn: &Arc<Conn>,
+    id: u64,
+) -> Result<Option<OwnedSemaphorePermit>, (GoAwayReason, String)> {
+    if id > conn.goaway_mark.load(Ordering::Acquire) {
+        metrics::counter!("peerwire_requests_ignored_total", "reason" => "goaway").increment(1);
+        return Ok(None);
+    }
+    conn.last_accepted.fetch_max(id, Ordering::AcqRel);
+    match conn.serve_slots.clone().try_acquire_owned() {
+        Ok(slot) => Ok(Some(slot)),
+        Err(_) => {
+            metrics::counter!("peerwire_calls_busy_total", "reason" => "max_inflight")
+                .increment(1);
+            conn.try_send_control(Frame::Failure(Failure {
+                id,
+                status: Status::Busy,
+                retry_after_ms: 0,
+                message: format!(
+                    "connection has {} calls in flight (setting `max_inflight`)",
+                    conn.max_inflight
+                ),
+            }))
+            .map_err(|_| {
+                (
+                    GoAwayReason::LimitExceeded,
+                    "peer keeps sending requests but does not read the replies".to_owned(),
+                )
+            })?;
+            Ok(None)
+        }
+    }
+}
+
 /// Handles one frame. An error closes the connection hard with that reason.
 fn handle(conn: &Arc<Conn>, frame: Frame) -> Result<(), (GoAwayReason, String)> {
     match frame {
         Frame::Request(request) => {
-            if request.id > conn.goaway_mark.load(Ordering::Acquire) {
-                // Above our go-away mark: the peer knows it was not executed.
-                metrics::counter!("peerwire_requests_ignored_total", "reason" => "goaway")
-                    .increment(1);
-                return Ok(());
+            if let Some(slot) = admit_call(conn, request.id)? {
+                conn.inbound.on_request(conn, request, slot);
             }
-            conn.last_accepted.fetch_max(request.id, Ordering::AcqRel);
-            match conn.serve_slots.clone().try_acquire_owned() {
-                Ok(slot) => conn.inbound.on_request(conn, request, slot),
-                Err(_) => {
-                    metrics::counter!("peerwire_calls_busy_total", "reason" => "max_inflight")
-                        .increment(1);
-                    conn.try_send_control(Frame::Failure(Failure {
-                        id: request.id,
-                        status: Status::Busy,
-                        retry_after_ms: 0,
-                        message: format!(
-                            "connection has {} calls in flight (setting `max_inflight`)",
-                            conn.max_inflight
-                        ),
-                    }))
-                    .map_err(|_| {
-                        (
-                            GoAwayReason::LimitExceeded,
-                            "peer keeps sending requests but does not read the replies".to_owned(),
-                        )
-                    })?;
-                }
+        }
+        Frame::StreamData(data) => {
+            if conn.peer.lane != peerwire_wire::Lane::DataStream {
+                return Err((
+                    GoAwayReason::ProtocolError,
+                    format!("stream data on the {} lane", conn.peer.lane),
+                ));
+            }
+            if let Some(slot) = admit_call(conn, data.id)? {
+                conn.inbound.on_stream_data(conn, data, slot);
             }
         }
         Frame::OneWay(message) => {
@@ -234,12 +257,6 @@ fn handle(conn: &Arc<Conn>, frame: Frame) -> Result<(), (GoAwayReason, String)> 
             return Err((
                 GoAwayReason::ProtocolError,
                 "hello after the handshake".into(),
-            ));
-        }
-        Frame::StreamData(_) => {
-            return Err((
-                GoAwayReason::ProtocolError,
-                format!("stream data on the {} lane", conn.peer.lane),
             ));
         }
     }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use peerwire_wire::{Frame, GoAwayReason, Hello, Lane, OneWay, Request, Status};
+use peerwire_wire::{Frame, GoAwayReason, Hello, Lane, OneWay, Request, Status, StreamData};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -97,6 +97,17 @@ pub(crate) trait Inbound: Send + Sync + 'static {
     fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit);
     /// A one-way message arrived.
     fn on_oneway(&self, conn: &Arc<Conn>, message: OneWay);
+    /// A data-stream packet arrived (only on [`Lane::DataStream`] connections) and was given
+    /// an in-flight `slot`, like a request; its acknowledgement is the reply.
+    fn on_stream_data(&self, conn: &Arc<Conn>, data: StreamData, slot: OwnedSemaphorePermit) {
+        conn.fail(
+            slot,
+            data.id,
+            Status::UnknownRoute,
+            0,
+            "this peer serves no data streams".into(),
+        );
+    }
     /// The peer cancelled request `id`.
     fn on_cancel(&self, _conn: &Arc<Conn>, _id: u64) {}
     /// The connection was established (after the handshake).
@@ -438,6 +449,56 @@ impl Conn {
     ) -> Result<Bytes, Error> {
         self.check_sizes(route, &payload, 6)
             .map_err(|r| self.not_executed(r))?;
+        let route = route.0.clone();
+        let pending = self
+            .start_call(deadline, until, None, true, |id, deadline_ms| {
+                Frame::Request(Request {
+                    id,
+                    deadline_ms,
+                    route,
+                    payload,
+                })
+            })
+            .await?;
+        pending.wait().await
+    }
+
+    /// Sends a data-stream packet as a call (its reply is the acknowledgement) and returns
+    /// once it is queued for writing. `extra` is held until the reply arrives (a stream's
+    /// outstanding-packet slot). Dropping the returned [`PendingCall`] does not cancel the
+    /// packet: it stays in flight, and its reply releases the slots.
+    pub(crate) async fn send_stream_data(
+        self: &Arc<Self>,
+        data: StreamData,
+        deadline: Duration,
+        until: Instant,
+        extra: Option<OwnedSemaphorePermit>,
+    ) -> Result<PendingCall, Error> {
+        let body = StreamData::HEAD_LEN as usize + data.payload.len();
+        if body > self.peer_max_body {
+            return Err(self.not_executed(NotExecuted::PayloadTooLarge {
+                len: data.payload.len(),
+                limit: self
+                    .peer_max_body
+                    .saturating_sub(StreamData::HEAD_LEN as usize),
+            }));
+        }
+        self.start_call(deadline, until, extra, false, |id, _| {
+            Frame::StreamData(StreamData { id, ..data })
+        })
+        .await
+    }
+
+    /// Takes an in-flight slot (waiting until `until` at most), registers a call and queues
+    /// the frame `build` makes from the call's id and remaining budget in ms.
+    async fn start_call(
+        self: &Arc<Self>,
+        deadline: Duration,
+        until: Instant,
+        extra: Option<OwnedSemaphorePermit>,
+        cancel_on_drop: bool,
+        build: impl FnOnce(u64, u32) -> Frame,
+    ) -> Result<PendingCall, Error> {
         let mut budget = deadline;
         let slot = match self.call_slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
@@ -459,42 +520,29 @@ impl Conn {
         self.calls
             .lock()
             .expect("calls lock poisoned")
-            .register(id, tx, slot)
+            .register(id, tx, slot, extra)
             .map_err(|(reason, message)| {
                 self.not_executed(NotExecuted::ConnectionClosing { reason, message })
             })?;
-        let mut guard = CallGuard {
-            conn: self,
+        let frame = build(
             id,
-            armed: true,
-        };
-        let frame = Frame::Request(Request {
-            id,
-            deadline_ms: budget.as_millis().clamp(1, u128::from(u32::MAX)) as u32,
-            route: route.0.clone(),
-            payload,
-        });
+            budget.as_millis().clamp(1, u128::from(u32::MAX)) as u32,
+        );
         if self.tx.send(Outgoing::Call(frame)).is_err() {
-            guard.armed = false;
             self.calls.lock().expect("calls lock poisoned").remove(id);
             return Err(self.not_executed(NotExecuted::ConnectionClosing {
                 reason: GoAwayReason::Normal,
                 message: "connection closed before the request was written".into(),
             }));
         }
-        let reply = match tokio::time::timeout_at(until, rx).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Reply::Lost("connection dropped the call".into()),
-            Err(_) => {
-                // The guard removes the call and tells the peer; a late reply is discarded.
-                return Err(Error::Unknown {
-                    peer: self.peer.addr,
-                    reason: Unknown::DeadlineExceeded { deadline },
-                });
-            }
-        };
-        guard.armed = false;
-        self.reply_to_result(reply)
+        Ok(PendingCall {
+            conn: self.clone(),
+            id,
+            rx,
+            until,
+            deadline,
+            armed: cancel_on_drop,
+        })
     }
 
     fn reply_to_result(&self, reply: Reply) -> Result<Bytes, Error> {
@@ -578,24 +626,65 @@ impl Conn {
     }
 }
 
-/// Removes a call that its caller abandoned (deadline or dropped future) and tells the peer.
-struct CallGuard<'a> {
-    conn: &'a Arc<Conn>,
+/// A call that was queued for writing and awaits its reply.
+///
+/// Dropping it abandons the call: for requests, the call is removed and the peer is told
+/// (a late reply is discarded); for stream packets, the packet stays in flight and its reply
+/// releases its slots.
+#[derive(Debug)]
+pub(crate) struct PendingCall {
+    conn: Arc<Conn>,
     id: u64,
+    rx: oneshot::Receiver<Reply>,
+    until: Instant,
+    deadline: Duration,
+    /// Whether dropping before the reply cancels the call.
     armed: bool,
 }
 
-impl Drop for CallGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed
-            && self
-                .conn
-                .calls
-                .lock()
-                .expect("calls lock poisoned")
-                .remove(self.id)
+impl PendingCall {
+    /// Waits for the reply until the call's deadline.
+    ///
+    /// # Cancel safety
+    ///
+    /// As dropping the [`PendingCall`].
+    pub(crate) async fn wait(mut self) -> Result<Bytes, Error> {
+        let reply = match tokio::time::timeout_at(self.until, &mut self.rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Reply::Lost("connection dropped the call".into()),
+            Err(_) => {
+                // Removes the call and tells the peer; a late reply is discarded.
+                self.abandon();
+                return Err(Error::Unknown {
+                    peer: self.conn.peer.addr,
+                    reason: Unknown::DeadlineExceeded {
+                        deadline: self.deadline,
+                    },
+                });
+            }
+        };
+        self.armed = false;
+        self.conn.reply_to_result(reply)
+    }
+
+    fn abandon(&mut self) {
+        self.armed = false;
+        if self
+            .conn
+            .calls
+            .lock()
+            .expect("calls lock poisoned")
+            .remove(self.id)
         {
             let _ = self.conn.try_send_control(Frame::Cancel { id: self.id });
+        }
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if self.armed {
+            self.abandon();
         }
     }
 }

@@ -155,6 +155,16 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves a data-stream server's lane on this server's port. Its identity must be the
+    /// server's.
+    pub fn datastream<S: crate::datastream::DataSink>(
+        mut self,
+        server: &crate::datastream::DataStreamServer<S>,
+    ) -> Self {
+        self.lanes.insert(Lane::DataStream, server.lane_service());
+        self
+    }
+
     /// Serves a typed protocol (several protocols share the server and its port).
     pub fn protocol(mut self, protocol: crate::service::Protocol) -> Self {
         self.protocols.retain(|p| p.name != protocol.name);
@@ -183,11 +193,13 @@ impl ServerBuilder {
     /// Starts serving connections from `listener`. Must be called within a tokio runtime.
     pub fn serve<L: Listener>(mut self, listener: L) -> Result<Server, Error> {
         self.cfg.validate()?;
-        if let Some(service) = self.lanes.values().next()
-            && service.identity() != self.cfg.identity
+        if let Some((lane, service)) = self
+            .lanes
+            .iter()
+            .find(|(_, s)| s.identity() != self.cfg.identity)
         {
             return Err(Error::Config(format!(
-                "the raft transport's identity {:?} differs from the server's {:?}",
+                "the identity of the service on the {lane} lane ({:?}) differs from the server's ({:?})",
                 service.identity(),
                 self.cfg.identity
             )));

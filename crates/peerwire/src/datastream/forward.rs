@@ -1,0 +1,163 @@
+//! Forwarding to successors (Ratis's `ProxiesPool`): one client on the data-stream lane with
+//! a pool of connections per successor; a stream always uses the connection picked by a hash
+//! of its client and stream ids, so its packets stay in order and different streams spread
+//! over the pool. Forwarded packets carry the very buffer that arrived (no payload copy).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use peerwire_wire::{Lane, StreamData};
+use tokio::time::Instant;
+
+use super::codec::{self, FailureKind, OpenRequest, Reply, StreamFailure, StreamRef};
+use super::config::DataStreamConfig;
+use crate::client::{Client, Peer, RetryPolicy};
+use crate::config::ClientConfig;
+use crate::connection::{Conn, PendingCall, Route, ServeNothing};
+use crate::error::Error;
+use crate::transport::TcpConnector;
+
+/// The pool slot of a stream: a mix of its client and stream ids.
+pub(crate) fn pool_hash(stream: StreamRef) -> u64 {
+    (stream.client_id.rotate_left(29) ^ stream.stream_id).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        >> 16
+}
+
+pub(crate) struct Forwarder {
+    client: Client,
+    timeout: Duration,
+    next_wire_id: AtomicU64,
+}
+
+impl Forwarder {
+    pub(crate) fn new(cfg: &DataStreamConfig) -> Result<Self, Error> {
+        let client = Client::for_lane(
+            ClientConfig {
+                identity: cfg.identity,
+                connection: cfg.connection.clone(),
+                connections_per_peer: cfg.forward_pool,
+                connect_timeout: cfg.request_timeout,
+                default_deadline: cfg.request_timeout,
+                retry: RetryPolicy::never(),
+                ..ClientConfig::default()
+            },
+            TcpConnector,
+            Arc::new(ServeNothing),
+            Lane::DataStream,
+        )?;
+        Ok(Self {
+            client,
+            timeout: cfg.request_timeout,
+            next_wire_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Opens `open`'s stream at successor `node`. A failure names the successor (or passes
+    /// on the failure a server further down reported).
+    pub(crate) async fn open(
+        &self,
+        node: u64,
+        addr: std::net::SocketAddr,
+        open: &OpenRequest,
+    ) -> Result<(Successor, Reply), StreamFailure> {
+        let unreachable = |e: Error| StreamFailure {
+            kind: FailureKind::Replica,
+            node,
+            offset: 0,
+            message: e.to_string(),
+        };
+        let connection = self
+            .client
+            .connection(Peer::new(addr, node), Some(pool_hash(open.stream)))
+            .await
+            .map_err(unreachable)?;
+        let wire_id = self.next_wire_id.fetch_add(1, Ordering::Relaxed);
+        let request = OpenRequest {
+            wire_id,
+            ..open.clone()
+        };
+        let reply = connection
+            .conn
+            .call(
+                &Route::from(codec::OPEN),
+                request.encode(),
+                self.timeout,
+                Instant::now() + self.timeout,
+            )
+            .await
+            .map_err(unreachable)?;
+        let reply = codec::decode_reply(&reply).ok_or_else(|| StreamFailure {
+            kind: FailureKind::Replica,
+            node,
+            offset: 0,
+            message: "malformed open reply".into(),
+        })?;
+        Ok((
+            Successor {
+                node,
+                conn: connection.conn,
+                wire_id,
+                timeout: self.timeout,
+            },
+            reply,
+        ))
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        self.client.shutdown().await;
+    }
+}
+
+/// A stream opened at one successor.
+pub(crate) struct Successor {
+    pub(crate) node: u64,
+    conn: Arc<Conn>,
+    wire_id: u64,
+    timeout: Duration,
+}
+
+impl Successor {
+    /// Queues a packet for this successor; the result waits for its acknowledgement.
+    pub(crate) async fn send(
+        &self,
+        flags: peerwire_wire::StreamFlags,
+        offset: u64,
+        checksum: u32,
+        payload: Bytes,
+    ) -> Result<PendingCall, Error> {
+        self.conn
+            .send_stream_data(
+                StreamData {
+                    id: 0,
+                    stream_id: self.wire_id,
+                    flags,
+                    offset,
+                    checksum,
+                    payload,
+                },
+                self.timeout,
+                Instant::now() + self.timeout,
+                None,
+            )
+            .await
+    }
+
+    /// Tells the successor to abort the stream (best effort, in the background).
+    pub(crate) fn abort(&self, tasks: &tokio_util::task::TaskTracker) {
+        let conn = self.conn.clone();
+        let payload = codec::encode_abort(self.wire_id);
+        let timeout = self.timeout;
+        tasks.spawn(async move {
+            let _ = conn
+                .call(
+                    &Route::from(codec::ABORT),
+                    payload,
+                    timeout,
+                    Instant::now() + timeout,
+                )
+                .await;
+        });
+    }
+}

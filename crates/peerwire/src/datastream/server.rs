@@ -1,0 +1,489 @@
+//! The server side (Ratis's `DataStreamManagement` with `NettyServerStreamRpc`): admits
+//! streams on the data-stream lane, runs one task per stream, and keeps closed streams until
+//! the application links them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use peerwire_wire::{Frame, GoAwayReason, Hello, OneWay, Request, Response, Status, StreamData};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::codec::{self, FailureKind, OpenRequest, Reply, StreamFailure, StreamRef};
+use super::config::DataStreamConfig;
+use super::forward::Forwarder;
+use super::routing::RoutingError;
+use super::sink::DataSink;
+use super::stream::{self, Packet};
+use crate::config::Identity;
+use crate::connection::{Conn, Inbound};
+use crate::error::Error;
+use crate::server::LaneService;
+
+/// Counters of a data-stream server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataStreamStats {
+    /// Streams opened here.
+    pub opened: u64,
+    /// Streams closed successfully.
+    pub closed: u64,
+    /// Streams that failed (checksum, sink, replica, limits).
+    pub failed: u64,
+    /// Streams aborted (by their client, by the idle timeout, because their owner left, or
+    /// because the server stopped).
+    pub aborted: u64,
+}
+
+/// Key of a stream on this server: its connection and the sender's id for it there.
+pub(crate) type StreamKey = (usize, u64);
+
+pub(crate) fn conn_key(conn: &Arc<Conn>) -> usize {
+    Arc::as_ptr(conn) as usize
+}
+
+pub(crate) struct StreamEntry {
+    pub(crate) stream: StreamRef,
+    pub(crate) tx: mpsc::UnboundedSender<Packet>,
+    pub(crate) abort: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) opened: AtomicU64,
+    pub(crate) closed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) aborted: AtomicU64,
+}
+
+pub(crate) struct ServerInner<S: DataSink> {
+    pub(crate) cfg: DataStreamConfig,
+    pub(crate) sink: S,
+    pub(crate) peers: RwLock<HashMap<u64, SocketAddr>>,
+    pub(crate) forwarder: Forwarder,
+    pub(crate) streams: Mutex<HashMap<StreamKey, StreamEntry>>,
+    pub(crate) closed: Mutex<HashMap<StreamRef, S::Closed>>,
+    /// Packet bytes received and not yet acknowledged.
+    pub(crate) buffered: AtomicUsize,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) stop: CancellationToken,
+    pub(crate) counters: Counters,
+    #[cfg(feature = "testing")]
+    pub(crate) faults: super::faults::DataStreamFaults,
+}
+
+impl<S: DataSink> ServerInner<S> {
+    pub(crate) fn me(&self) -> u64 {
+        self.cfg.identity.node_id
+    }
+
+    pub(crate) fn peer_addr(&self, node: u64) -> Option<SocketAddr> {
+        self.peers
+            .read()
+            .expect("peers lock poisoned")
+            .get(&node)
+            .copied()
+    }
+
+    /// Removes a stream from the table (its packet channel closes once drained).
+    pub(crate) fn remove_stream(&self, key: StreamKey) {
+        self.streams
+            .lock()
+            .expect("streams lock poisoned")
+            .remove(&key);
+    }
+
+    fn failure(&self, kind: FailureKind, offset: u64, message: String) -> StreamFailure {
+        StreamFailure {
+            kind,
+            node: self.me(),
+            offset,
+            message,
+        }
+    }
+
+    /// Checks an open against the table, the peers and the limits, and registers it.
+    fn admit_open(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        open: &OpenRequest,
+    ) -> Result<(StreamKey, mpsc::UnboundedReceiver<Packet>, CancellationToken), StreamFailure>
+    {
+        let me = self.me();
+        let routing_failure =
+            |e: RoutingError| self.failure(FailureKind::Routing, 0, e.to_string());
+        let from = conn.peer.node_id;
+        let table = &open.routing;
+        let on_route = table.primary() == me || (from != 0 && table.successors(from).contains(&me));
+        if !on_route {
+            return Err(routing_failure(RoutingError::WrongPrimary {
+                primary: table.primary(),
+                at: me,
+            }));
+        }
+        if let Some(node) = table
+            .successors(me)
+            .iter()
+            .find(|n| self.peer_addr(**n).is_none())
+        {
+            return Err(routing_failure(RoutingError::UnknownPeer {
+                node: *node,
+                at: me,
+            }));
+        }
+        let key = (conn_key(conn), open.wire_id);
+        let mut streams = self.streams.lock().expect("streams lock poisoned");
+        if streams.len() >= self.cfg.max_streams {
+            return Err(self.failure(
+                FailureKind::Limit,
+                0,
+                format!(
+                    "node {me} has {} streams open (setting `max_streams`)",
+                    streams.len()
+                ),
+            ));
+        }
+        if streams.contains_key(&key) {
+            return Err(self.failure(
+                FailureKind::Malformed,
+                0,
+                format!("stream id {} is already open on this connection", open.wire_id),
+            ));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let abort = self.stop.child_token();
+        streams.insert(
+            key,
+            StreamEntry {
+                stream: open.stream,
+                tx,
+                abort: abort.clone(),
+            },
+        );
+        Ok((key, rx, abort))
+    }
+}
+
+/// Sends a data-stream reply to an inbound request or packet.
+pub(crate) fn send_reply(conn: &Conn, slot: OwnedSemaphorePermit, id: u64, reply: &Reply) {
+    conn.reply(
+        slot,
+        Frame::Response(Response {
+            id,
+            payload: codec::encode_reply(reply),
+        }),
+    );
+}
+
+/// The inbound policy of data-stream connections.
+pub(crate) struct DataStreamInbound<S: DataSink> {
+    pub(crate) inner: Arc<ServerInner<S>>,
+}
+
+impl<S: DataSink> Inbound for DataStreamInbound<S> {
+    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit) {
+        let inner = &self.inner;
+        match &request.route[..] {
+            r if r == codec::OPEN.as_bytes() => {
+                let open = match OpenRequest::decode(request.payload) {
+                    Ok(open) => open,
+                    Err(mut failure) => {
+                        failure.node = inner.me();
+                        send_reply(conn, slot, request.id, &Err(failure));
+                        return;
+                    }
+                };
+                match inner.admit_open(conn, &open) {
+                    Ok((key, rx, abort)) => {
+                        inner.counters.opened.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("peerwire_datastream_streams_opened_total")
+                            .increment(1);
+                        let task = stream::run(
+                            inner.clone(),
+                            conn.clone(),
+                            key,
+                            open,
+                            (request.id, slot),
+                            rx,
+                            abort,
+                        );
+                        inner.tasks.spawn(task);
+                    }
+                    Err(failure) => {
+                        metrics::counter!("peerwire_datastream_opens_refused_total").increment(1);
+                        send_reply(conn, slot, request.id, &Err(failure));
+                    }
+                }
+            }
+            r if r == codec::ABORT.as_bytes() => {
+                if let Some(wire_id) = codec::decode_abort(&request.payload) {
+                    let key = (conn_key(conn), wire_id);
+                    if let Some(entry) = inner
+                        .streams
+                        .lock()
+                        .expect("streams lock poisoned")
+                        .get(&key)
+                    {
+                        entry.abort.cancel();
+                    }
+                }
+                send_reply(conn, slot, request.id, &Ok(Vec::new()));
+            }
+            other => conn.fail(
+                slot,
+                request.id,
+                Status::UnknownRoute,
+                0,
+                format!(
+                    "the data-stream lane serves `{}` and `{}`, not `{}`",
+                    codec::OPEN,
+                    codec::ABORT,
+                    String::from_utf8_lossy(other)
+                ),
+            ),
+        }
+    }
+
+    fn on_stream_data(&self, conn: &Arc<Conn>, data: StreamData, slot: OwnedSemaphorePermit) {
+        let inner = &self.inner;
+        let key = (conn_key(conn), data.stream_id);
+        let len = data.payload.len();
+        let streams = inner.streams.lock().expect("streams lock poisoned");
+        let Some(entry) = streams.get(&key) else {
+            drop(streams);
+            let failure = inner.failure(
+                FailureKind::UnknownStream,
+                data.offset,
+                format!(
+                    "stream id {} is not open on this connection at node {}",
+                    data.stream_id,
+                    inner.me()
+                ),
+            );
+            send_reply(conn, slot, data.id, &Err(failure));
+            return;
+        };
+        let buffered = inner.buffered.fetch_add(len, Ordering::AcqRel) + len;
+        let over = buffered > inner.cfg.max_buffered_bytes;
+        let id = data.id;
+        match entry.tx.send(Packet {
+            data,
+            slot,
+            over_budget: over,
+        }) {
+            Ok(()) => {}
+            Err(mpsc::error::SendError(packet)) => {
+                // The task ended between its removal and ours: answer for it.
+                drop(streams);
+                inner.buffered.fetch_sub(len, Ordering::AcqRel);
+                let failure = inner.failure(
+                    FailureKind::UnknownStream,
+                    packet.data.offset,
+                    "the stream ended".into(),
+                );
+                send_reply(conn, packet.slot, id, &Err(failure));
+            }
+        }
+    }
+
+    fn on_oneway(&self, _conn: &Arc<Conn>, _message: OneWay) {
+        metrics::counter!("peerwire_oneway_dropped_total", "reason" => "datastream_lane")
+            .increment(1);
+    }
+
+    fn on_disconnected(&self, conn: &Arc<Conn>, _why: &str) {
+        // The owner is gone: its streams end (dropping an entry closes the stream's packet
+        // channel; a stream that has not seen its close aborts).
+        let key = conn_key(conn);
+        self.inner
+            .streams
+            .lock()
+            .expect("streams lock poisoned")
+            .retain(|k, _| k.0 != key);
+    }
+}
+
+pub(crate) struct DataStreamLane<S: DataSink> {
+    pub(crate) inner: Arc<ServerInner<S>>,
+}
+
+impl<S: DataSink> LaneService for DataStreamLane<S> {
+    fn admit(&self, _hello: &Hello) -> Result<(), (GoAwayReason, String)> {
+        // Clients (anonymous) open streams; servers (members) forward them.
+        Ok(())
+    }
+
+    fn inbound(&self) -> Arc<dyn Inbound> {
+        Arc::new(DataStreamInbound {
+            inner: self.inner.clone(),
+        })
+    }
+
+    fn identity(&self) -> Identity {
+        self.inner.cfg.identity
+    }
+}
+
+/// A data-stream server: serves the [`Lane::DataStream`](crate::Lane::DataStream) lane on a peerwire server's port
+/// (mount it with [`ServerBuilder::datastream`](crate::ServerBuilder::datastream)), writes
+/// every stream into the application's [`DataSink`] and forwards it along the stream's
+/// routing table.
+pub struct DataStreamServer<S: DataSink> {
+    inner: Arc<ServerInner<S>>,
+}
+
+impl<S: DataSink> Clone for DataStreamServer<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: DataSink> std::fmt::Debug for DataStreamServer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataStreamServer")
+            .field("node", &self.inner.me())
+            .field("streams", &self.active_streams())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: DataSink> DataStreamServer<S> {
+    /// A server writing into `sink`. Its identity must be the peerwire server's.
+    pub fn new(cfg: DataStreamConfig, sink: S) -> Result<Self, Error> {
+        cfg.validate()?;
+        if cfg.identity.node_id == 0 {
+            return Err(Error::Config(
+                "a data-stream server needs a node id (identity.node_id 0 is anonymous)".into(),
+            ));
+        }
+        let forwarder = Forwarder::new(&cfg)?;
+        Ok(Self {
+            inner: Arc::new(ServerInner {
+                sink,
+                peers: RwLock::new(HashMap::new()),
+                forwarder,
+                streams: Mutex::new(HashMap::new()),
+                closed: Mutex::new(HashMap::new()),
+                buffered: AtomicUsize::new(0),
+                tasks: TaskTracker::new(),
+                stop: CancellationToken::new(),
+                counters: Counters::default(),
+                #[cfg(feature = "testing")]
+                faults: Default::default(),
+                cfg,
+            }),
+        })
+    }
+
+    pub(crate) fn lane_service(&self) -> Arc<dyn LaneService> {
+        Arc::new(DataStreamLane {
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// This server's node id.
+    pub fn node_id(&self) -> u64 {
+        self.inner.me()
+    }
+
+    /// Adds or updates the address of server `node`, so routes may name it.
+    pub fn add_peer(&self, node: u64, addr: SocketAddr) {
+        self.inner
+            .peers
+            .write()
+            .expect("peers lock poisoned")
+            .insert(node, addr);
+    }
+
+    /// Forgets server `node`: new streams naming it are refused; streams already forwarding
+    /// to it go on until they end.
+    pub fn remove_peer(&self, node: u64) {
+        self.inner
+            .peers
+            .write()
+            .expect("peers lock poisoned")
+            .remove(&node);
+    }
+
+    /// Streams open on this server.
+    pub fn active_streams(&self) -> usize {
+        self.inner
+            .streams
+            .lock()
+            .expect("streams lock poisoned")
+            .len()
+    }
+
+    /// The open streams' names.
+    pub fn active_stream_refs(&self) -> Vec<StreamRef> {
+        self.inner
+            .streams
+            .lock()
+            .expect("streams lock poisoned")
+            .values()
+            .map(|e| e.stream)
+            .collect()
+    }
+
+    /// Packet bytes received and not yet acknowledged.
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.buffered.load(Ordering::Acquire)
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> DataStreamStats {
+        let c = &self.inner.counters;
+        DataStreamStats {
+            opened: c.opened.load(Ordering::Relaxed),
+            closed: c.closed.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            aborted: c.aborted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes what the closed stream `stream` left (the link to the log: the application
+    /// calls this when it applies the entry that refers to the stream). `None` if the stream
+    /// did not close here, was already taken, or was discarded after `link_timeout`.
+    pub fn take_closed(&self, stream: &StreamRef) -> Option<S::Closed> {
+        self.inner
+            .closed
+            .lock()
+            .expect("closed lock poisoned")
+            .remove(stream)
+    }
+
+    /// Streams closed here and not yet taken.
+    pub fn closed_streams(&self) -> Vec<StreamRef> {
+        self.inner
+            .closed
+            .lock()
+            .expect("closed lock poisoned")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Fault injection for tests.
+    #[cfg(feature = "testing")]
+    pub fn faults(&self) -> &super::faults::DataStreamFaults {
+        &self.inner.faults
+    }
+
+    /// Aborts every open stream, waits for their tasks, and closes the forwarding
+    /// connections. Closed streams not yet taken are dropped without `discard`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: streams are aborted at the first poll; waiting can be resumed by
+    /// calling again.
+    pub async fn stop(&self) {
+        self.inner.stop.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.inner.forwarder.shutdown().await;
+    }
+}
