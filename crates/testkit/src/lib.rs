@@ -3,8 +3,8 @@
 //!
 //! Every wait here is bounded by [`STEP_TIMEOUT`], so a broken test fails instead of hanging.
 
-pub mod memory;
 pub mod datastream;
+pub mod memory;
 pub mod raft;
 
 use std::net::SocketAddr;

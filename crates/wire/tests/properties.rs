@@ -83,16 +83,16 @@ fn frame() -> impl Strategy<Value = Frame> {
             any::<u32>(),
             bytes(2048)
         )
-            .prop_map(
-                |(id, stream_id, flags, offset, checksum, payload)| Frame::StreamData(StreamData {
+            .prop_map(|(id, stream_id, flags, offset, checksum, payload)| {
+                Frame::StreamData(StreamData {
                     id,
                     stream_id,
                     flags: StreamFlags::from_bits_truncate(flags),
                     offset,
                     checksum,
-                    payload
+                    payload,
                 })
-            ),
+            }),
     ]
 }
 

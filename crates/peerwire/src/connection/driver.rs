@@ -156,8 +156,7 @@ fn admit_call(
     match conn.serve_slots.clone().try_acquire_owned() {
         Ok(slot) => Ok(Some(slot)),
         Err(_) => {
-            metrics::counter!("peerwire_calls_busy_total", "reason" => "max_inflight")
-                .increment(1);
+            metrics::counter!("peerwire_calls_busy_total", "reason" => "max_inflight").increment(1);
             conn.try_send_control(Frame::Failure(Failure {
                 id,
                 status: Status::Busy,

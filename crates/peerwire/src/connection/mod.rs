@@ -524,10 +524,7 @@ impl Conn {
             .map_err(|(reason, message)| {
                 self.not_executed(NotExecuted::ConnectionClosing { reason, message })
             })?;
-        let frame = build(
-            id,
-            budget.as_millis().clamp(1, u128::from(u32::MAX)) as u32,
-        );
+        let frame = build(id, budget.as_millis().clamp(1, u128::from(u32::MAX)) as u32);
         if self.tx.send(Outgoing::Call(frame)).is_err() {
             self.calls.lock().expect("calls lock poisoned").remove(id);
             return Err(self.not_executed(NotExecuted::ConnectionClosing {

@@ -83,8 +83,8 @@ mod tests {
 
     #[test]
     fn a_missing_or_different_count_fails_naming_the_node() {
-        let failure = combine(1, 100, 50, vec![(2, Ok(Ok(vec![rb(2, 100), rb(3, 60)])))])
-            .unwrap_err();
+        let failure =
+            combine(1, 100, 50, vec![(2, Ok(Ok(vec![rb(2, 100), rb(3, 60)])))]).unwrap_err();
         assert_eq!((failure.kind, failure.node), (FailureKind::Mismatch, 3));
         let failure = combine(1, 100, 50, vec![(2, Ok(Ok(vec![rb(3, 100)])))]).unwrap_err();
         assert_eq!((failure.kind, failure.node), (FailureKind::Mismatch, 2));

@@ -337,10 +337,7 @@ impl DataStreamOutput {
             left -= chunk as u64;
             let last = left == 0;
             let ack = self
-                .write(
-                    buf.freeze(),
-                    if last { flags } else { StreamFlags::NONE },
-                )
+                .write(buf.freeze(), if last { flags } else { StreamFlags::NONE })
                 .await?;
             if last {
                 return Ok(ack);

@@ -341,7 +341,10 @@ mod tests {
         let bytes = open.encode();
         assert_eq!(OpenRequest::decode(bytes.clone()).unwrap(), open);
         for cut in 0..bytes.len() {
-            assert!(OpenRequest::decode(bytes.slice(..cut)).is_err(), "cut {cut}");
+            assert!(
+                OpenRequest::decode(bytes.slice(..cut)).is_err(),
+                "cut {cut}"
+            );
         }
     }
 

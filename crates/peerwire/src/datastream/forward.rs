@@ -21,8 +21,7 @@ use crate::transport::TcpConnector;
 
 /// The pool slot of a stream: a mix of its client and stream ids.
 pub(crate) fn pool_hash(stream: StreamRef) -> u64 {
-    (stream.client_id.rotate_left(29) ^ stream.stream_id).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        >> 16
+    (stream.client_id.rotate_left(29) ^ stream.stream_id).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16
 }
 
 pub(crate) struct Forwarder {

@@ -60,7 +60,9 @@ pub enum RoutingError {
         primary: u64,
     },
     /// The table names a server this one has no address for.
-    #[error("node {node} is not a known peer of node {at} (add it with `DataStreamServer::add_peer`)")]
+    #[error(
+        "node {node} is not a known peer of node {at} (add it with `DataStreamServer::add_peer`)"
+    )]
     UnknownPeer {
         /// The unknown node.
         node: u64,

@@ -109,8 +109,14 @@ impl<S: DataSink> ServerInner<S> {
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         open: &OpenRequest,
-    ) -> Result<(StreamKey, mpsc::UnboundedReceiver<Packet>, CancellationToken), StreamFailure>
-    {
+    ) -> Result<
+        (
+            StreamKey,
+            mpsc::UnboundedReceiver<Packet>,
+            CancellationToken,
+        ),
+        StreamFailure,
+    > {
         let me = self.me();
         let routing_failure =
             |e: RoutingError| self.failure(FailureKind::Routing, 0, e.to_string());
@@ -149,7 +155,10 @@ impl<S: DataSink> ServerInner<S> {
             return Err(self.failure(
                 FailureKind::Malformed,
                 0,
-                format!("stream id {} is already open on this connection", open.wire_id),
+                format!(
+                    "stream id {} is already open on this connection",
+                    open.wire_id
+                ),
             ));
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -198,8 +207,7 @@ impl<S: DataSink> Inbound for DataStreamInbound<S> {
                 match inner.admit_open(conn, &open) {
                     Ok((key, rx, abort)) => {
                         inner.counters.opened.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!("peerwire_datastream_streams_opened_total")
-                            .increment(1);
+                        metrics::counter!("peerwire_datastream_streams_opened_total").increment(1);
                         let task = stream::run(
                             inner.clone(),
                             conn.clone(),

@@ -132,8 +132,8 @@ impl<S: DataSink> StreamTask<S> {
         };
         let inner = &self.inner;
         let open = &self.open;
-        let successors = futures::future::join_all(open.routing.successors(me).iter().map(
-            |&node| async move {
+        let successors =
+            futures::future::join_all(open.routing.successors(me).iter().map(|&node| async move {
                 match inner.peer_addr(node) {
                     Some(addr) => inner.forwarder.open(node, addr, open).await,
                     None => Err(StreamFailure {
@@ -143,8 +143,7 @@ impl<S: DataSink> StreamTask<S> {
                         message: format!("node {node} is not a known peer of node {me}"),
                     }),
                 }
-            },
-        ));
+            }));
         let (sink, successors) = tokio::join!(inner.sink.create(&info), successors);
         let mut answers = Vec::new();
         let mut first_failure = None;
@@ -299,7 +298,10 @@ impl<S: DataSink> StreamTask<S> {
             return Err(self.failure(
                 FailureKind::OutOfOrder,
                 offset,
-                format!("packet at offset {offset}, but the stream is at {}", self.end),
+                format!(
+                    "packet at offset {offset}, but the stream is at {}",
+                    self.end
+                ),
             ));
         }
         let mut calls = Vec::with_capacity(self.successors.len());
@@ -322,17 +324,16 @@ impl<S: DataSink> StreamTask<S> {
         metrics::counter!("peerwire_datastream_bytes_total").increment(len as u64);
         let (me, end) = (self.me(), self.end);
         self.acks.push_back(Box::pin(async move {
-            let answers = futures::future::join_all(calls.into_iter().map(
-                |(node, call)| async move {
+            let answers =
+                futures::future::join_all(calls.into_iter().map(|(node, call)| async move {
                     let answer: SuccessorAnswer = match call.wait().await {
                         Ok(bytes) => codec::decode_reply(&bytes)
                             .ok_or_else(|| "malformed acknowledgement".to_owned()),
                         Err(e) => Err(e.to_string()),
                     };
                     (node, answer)
-                },
-            ))
-            .await;
+                }))
+                .await;
             ack::combine(me, end, offset, answers)
         }));
         Ok(())
@@ -362,7 +363,10 @@ impl<S: DataSink> StreamTask<S> {
             offset,
             message: format!("{what}: {e}"),
         };
-        let sink = self.sink.as_mut().expect("sink present until close or abort");
+        let sink = self
+            .sink
+            .as_mut()
+            .expect("sink present until close or abort");
         if !payload.is_empty() {
             sink.write(payload)
                 .await
@@ -451,7 +455,11 @@ impl<S: DataSink> StreamTask<S> {
     }
 
     /// Leaves the table, then answers every packet still queued with `failure`.
-    async fn end_stream(&mut self, failure: &StreamFailure, rx: &mut mpsc::UnboundedReceiver<Packet>) {
+    async fn end_stream(
+        &mut self,
+        failure: &StreamFailure,
+        rx: &mut mpsc::UnboundedReceiver<Packet>,
+    ) {
         self.inner.remove_stream(self.key);
         // The entry (and its sender) is gone, so the channel ends once drained.
         while let Some(packet) = rx.recv().await {

@@ -1,0 +1,502 @@
+//! Data streams over three servers on loopback: star and chain replication, replica death,
+//! SYNC, corruption, bad routes, idle cleanup, back-pressure.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use peerwire::datastream::{
+    DataStreamClient, DataStreamConfig, DataStreamError, FailureKind, RoutingError, RoutingTable,
+    StreamFlags,
+};
+use peerwire_testkit::datastream::{DsNode, MemorySink, SinkState, ds_config, introduce};
+use peerwire_testkit::{Gate, bounded, wait_until};
+use sha2::{Digest, Sha256};
+
+const CLUSTER: u64 = 0xd5;
+
+async fn three(cfg: impl Fn(u64) -> DataStreamConfig, sinks: [MemorySink; 3]) -> Vec<DsNode> {
+    let mut nodes = Vec::new();
+    for (i, sink) in sinks.into_iter().enumerate() {
+        nodes.push(DsNode::start(cfg(i as u64 + 1), sink).await);
+    }
+    introduce(&nodes.iter().collect::<Vec<_>>());
+    nodes
+}
+
+fn client(cfg: DataStreamConfig) -> DataStreamClient {
+    DataStreamClient::new(DataStreamConfig {
+        identity: peerwire::Identity {
+            node_id: 0,
+            ..cfg.identity
+        },
+        ..cfg
+    })
+    .unwrap()
+}
+
+fn payload(seed: u64, len: usize) -> Bytes {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    Bytes::from((0..len).map(|_| rng.u8(..)).collect::<Vec<u8>>())
+}
+
+fn sha(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+async fn stop_all(nodes: Vec<DsNode>, client: DataStreamClient) {
+    client.shutdown().await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn star_and_chain_store_every_byte_on_every_replica() {
+    let nodes = three(|id| ds_config(CLUSTER, id), Default::default()).await;
+    let client = client(ds_config(CLUSTER, 0));
+    for (name, routing) in [
+        ("star", RoutingTable::star(1, &[2, 3]).unwrap()),
+        ("chain", RoutingTable::chain(&[1, 2, 3]).unwrap()),
+    ] {
+        let mut out = bounded(
+            "open",
+            client.open(nodes[0].addr(), Bytes::from(name), routing),
+        )
+        .await
+        .unwrap();
+        let mut sent = Vec::new();
+        let mut acks = Vec::new();
+        for i in 0..20u64 {
+            let data = payload(i, 10_000 + 997 * i as usize);
+            sent.extend_from_slice(&data);
+            acks.push(out.write(data, StreamFlags::NONE).await.unwrap());
+        }
+        let stream = out.stream();
+        let reply = bounded("close", out.close()).await.unwrap();
+        assert_eq!(reply.bytes, sent.len() as u64, "{name}");
+        let mut replicas: Vec<u64> = reply.replicas.iter().map(|r| r.node).collect();
+        replicas.sort_unstable();
+        assert_eq!(replicas, vec![1, 2, 3], "{name}");
+        assert!(reply.replicas.iter().all(|r| r.bytes == sent.len() as u64));
+        // Acknowledgements arrived in order, each covering its packet on every replica.
+        let mut last = 0;
+        for ack in acks {
+            let ack = ack.await.unwrap();
+            assert!(ack.bytes > last);
+            assert_eq!(ack.replicas.len(), 3);
+            last = ack.bytes;
+        }
+        for node in &nodes {
+            let record = node.sink.record(&stream).unwrap();
+            assert_eq!(record.state, SinkState::Closed, "{name} node {}", node.id);
+            assert_eq!(sha(&record.data), sha(&sent), "{name} node {}", node.id);
+            assert_eq!(record.header, name);
+            assert_eq!(record.primary, node.id == 1);
+            // The link to the log: the application takes what the close left.
+            assert_eq!(node.ds.take_closed(&stream), Some(stream));
+            assert_eq!(node.ds.take_closed(&stream), None);
+            assert_eq!(node.ds.active_streams(), 0);
+            assert_eq!(node.ds.buffered_bytes(), 0);
+        }
+    }
+    stop_all(nodes, client).await;
+}
+
+#[tokio::test]
+async fn a_replica_that_dies_fails_the_stream_naming_it_and_acknowledged_bytes_survive() {
+    let mut nodes = three(|id| ds_config(CLUSTER, id), Default::default()).await;
+    // Node 3 runs on its own runtime so it can die as a process does: every task and socket
+    // dropped at once.
+    let victim_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sink3 = MemorySink::new();
+    let victim = victim_rt
+        .spawn(DsNode::start(ds_config(CLUSTER, 3), sink3.clone()))
+        .await
+        .unwrap();
+    let old = nodes.pop().unwrap();
+    old.stop().await;
+    introduce(&[&nodes[0], &nodes[1], &victim]);
+    let client = client(ds_config(CLUSTER, 0));
+    let mut out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::chain(&[1, 2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    let mut acked = 0;
+    for i in 0..5 {
+        let data = payload(i, 50_000);
+        sent.extend_from_slice(&data);
+        acked = out
+            .write(data, StreamFlags::NONE)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .bytes;
+    }
+    let stream = out.stream();
+    victim_rt.shutdown_background();
+    drop(victim);
+    let started = std::time::Instant::now();
+    let err = bounded("the stream to fail", async {
+        loop {
+            let result = match out.write(payload(9, 50_000), StreamFlags::NONE).await {
+                Ok(ack) => ack.await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                break e;
+            }
+        }
+    })
+    .await;
+    assert!(
+        started.elapsed() < ds_config(CLUSTER, 0).request_timeout + Duration::from_secs(1),
+        "failed after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.node(), Some(3), "{err}");
+    assert_eq!(err.failure().unwrap().kind, FailureKind::Replica, "{err}");
+    // Every acknowledged byte is on the surviving replicas (the sinks were aborted, but the
+    // test sink keeps what it had).
+    for node in &nodes {
+        let record = node.sink.record(&stream).unwrap();
+        assert!(record.data.len() as u64 >= acked);
+        assert_eq!(&record.data[..acked as usize], &sent[..acked as usize]);
+        wait_until("the stream to be aborted", || {
+            matches!(
+                node.sink.record(&stream).unwrap().state,
+                SinkState::Aborted(_)
+            )
+        })
+        .await;
+    }
+    wait_until("streams to leave the tables", || {
+        nodes.iter().all(|n| n.ds.active_streams() == 0)
+    })
+    .await;
+    // The next write reports the same failure.
+    let again = out.write(Bytes::from_static(b"x"), StreamFlags::NONE).await;
+    assert_eq!(again.unwrap_err().node(), Some(3));
+    drop(out);
+    stop_all(nodes, client).await;
+}
+
+#[tokio::test]
+async fn sync_reaches_every_sink_before_the_acknowledgement() {
+    let nodes = three(|id| ds_config(CLUSTER, id), Default::default()).await;
+    let client = client(ds_config(CLUSTER, 0));
+    let mut out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::star(1, &[2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    let _first = out
+        .write(payload(1, 4096), StreamFlags::NONE)
+        .await
+        .unwrap();
+    let ack = out
+        .write(payload(2, 4096), StreamFlags::SYNC)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.bytes, 8192);
+    for node in &nodes {
+        assert_eq!(node.sink.record(&out.stream()).unwrap().syncs, vec![8192]);
+    }
+    out.close().await.unwrap();
+    stop_all(nodes, client).await;
+}
+
+#[tokio::test]
+async fn a_corrupted_packet_is_detected_at_the_hop_that_received_it() {
+    let nodes = three(|id| ds_config(CLUSTER, id), Default::default()).await;
+    let client = client(ds_config(CLUSTER, 0));
+    let mut out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::chain(&[1, 2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    out.write(payload(1, 1000), StreamFlags::NONE)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Node 2 flips a bit in what it forwards to node 3.
+    nodes[1].ds.faults().corrupt_forwarded(1);
+    let err = out
+        .write(payload(2, 1000), StreamFlags::NONE)
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    let failure = err.failure().unwrap();
+    assert_eq!(
+        (failure.kind, failure.node, failure.offset),
+        (FailureKind::Checksum, 3, 1000)
+    );
+    assert_eq!(nodes[2].ds.stats().failed, 1);
+    for node in &nodes {
+        let stream = out.stream();
+        wait_until("the stream to be aborted everywhere", || {
+            matches!(
+                node.sink.record(&stream).unwrap().state,
+                SinkState::Aborted(_)
+            )
+        })
+        .await;
+        // Nodes 1 and 2 checked and wrote the packet (unacknowledged); node 3 refused it.
+        let expected = if node.id == 3 { 1000 } else { 2000 };
+        assert_eq!(node.sink.record(&stream).unwrap().data.len(), expected);
+    }
+    drop(out);
+    stop_all(nodes, client).await;
+}
+
+#[tokio::test]
+async fn bad_routing_tables_are_refused_at_open() {
+    let nodes = three(|id| ds_config(CLUSTER, id), Default::default()).await;
+    let client = client(ds_config(CLUSTER, 0));
+    // Structurally bad tables never leave the client.
+    assert!(matches!(
+        RoutingTable::new(1, [(1, vec![2]), (2, vec![3]), (3, vec![2])]),
+        Err(RoutingError::Cycle { .. })
+    ));
+    assert!(matches!(
+        RoutingTable::new(1, [(2, vec![3])]),
+        Err(RoutingError::PrimaryNotInTable { .. })
+    ));
+    // A table naming a server the primary does not know.
+    let err = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::star(1, &[2, 9]).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    let failure = err.failure().unwrap();
+    assert_eq!(failure.kind, FailureKind::Routing);
+    assert!(failure.message.contains("node 9"), "{failure}");
+    // An unknown peer further down a chain is found by the server that would forward.
+    nodes[1].ds.remove_peer(3);
+    let err = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::chain(&[1, 2, 3]).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    let failure = err.failure().unwrap();
+    assert_eq!(
+        (failure.kind, failure.node),
+        (FailureKind::Routing, 2),
+        "{failure}"
+    );
+    // A primary that is not the server connected to: the handshake names the mismatch.
+    let err = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::star(2, &[3]).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DataStreamError::Primary { node: 2, .. }),
+        "{err}"
+    );
+    for node in &nodes {
+        assert_eq!(node.ds.active_streams(), 0);
+    }
+    // Nothing that failed to open left a sink stream open.
+    for node in &nodes {
+        assert!(node.sink.states().iter().all(|s| *s != SinkState::Open));
+    }
+    stop_all(nodes, client).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_stream_is_cleaned_up_after_its_idle_timeout() {
+    let cfg = |id| DataStreamConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..ds_config(CLUSTER, id)
+    };
+    let nodes = three(cfg, Default::default()).await;
+    let client = client(ds_config(CLUSTER, 0));
+    let mut out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::chain(&[1, 2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    out.write(payload(1, 100), StreamFlags::NONE)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let stream = out.stream();
+    // The client keeps the stream but never writes again.
+    wait_until("every server to drop the idle stream", || {
+        nodes.iter().all(|n| n.ds.active_streams() == 0)
+    })
+    .await;
+    for node in &nodes {
+        wait_until("the sink to be aborted", || {
+            matches!(
+                node.sink.record(&stream).unwrap().state,
+                SinkState::Aborted(_)
+            )
+        })
+        .await;
+        assert_eq!(node.ds.stats().aborted, 1, "node {}", node.id);
+    }
+    let err = out
+        .write(payload(2, 100), StreamFlags::NONE)
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err.failure().unwrap().kind, FailureKind::UnknownStream);
+
+    // Dropping an open stream aborts it at once; closing the client's connection does too.
+    let out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::star(1, &[2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    drop(out);
+    wait_until("the dropped stream to be aborted", || {
+        nodes.iter().all(|n| n.ds.stats().aborted == 2)
+    })
+    .await;
+    let _out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::star(1, &[2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    client.shutdown().await;
+    wait_until("the orphaned stream to be aborted", || {
+        nodes
+            .iter()
+            .all(|n| n.ds.stats().aborted == 3 && n.ds.active_streams() == 0)
+    })
+    .await;
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn outstanding_packets_are_limited() {
+    let gate = Gate::new();
+    let nodes = three(
+        |id| ds_config(CLUSTER, id),
+        [
+            MemorySink::gated(gate.clone()),
+            MemorySink::new(),
+            MemorySink::new(),
+        ],
+    )
+    .await;
+    let client = client(DataStreamConfig {
+        max_outstanding: 4,
+        ..ds_config(CLUSTER, 0)
+    });
+    let mut out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::star(1, &[2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut acks = Vec::new();
+    for i in 0..4 {
+        acks.push(out.write(payload(i, 100), StreamFlags::NONE).await.unwrap());
+    }
+    assert_eq!(out.outstanding(), 4);
+    gate.wait_entered(1).await;
+    // The primary's sink holds the first packet, so no acknowledgement can come: a fifth
+    // write must wait.
+    {
+        let fifth = out.write(payload(4, 100), StreamFlags::NONE);
+        tokio::pin!(fifth);
+        assert!(futures::poll!(fifth.as_mut()).is_pending());
+        gate.open();
+        acks.push(bounded("the fifth write", fifth).await.unwrap());
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    assert_eq!(out.outstanding(), 0);
+    let reply = out.close().await.unwrap();
+    assert_eq!(reply.bytes, 500);
+    stop_all(nodes, client).await;
+}
+
+#[tokio::test]
+async fn a_failing_sink_fails_the_stream_naming_its_server() {
+    let nodes = three(
+        |id| ds_config(CLUSTER, id),
+        [
+            MemorySink::new(),
+            MemorySink::failing_after(150),
+            MemorySink::new(),
+        ],
+    )
+    .await;
+    let client = client(ds_config(CLUSTER, 0));
+    let mut out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::star(1, &[2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    out.write(payload(1, 100), StreamFlags::NONE)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let err = out
+        .write(payload(2, 100), StreamFlags::NONE)
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    let failure = err.failure().unwrap();
+    assert_eq!(
+        (failure.kind, failure.node),
+        (FailureKind::Sink, 2),
+        "{failure}"
+    );
+    assert!(failure.message.contains("disk full"), "{failure}");
+    drop(out);
+    stop_all(nodes, client).await;
+}
