@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::BoxError;
+use crate::datastream::DataStreamArgs;
 use crate::overload::OverloadArgs;
 use crate::raft::RaftArgs;
 use crate::rpc::RpcArgs;
@@ -36,6 +37,9 @@ pub(crate) enum Command {
     /// A raft leader and two followers over the raft transport: append entries/s, heartbeat
     /// round trip idle and during a snapshot, snapshot throughput; beside raw buffered TCP.
     Raft(RaftArgs),
+    /// Bulk streams of large packets: one hop, and a primary fanning out to two replicas
+    /// (star, chain); goodput and CPU per GiB beside raw TCP.
+    Datastream(DataStreamArgs),
 }
 
 /// Options shared by every scenario.

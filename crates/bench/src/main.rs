@@ -9,6 +9,7 @@
 
 mod baseline;
 mod cli;
+mod datastream;
 mod echo;
 mod harness;
 mod impls;
@@ -25,6 +26,13 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// mimalloc instead of the system allocator: glibc returns freed multi-MiB buffers (every
+/// received bulk packet is one) to the kernel and faults them back in, which costs more CPU
+/// than the transport itself at GB/s. Baselines run in the same process with the same
+/// allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Errors of the benchmark tool: a message for the operator.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -36,6 +44,7 @@ fn main() -> ExitCode {
         Command::Service(args) => rpc::run(&args, &rpc::SERVICE),
         Command::Overload(args) => overload::run(&args),
         Command::Raft(args) => raft::run(&args),
+        Command::Datastream(args) => datastream::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
