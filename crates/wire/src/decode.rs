@@ -88,7 +88,7 @@ fn check_length(head: &Header, limits: &Limits) -> Result<(), WireError> {
         FrameKind::Cancel => (0, true),
         FrameKind::Heartbeat => (Heartbeat::LEN, true),
         FrameKind::GoAway => (4, false),
-        FrameKind::StreamData => (StreamData::HEAD_LEN as u32, false),
+        FrameKind::StreamData => (StreamData::HEAD_LEN, false),
     };
     if head.length < min || (exact && head.length != min) {
         return Err(WireError::BadLength {

@@ -69,7 +69,7 @@ pub(crate) struct DataStreamArgs {
     #[arg(long, default_value_t = 1 << 20)]
     pub(crate) packet_bytes: usize,
     /// Packets in flight per stream (the client's `max_outstanding`).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     pub(crate) outstanding: usize,
     /// Topologies to run, comma-separated [default: single,star,chain].
     #[arg(long, value_delimiter = ',')]

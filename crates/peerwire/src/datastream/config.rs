@@ -46,7 +46,7 @@ impl Default for DataStreamConfig {
             identity: Identity::default(),
             connection: ConnectionConfig::default(),
             request_timeout: Duration::from_secs(10),
-            max_outstanding: 16,
+            max_outstanding: 8,
             packet_size: 1024 * 1024,
             idle_timeout: Duration::from_secs(60),
             link_timeout: Duration::from_secs(300),
