@@ -500,3 +500,53 @@ async fn a_failing_sink_fails_the_stream_naming_its_server() {
     drop(out);
     stop_all(nodes, client).await;
 }
+
+#[tokio::test]
+async fn a_file_streams_to_every_replica_with_sendfile() {
+    let nodes = three(|id| ds_config(CLUSTER, id), Default::default()).await;
+    let client = client(DataStreamConfig {
+        packet_size: 1 << 20,
+        ..ds_config(CLUSTER, 0)
+    });
+    let path = std::env::temp_dir().join(format!("peerwire-ds-test-{}.bin", std::process::id()));
+    let content = payload(42, (3 << 20) + 12_345);
+    std::fs::write(&path, &content).unwrap();
+    let mut out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::chain(&[1, 2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    let ack = bounded("the file", async {
+        out.write_file(&path, StreamFlags::SYNC)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(ack.bytes, content.len() as u64);
+    let reply = out.close().await.unwrap();
+    assert_eq!(reply.bytes, content.len() as u64);
+    for node in &nodes {
+        let record = node.sink.record(&reply.stream).unwrap();
+        assert_eq!(sha(&record.data), sha(&content), "node {}", node.id);
+        assert_eq!(record.syncs, vec![content.len() as u64]);
+    }
+    // A missing file is a typed error before anything is sent.
+    let mut out = client
+        .open(nodes[0].addr(), Bytes::new(), RoutingTable::single(1))
+        .await
+        .unwrap();
+    let err = out
+        .write_file(path.with_extension("missing"), StreamFlags::NONE)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DataStreamError::File { .. }), "{err}");
+    assert_eq!(out.bytes_written(), 0);
+    std::fs::remove_file(&path).unwrap();
+    drop(out);
+    stop_all(nodes, client).await;
+}

@@ -452,12 +452,12 @@ impl Conn {
         let route = route.0.clone();
         let pending = self
             .start_call(deadline, until, None, true, |id, deadline_ms| {
-                Frame::Request(Request {
+                Outgoing::Call(Frame::Request(Request {
                     id,
                     deadline_ms,
                     route,
                     payload,
-                })
+                }))
             })
             .await?;
         pending.wait().await
@@ -484,7 +484,39 @@ impl Conn {
             }));
         }
         self.start_call(deadline, until, extra, false, |id, _| {
-            Frame::StreamData(StreamData { id, ..data })
+            Outgoing::Call(Frame::StreamData(StreamData { id, ..data }))
+        })
+        .await
+    }
+
+    /// As [`Conn::send_stream_data`], with the payload read from `region` of a file when
+    /// written (with `sendfile` where the transport can); `head.payload` is ignored.
+    pub(crate) async fn send_stream_file(
+        self: &Arc<Self>,
+        head: StreamData,
+        region: writer::FileRegion,
+        deadline: Duration,
+        until: Instant,
+        extra: Option<OwnedSemaphorePermit>,
+    ) -> Result<PendingCall, Error> {
+        let body = StreamData::HEAD_LEN as usize + region.len;
+        if body > self.peer_max_body {
+            return Err(self.not_executed(NotExecuted::PayloadTooLarge {
+                len: region.len,
+                limit: self
+                    .peer_max_body
+                    .saturating_sub(StreamData::HEAD_LEN as usize),
+            }));
+        }
+        self.start_call(deadline, until, extra, false, |id, _| {
+            Outgoing::CallFile(
+                StreamData {
+                    id,
+                    payload: Bytes::new(),
+                    ..head
+                },
+                region,
+            )
         })
         .await
     }
@@ -497,7 +529,7 @@ impl Conn {
         until: Instant,
         extra: Option<OwnedSemaphorePermit>,
         cancel_on_drop: bool,
-        build: impl FnOnce(u64, u32) -> Frame,
+        build: impl FnOnce(u64, u32) -> Outgoing,
     ) -> Result<PendingCall, Error> {
         let mut budget = deadline;
         let slot = match self.call_slots.clone().try_acquire_owned() {
@@ -524,8 +556,8 @@ impl Conn {
             .map_err(|(reason, message)| {
                 self.not_executed(NotExecuted::ConnectionClosing { reason, message })
             })?;
-        let frame = build(id, budget.as_millis().clamp(1, u128::from(u32::MAX)) as u32);
-        if self.tx.send(Outgoing::Call(frame)).is_err() {
+        let outgoing = build(id, budget.as_millis().clamp(1, u128::from(u32::MAX)) as u32);
+        if self.tx.send(outgoing).is_err() {
             self.calls.lock().expect("calls lock poisoned").remove(id);
             return Err(self.not_executed(NotExecuted::ConnectionClosing {
                 reason: GoAwayReason::Normal,

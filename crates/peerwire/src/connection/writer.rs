@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Buf, Bytes, BytesMut};
-use peerwire_wire::Frame;
+use peerwire_wire::{Frame, StreamData};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -56,8 +56,20 @@ pub(crate) enum Outgoing {
     /// A reply; the permit is the in-flight slot of the call it answers, released once the
     /// reply is handed to the transport.
     Reply(Frame, OwnedSemaphorePermit),
+    /// A data-stream packet whose payload is a file region: the head (its `payload` is
+    /// ignored) is written, then the region is sent with `sendfile` where the transport can.
+    /// Bounded by the connection's in-flight call limit.
+    CallFile(StreamData, FileRegion),
     /// Flush, close the write side and stop.
     Shutdown,
+}
+
+/// A range of a file to send as a packet payload.
+#[derive(Debug, Clone)]
+pub(crate) struct FileRegion {
+    pub(crate) file: Arc<std::fs::File>,
+    pub(crate) offset: u64,
+    pub(crate) len: usize,
 }
 
 /// Bytes of one batch: a copy buffer for small frames, separate buffers for large payloads.
@@ -83,6 +95,12 @@ impl Batch {
             None => {}
         }
         self.len += self.staging.len().saturating_sub(before);
+    }
+
+    fn push_stream_head(&mut self, head: &StreamData, payload_len: usize) {
+        let before = self.staging.len();
+        head.encode_head_with_len(payload_len, &mut self.staging);
+        self.len += self.staging.len() - before;
     }
 
     async fn write_to(&mut self, io: &mut BoxWrite) -> io::Result<()> {
@@ -123,6 +141,62 @@ async fn write_parts(io: &mut BoxWrite, parts: &mut VecDeque<Bytes>) -> io::Resu
         }
     }
     Ok(())
+}
+
+/// Sends a file region: `sendfile` where the transport supports it, else reads and writes it
+/// in 256 KiB pieces (a blocking read of the page cache on this task).
+async fn send_region(io: &mut BoxWrite, region: &FileRegion) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < region.len {
+        let offset = region.offset + done as u64;
+        let left = region.len - done;
+        let sent = std::future::poll_fn(|cx| {
+            match std::pin::Pin::new(io.as_mut()).poll_send_file(cx, &region.file, offset, left) {
+                Some(poll) => poll.map(|r| r.map(Some)),
+                None => std::task::Poll::Ready(Ok(None)),
+            }
+        })
+        .await?;
+        match sent {
+            Some(0) => return Err(short_file()),
+            Some(n) => done += n,
+            None => return copy_region(io, region, done).await,
+        }
+    }
+    Ok(())
+}
+
+fn short_file() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "file ended before the packet's region (was it truncated while being sent?)",
+    )
+}
+
+#[cfg(unix)]
+async fn copy_region(io: &mut BoxWrite, region: &FileRegion, mut done: usize) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; (region.len - done).min(256 * 1024)];
+    while done < region.len {
+        let want = (region.len - done).min(buf.len());
+        let n = region
+            .file
+            .read_at(&mut buf[..want], region.offset + done as u64)?;
+        if n == 0 {
+            return Err(short_file());
+        }
+        io.write_all(&buf[..n]).await?;
+        done += n;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn copy_region(_io: &mut BoxWrite, _region: &FileRegion, _done: usize) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "file packets need a unix platform",
+    ))
 }
 
 /// Wakes a producer waiting for room in the write queue ([`super::Conn::send_oneway_wait`]).
@@ -225,6 +299,13 @@ async fn write_loop(
                 }
                 Outgoing::Call(frame) => batch.push(&frame),
                 Outgoing::Reply(frame, _slot) => batch.push(&frame),
+                Outgoing::CallFile(head, region) => {
+                    batch.push_stream_head(&head, region.len);
+                    bytes += batch.len as u64;
+                    batch.write_to(io).await?;
+                    send_region(io, &region).await?;
+                    bytes += region.len as u64;
+                }
                 Outgoing::Shutdown => shutdown = true,
             }
             frames += 1;
@@ -302,6 +383,77 @@ mod tests {
         for f in &frames {
             assert_eq!(dec.decode(&mut buf).unwrap().as_ref(), Some(f));
         }
+        assert!(buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn file_packets_follow_their_head_in_queue_order() {
+        // A duplex pipe cannot sendfile: this is the copying fallback.
+        let path = std::env::temp_dir().join(format!("peerwire-writer-{}.bin", std::process::id()));
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        let (client, mut server) = tokio::io::duplex(1 << 22);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let before = Frame::Response(Response {
+            id: 1,
+            payload: Bytes::from_static(b"before"),
+        });
+        let head = StreamData {
+            id: 2,
+            stream_id: 5,
+            flags: peerwire_wire::StreamFlags::CLOSE,
+            offset: 0,
+            checksum: 9,
+            payload: Bytes::new(),
+        };
+        let after = Frame::Response(Response {
+            id: 3,
+            payload: Bytes::from_static(b"after"),
+        });
+        tx.send(Outgoing::Call(before.clone())).unwrap();
+        tx.send(Outgoing::CallFile(
+            head.clone(),
+            FileRegion {
+                file,
+                offset: 1000,
+                len: 250_000,
+            },
+        ))
+        .unwrap();
+        tx.send(Outgoing::Call(after.clone())).unwrap();
+        tx.send(Outgoing::Shutdown).unwrap();
+        run(
+            Box::new(client),
+            rx,
+            WriterContext {
+                queued: Arc::new(AtomicUsize::new(0)),
+                room: Arc::default(),
+                load: Load {
+                    call_slots: Arc::new(Semaphore::new(1)),
+                    serve_slots: Arc::new(Semaphore::new(1)),
+                    max_inflight: 1,
+                },
+                activity: Arc::new(Activity::new()),
+                closing: CancellationToken::new(),
+                abort: CancellationToken::new(),
+                max_batch_bytes: 64 * 1024,
+            },
+        )
+        .await
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut bytes = Vec::new();
+        server.read_to_end(&mut bytes).await.unwrap();
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut dec = FrameDecoder::new(Limits::default());
+        assert_eq!(dec.decode(&mut buf).unwrap(), Some(before));
+        let expected = Frame::StreamData(StreamData {
+            payload: Bytes::copy_from_slice(&content[1000..251_000]),
+            ..head
+        });
+        assert_eq!(dec.decode(&mut buf).unwrap(), Some(expected));
+        assert_eq!(dec.decode(&mut buf).unwrap(), Some(after));
         assert!(buf.is_empty());
     }
 }

@@ -23,6 +23,7 @@ use super::forward::pool_hash;
 use super::routing::RoutingTable;
 use crate::client::{Client, Peer, RetryPolicy};
 use crate::config::ClientConfig;
+use crate::connection::writer::FileRegion;
 use crate::connection::{Conn, Route, ServeNothing};
 use crate::error::Error;
 use crate::transport::TcpConnector;
@@ -226,6 +227,16 @@ impl DataStreamOutput {
         data: Bytes,
         flags: StreamFlags,
     ) -> Result<WriteAck, DataStreamError> {
+        let checksum = crc32c::crc32c(&data);
+        self.send(Payload::Memory(data), checksum, flags).await
+    }
+
+    async fn send(
+        &mut self,
+        payload: Payload,
+        checksum: u32,
+        flags: StreamFlags,
+    ) -> Result<WriteAck, DataStreamError> {
         self.check_open()?;
         let permit = match tokio::time::timeout(
             self.timeout,
@@ -250,31 +261,44 @@ impl DataStreamOutput {
             }
         };
         self.check_open()?;
-        let len = data.len() as u64;
-        let checksum = crc32c::crc32c(&data);
-        let pending = self
-            .conn
-            .send_stream_data(
-                StreamData {
-                    id: 0,
-                    stream_id: self.stream.stream_id,
-                    flags,
-                    offset: self.offset,
-                    checksum,
-                    payload: data,
-                },
-                self.timeout,
-                Instant::now() + self.timeout,
-                Some(permit),
-            )
-            .await
-            .map_err(|source| {
-                self.record(DataStreamError::Primary {
-                    stream: self.stream,
-                    node: self.primary,
-                    source,
-                })
-            })?;
+        let head = StreamData {
+            id: 0,
+            stream_id: self.stream.stream_id,
+            flags,
+            offset: self.offset,
+            checksum,
+            payload: Bytes::new(),
+        };
+        let until = Instant::now() + self.timeout;
+        let (len, sent) = match payload {
+            Payload::Memory(data) => (
+                data.len() as u64,
+                self.conn
+                    .send_stream_data(
+                        StreamData {
+                            payload: data,
+                            ..head
+                        },
+                        self.timeout,
+                        until,
+                        Some(permit),
+                    )
+                    .await,
+            ),
+            Payload::File(region) => (
+                region.len as u64,
+                self.conn
+                    .send_stream_file(head, region, self.timeout, until, Some(permit))
+                    .await,
+            ),
+        };
+        let pending = sent.map_err(|source| {
+            self.record(DataStreamError::Primary {
+                stream: self.stream,
+                node: self.primary,
+                source,
+            })
+        })?;
         self.offset += len;
         if flags.contains(StreamFlags::CLOSE) {
             self.closed = true;
@@ -312,6 +336,10 @@ impl DataStreamOutput {
     /// apply to the last packet. Returns the last packet's acknowledgement future, which
     /// covers the whole file.
     ///
+    /// Each packet's bytes go from the page cache to the socket with `sendfile` (on Linux
+    /// over TCP), not through a user-space buffer; the CRC32C pass reads each packet through
+    /// one reused buffer first. A file changed while it is sent fails the stream's checksum.
+    ///
     /// # Cancel safety
     ///
     /// Not cancel safe: a part of the file may have been sent.
@@ -320,24 +348,48 @@ impl DataStreamOutput {
         path: impl AsRef<Path>,
         flags: StreamFlags,
     ) -> Result<WriteAck, DataStreamError> {
-        let path = path.as_ref();
+        let path = path.as_ref().to_path_buf();
         let file_error = |source: std::io::Error| DataStreamError::File {
             path: path.display().to_string(),
             source: Arc::new(source),
         };
-        let mut file = tokio::fs::File::open(path).await.map_err(file_error)?;
-        let len = file.metadata().await.map_err(file_error)?.len();
-        let mut left = len;
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let file = std::fs::File::open(&path)?;
+                let len = file.metadata()?.len();
+                Ok::<_, std::io::Error>((file, len))
+            })
+            .await
+            .map_err(|e| file_error(std::io::Error::other(e)))?
+            .map_err(file_error)?
+        };
+        let (file, len) = (Arc::new(opened.0), opened.1);
+        let mut buf = Vec::new();
+        let mut offset = 0u64;
         loop {
-            let chunk = left.min(self.packet_size as u64) as usize;
-            let mut buf = bytes::BytesMut::zeroed(chunk);
-            tokio::io::AsyncReadExt::read_exact(&mut file, &mut buf)
-                .await
-                .map_err(file_error)?;
-            left -= chunk as u64;
-            let last = left == 0;
+            let chunk = (len - offset).min(self.packet_size as u64) as usize;
+            let (checksum, back) = {
+                let file = file.clone();
+                tokio::task::spawn_blocking(move || checksum_region(&file, offset, chunk, buf))
+                    .await
+                    .map_err(|e| file_error(std::io::Error::other(e)))?
+                    .map_err(file_error)?
+            };
+            buf = back;
+            let region = FileRegion {
+                file: file.clone(),
+                offset,
+                len: chunk,
+            };
+            offset += chunk as u64;
+            let last = offset == len;
             let ack = self
-                .write(buf.freeze(), if last { flags } else { StreamFlags::NONE })
+                .send(
+                    Payload::File(region),
+                    checksum,
+                    if last { flags } else { StreamFlags::NONE },
+                )
                 .await?;
             if last {
                 return Ok(ack);
@@ -404,6 +456,38 @@ impl Drop for DataStreamOutput {
                 .await;
         });
     }
+}
+
+/// Where a packet's payload comes from.
+enum Payload {
+    Memory(Bytes),
+    File(FileRegion),
+}
+
+/// CRC32C of `len` bytes of `file` from `offset`, read through `buf` (returned for reuse).
+fn checksum_region(
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+    mut buf: Vec<u8>,
+) -> std::io::Result<(u32, Vec<u8>)> {
+    use std::os::unix::fs::FileExt;
+    buf.resize(len.min(256 * 1024), 0);
+    let mut crc = 0;
+    let mut done = 0;
+    while done < len {
+        let want = (len - done).min(buf.len());
+        let n = file.read_at(&mut buf[..want], offset + done as u64)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file is shorter than when it was opened",
+            ));
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        done += n;
+    }
+    Ok((crc, buf))
 }
 
 /// The acknowledgement of one packet: resolves to the [`Ack`] or to the stream's failure.

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -19,7 +20,28 @@ pub use tcp::{TcpConnector, TcpListener};
 /// The read half of a transport stream.
 pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// The write half of a transport stream.
-pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+pub type BoxWrite = Box<dyn IoWrite>;
+
+/// The write half of a transport stream: bytes, and optionally file regions sent without
+/// passing through user space.
+pub trait IoWrite: AsyncWrite + Send + Unpin {
+    /// Writes up to `len` bytes of `file` from `offset` straight from the kernel's page
+    /// cache (`sendfile`), returning how many were written. `None` means the transport
+    /// cannot (the default: TLS, in-memory pipes); the caller then copies the bytes itself.
+    fn poll_send_file(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _file: &std::fs::File,
+        _offset: u64,
+        _len: usize,
+    ) -> Option<Poll<io::Result<usize>>> {
+        None
+    }
+}
+
+impl<T: AsyncWrite + Send> IoWrite for tokio::io::WriteHalf<T> {}
+
+impl IoWrite for tokio::io::DuplexStream {}
 
 /// A bidirectional byte stream a connection can run over.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {

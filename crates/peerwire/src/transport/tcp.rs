@@ -5,7 +5,43 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 
-use super::{BoxRead, BoxWrite, Connector, Io, Listener};
+use super::{BoxRead, BoxWrite, Connector, Io, IoWrite, Listener};
+
+impl IoWrite for tokio::net::tcp::OwnedWriteHalf {
+    #[cfg(target_os = "linux")]
+    fn poll_send_file(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> Option<std::task::Poll<io::Result<usize>>> {
+        use std::task::Poll;
+        let half: &Self = self.get_mut();
+        let stream: &TcpStream = AsRef::<TcpStream>::as_ref(half);
+        let Ok(mut offset) = nix::libc::off_t::try_from(offset) else {
+            return Some(Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "file offset beyond off_t",
+            ))));
+        };
+        Some(loop {
+            match stream.poll_write_ready(cx) {
+                Poll::Pending => break Poll::Pending,
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+                nix::sys::sendfile::sendfile(stream, file, Some(&mut offset), len)
+                    .map_err(io::Error::from)
+            });
+            match sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => break Poll::Ready(other),
+            }
+        })
+    }
+}
 
 impl Io for TcpStream {
     fn split_io(self) -> (BoxRead, BoxWrite) {
