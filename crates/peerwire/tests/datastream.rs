@@ -550,3 +550,82 @@ async fn a_file_streams_to_every_replica_with_sendfile() {
     drop(out);
     stop_all(nodes, client).await;
 }
+
+#[tokio::test]
+async fn a_replica_that_stops_answering_fails_the_stream_within_the_request_timeout() {
+    let gate = Gate::new();
+    let timeout = Duration::from_millis(500);
+    let nodes = three(
+        |id| DataStreamConfig {
+            request_timeout: timeout,
+            ..ds_config(CLUSTER, id)
+        },
+        [
+            MemorySink::new(),
+            MemorySink::new(),
+            MemorySink::gated(gate.clone()),
+        ],
+    )
+    .await;
+    let client = client(ds_config(CLUSTER, 0));
+    let mut out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::star(1, &[2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = bounded("the stream to fail", async {
+        out.write(payload(1, 1000), StreamFlags::NONE)
+            .await
+            .unwrap()
+            .await
+            .unwrap_err()
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let failure = err.failure().unwrap();
+    assert_eq!(
+        (failure.kind, failure.node),
+        (FailureKind::Replica, 3),
+        "{failure}"
+    );
+    assert!(elapsed >= timeout && elapsed < timeout * 4, "{elapsed:?}");
+    gate.open();
+    drop(out);
+    stop_all(nodes, client).await;
+}
+
+#[tokio::test]
+async fn a_closed_stream_not_linked_in_time_is_discarded() {
+    let nodes = three(
+        |id| DataStreamConfig {
+            link_timeout: Duration::from_millis(100),
+            ..ds_config(CLUSTER, id)
+        },
+        Default::default(),
+    )
+    .await;
+    let client = client(ds_config(CLUSTER, 0));
+    let mut out = client
+        .open(
+            nodes[0].addr(),
+            Bytes::new(),
+            RoutingTable::star(1, &[2, 3]).unwrap(),
+        )
+        .await
+        .unwrap();
+    let _ack = out.write(payload(1, 10), StreamFlags::NONE).await.unwrap();
+    let reply = out.close().await.unwrap();
+    for node in &nodes {
+        wait_until("the unlinked stream to be discarded", || {
+            node.sink.record(&reply.stream).unwrap().state == SinkState::Discarded
+        })
+        .await;
+        assert_eq!(node.ds.take_closed(&reply.stream), None);
+        assert!(node.ds.closed_streams().is_empty());
+    }
+    stop_all(nodes, client).await;
+}
