@@ -8,6 +8,7 @@ use peerwire::datastream::{
     DataStreamClient, DataStreamConfig, DataStreamError, FailureKind, RoutingError, RoutingTable,
     StreamFlags,
 };
+use peerwire::wire::Frame;
 use peerwire_testkit::datastream::{DsNode, MemorySink, SinkState, ds_config, introduce};
 use peerwire_testkit::{Gate, bounded, wait_until};
 use sha2::{Digest, Sha256};
@@ -627,5 +628,147 @@ async fn a_closed_stream_not_linked_in_time_is_discarded() {
         assert_eq!(node.ds.take_closed(&reply.stream), None);
         assert!(node.ds.closed_streams().is_empty());
     }
+    stop_all(nodes, client).await;
+}
+
+/// Decodes the failure in a data-stream reply frame.
+fn failure_of(
+    received: peerwire_testkit::Received,
+    id: u64,
+) -> peerwire::datastream::StreamFailure {
+    match received {
+        peerwire_testkit::Received::Frame(Frame::Response(r)) if r.id == id => {
+            assert_eq!(r.payload[0], 1, "expected a failed reply");
+            let kind = r.payload[1];
+            let node = u64::from_be_bytes(r.payload[2..10].try_into().unwrap());
+            let offset = u64::from_be_bytes(r.payload[10..18].try_into().unwrap());
+            let message = String::from_utf8_lossy(&r.payload[20..]).into_owned();
+            peerwire::datastream::StreamFailure {
+                kind: match kind {
+                    1 => FailureKind::Checksum,
+                    6 => FailureKind::Routing,
+                    8 => FailureKind::UnknownStream,
+                    11 => FailureKind::Malformed,
+                    other => FailureKind::Other(other),
+                },
+                node,
+                offset,
+                message,
+            }
+        }
+        other => panic!("expected the reply to {id}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_input_on_the_data_stream_lane_gets_typed_failures_and_the_server_stays_up() {
+    use peerwire::wire::{Lane, Request, StreamData};
+    use peerwire_testkit::ScriptedPeer;
+
+    let nodes = three(|id| ds_config(CLUSTER, id), Default::default()).await;
+    let addr = nodes[0].addr();
+    let hello = peerwire::wire::Hello {
+        lane: Lane::DataStream,
+        ..ScriptedPeer::hello(peerwire::Identity {
+            cluster_id: CLUSTER,
+            node_id: 0,
+            epoch: 1,
+        })
+    };
+    let mut peer = ScriptedPeer::handshaken(addr, hello).await;
+    // A garbage open.
+    peer.send(&Frame::Request(Request {
+        id: 1,
+        deadline_ms: 1000,
+        route: Bytes::from_static(b"ds.open"),
+        payload: Bytes::from_static(b"\x00\x01garbage"),
+    }))
+    .await;
+    let f = failure_of(peer.recv().await, 1);
+    assert_eq!(
+        (f.kind, f.node),
+        (FailureKind::Malformed, 1),
+        "{}",
+        f.message
+    );
+    // A packet for a stream that was never opened.
+    peer.send(&Frame::StreamData(StreamData {
+        id: 2,
+        stream_id: 77,
+        flags: StreamFlags::NONE,
+        offset: 0,
+        checksum: 0,
+        payload: Bytes::from_static(b"data"),
+    }))
+    .await;
+    let f = failure_of(peer.recv().await, 2);
+    assert_eq!(f.kind, FailureKind::UnknownStream, "{}", f.message);
+    // A packet with a wrong checksum on an open stream (opened by a real client's encoding).
+    let mut open = bytes::BytesMut::new();
+    for v in [5u64, 9, 5] {
+        open.extend_from_slice(&v.to_be_bytes());
+    }
+    open.extend_from_slice(&0u32.to_be_bytes());
+    open.extend_from_slice(&1u64.to_be_bytes()); // primary 1, no successors
+    open.extend_from_slice(&0u16.to_be_bytes());
+    peer.send(&Frame::Request(Request {
+        id: 3,
+        deadline_ms: 1000,
+        route: Bytes::from_static(b"ds.open"),
+        payload: open.freeze(),
+    }))
+    .await;
+    match peer.recv().await {
+        peerwire_testkit::Received::Frame(Frame::Response(r)) => assert_eq!(r.payload[0], 0),
+        other => panic!("open refused: {other:?}"),
+    }
+    peer.send(&Frame::StreamData(StreamData {
+        id: 4,
+        stream_id: 5,
+        flags: StreamFlags::NONE,
+        offset: 0,
+        checksum: 0xbad,
+        payload: Bytes::from_static(b"data"),
+    }))
+    .await;
+    let f = failure_of(peer.recv().await, 4);
+    assert_eq!(
+        (f.kind, f.node, f.offset),
+        (FailureKind::Checksum, 1, 0),
+        "{}",
+        f.message
+    );
+
+    // Stream data on an RPC connection is a protocol error for that connection only.
+    let mut rpc = ScriptedPeer::handshaken(
+        addr,
+        ScriptedPeer::hello(peerwire::Identity {
+            cluster_id: CLUSTER,
+            node_id: 0,
+            epoch: 1,
+        }),
+    )
+    .await;
+    rpc.send(&Frame::StreamData(StreamData {
+        id: 1,
+        stream_id: 1,
+        flags: StreamFlags::NONE,
+        offset: 0,
+        checksum: 0,
+        payload: Bytes::new(),
+    }))
+    .await;
+    let goaway = rpc.expect_goaway_then_eof().await;
+    assert_eq!(goaway.reason, peerwire::GoAwayReason::ProtocolError);
+
+    // The server still serves streams.
+    let client = client(ds_config(CLUSTER, 0));
+    let mut out = client
+        .open(addr, Bytes::new(), RoutingTable::star(1, &[2, 3]).unwrap())
+        .await
+        .unwrap();
+    let _ack = out.write(payload(1, 100), StreamFlags::NONE).await.unwrap();
+    assert_eq!(out.close().await.unwrap().bytes, 100);
+    drop(peer);
     stop_all(nodes, client).await;
 }
