@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use peerwire::datastream::{
-    DataStreamClient, DataStreamConfig, DataStreamError, FailureKind, RoutingError, RoutingTable,
-    StreamFlags,
+    Ack, DataStreamClient, DataStreamConfig, DataStreamError, DataStreamOutput, FailureKind,
+    RoutingError, RoutingTable, StreamFlags,
 };
 use peerwire::wire::Frame;
 use peerwire_testkit::datastream::{DsNode, MemorySink, SinkState, ds_config, introduce};
@@ -42,6 +42,21 @@ fn payload(seed: u64, len: usize) -> Bytes {
 
 fn sha(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
+}
+
+async fn open(
+    client: &DataStreamClient,
+    nodes: &[DsNode],
+    routing: RoutingTable,
+) -> DataStreamOutput {
+    bounded("open", client.open(nodes[0].addr(), Bytes::new(), routing))
+        .await
+        .unwrap()
+}
+
+/// Writes one packet and waits for its acknowledgement.
+async fn write_acked(out: &mut DataStreamOutput, data: Bytes) -> Result<Ack, DataStreamError> {
+    out.write(data, StreamFlags::NONE).await?.await
 }
 
 async fn stop_all(nodes: Vec<DsNode>, client: DataStreamClient) {
@@ -122,14 +137,7 @@ async fn a_replica_that_dies_fails_the_stream_naming_it_and_acknowledged_bytes_s
     old.stop().await;
     introduce(&[&nodes[0], &nodes[1], &victim]);
     let client = client(ds_config(CLUSTER, 0));
-    let mut out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::chain(&[1, 2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
+    let mut out = open(&client, &nodes, RoutingTable::chain(&[1, 2, 3]).unwrap()).await;
     let mut sent = Vec::new();
     let mut acked = 0;
     for i in 0..5 {
@@ -195,14 +203,7 @@ async fn a_replica_that_dies_fails_the_stream_naming_it_and_acknowledged_bytes_s
 async fn sync_reaches_every_sink_before_the_acknowledgement() {
     let nodes = three(|id| ds_config(CLUSTER, id), Default::default()).await;
     let client = client(ds_config(CLUSTER, 0));
-    let mut out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::star(1, &[2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
+    let mut out = open(&client, &nodes, RoutingTable::star(1, &[2, 3]).unwrap()).await;
     let _first = out
         .write(payload(1, 4096), StreamFlags::NONE)
         .await
@@ -225,27 +226,11 @@ async fn sync_reaches_every_sink_before_the_acknowledgement() {
 async fn a_corrupted_packet_is_detected_at_the_hop_that_received_it() {
     let nodes = three(|id| ds_config(CLUSTER, id), Default::default()).await;
     let client = client(ds_config(CLUSTER, 0));
-    let mut out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::chain(&[1, 2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
-    out.write(payload(1, 1000), StreamFlags::NONE)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let mut out = open(&client, &nodes, RoutingTable::chain(&[1, 2, 3]).unwrap()).await;
+    write_acked(&mut out, payload(1, 1000)).await.unwrap();
     // Node 2 flips a bit in what it forwards to node 3.
     nodes[1].ds.faults().corrupt_forwarded(1);
-    let err = out
-        .write(payload(2, 1000), StreamFlags::NONE)
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let err = write_acked(&mut out, payload(2, 1000)).await.unwrap_err();
     let failure = err.failure().unwrap();
     assert_eq!(
         (failure.kind, failure.node, failure.offset),
@@ -341,19 +326,8 @@ async fn an_abandoned_stream_is_cleaned_up_after_its_idle_timeout() {
     };
     let nodes = three(cfg, Default::default()).await;
     let client = client(ds_config(CLUSTER, 0));
-    let mut out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::chain(&[1, 2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
-    out.write(payload(1, 100), StreamFlags::NONE)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let mut out = open(&client, &nodes, RoutingTable::chain(&[1, 2, 3]).unwrap()).await;
+    write_acked(&mut out, payload(1, 100)).await.unwrap();
     let stream = out.stream();
     // The client keeps the stream but never writes again.
     wait_until("every server to drop the idle stream", || {
@@ -370,36 +344,17 @@ async fn an_abandoned_stream_is_cleaned_up_after_its_idle_timeout() {
         .await;
         assert_eq!(node.ds.stats().aborted, 1, "node {}", node.id);
     }
-    let err = out
-        .write(payload(2, 100), StreamFlags::NONE)
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let err = write_acked(&mut out, payload(2, 100)).await.unwrap_err();
     assert_eq!(err.failure().unwrap().kind, FailureKind::UnknownStream);
 
     // Dropping an open stream aborts it at once; closing the client's connection does too.
-    let out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::star(1, &[2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
+    let out = open(&client, &nodes, RoutingTable::star(1, &[2, 3]).unwrap()).await;
     drop(out);
     wait_until("the dropped stream to be aborted", || {
         nodes.iter().all(|n| n.ds.stats().aborted == 2)
     })
     .await;
-    let _out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::star(1, &[2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
+    let _out = open(&client, &nodes, RoutingTable::star(1, &[2, 3]).unwrap()).await;
     client.shutdown().await;
     wait_until("the orphaned stream to be aborted", || {
         nodes
@@ -428,14 +383,7 @@ async fn outstanding_packets_are_limited() {
         max_outstanding: 4,
         ..ds_config(CLUSTER, 0)
     });
-    let mut out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::star(1, &[2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
+    let mut out = open(&client, &nodes, RoutingTable::star(1, &[2, 3]).unwrap()).await;
     let mut acks = Vec::new();
     for i in 0..4 {
         acks.push(out.write(payload(i, 100), StreamFlags::NONE).await.unwrap());
@@ -472,25 +420,9 @@ async fn a_failing_sink_fails_the_stream_naming_its_server() {
     )
     .await;
     let client = client(ds_config(CLUSTER, 0));
-    let mut out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::star(1, &[2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
-    out.write(payload(1, 100), StreamFlags::NONE)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let err = out
-        .write(payload(2, 100), StreamFlags::NONE)
-        .await
-        .unwrap()
-        .await
-        .unwrap_err();
+    let mut out = open(&client, &nodes, RoutingTable::star(1, &[2, 3]).unwrap()).await;
+    write_acked(&mut out, payload(1, 100)).await.unwrap();
+    let err = write_acked(&mut out, payload(2, 100)).await.unwrap_err();
     let failure = err.failure().unwrap();
     assert_eq!(
         (failure.kind, failure.node),
@@ -512,14 +444,7 @@ async fn a_file_streams_to_every_replica_with_sendfile() {
     let path = std::env::temp_dir().join(format!("peerwire-ds-test-{}.bin", std::process::id()));
     let content = payload(42, (3 << 20) + 12_345);
     std::fs::write(&path, &content).unwrap();
-    let mut out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::chain(&[1, 2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
+    let mut out = open(&client, &nodes, RoutingTable::chain(&[1, 2, 3]).unwrap()).await;
     let ack = bounded("the file", async {
         out.write_file(&path, StreamFlags::SYNC)
             .await
@@ -569,21 +494,10 @@ async fn a_replica_that_stops_answering_fails_the_stream_within_the_request_time
     )
     .await;
     let client = client(ds_config(CLUSTER, 0));
-    let mut out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::star(1, &[2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
+    let mut out = open(&client, &nodes, RoutingTable::star(1, &[2, 3]).unwrap()).await;
     let started = std::time::Instant::now();
     let err = bounded("the stream to fail", async {
-        out.write(payload(1, 1000), StreamFlags::NONE)
-            .await
-            .unwrap()
-            .await
-            .unwrap_err()
+        write_acked(&mut out, payload(1, 1000)).await.unwrap_err()
     })
     .await;
     let elapsed = started.elapsed();
@@ -610,14 +524,7 @@ async fn a_closed_stream_not_linked_in_time_is_discarded() {
     )
     .await;
     let client = client(ds_config(CLUSTER, 0));
-    let mut out = client
-        .open(
-            nodes[0].addr(),
-            Bytes::new(),
-            RoutingTable::star(1, &[2, 3]).unwrap(),
-        )
-        .await
-        .unwrap();
+    let mut out = open(&client, &nodes, RoutingTable::star(1, &[2, 3]).unwrap()).await;
     let _ack = out.write(payload(1, 10), StreamFlags::NONE).await.unwrap();
     let reply = out.close().await.unwrap();
     for node in &nodes {

@@ -336,6 +336,22 @@ mod tests {
     use peerwire_wire::{FrameDecoder, Limits, Response};
     use tokio::io::AsyncReadExt;
 
+    fn test_context(closing: CancellationToken) -> WriterContext {
+        WriterContext {
+            queued: Arc::new(AtomicUsize::new(0)),
+            room: Arc::default(),
+            load: Load {
+                call_slots: Arc::new(Semaphore::new(1)),
+                serve_slots: Arc::new(Semaphore::new(1)),
+                max_inflight: 1,
+            },
+            activity: Arc::new(Activity::new()),
+            closing,
+            abort: CancellationToken::new(),
+            max_batch_bytes: 64 * 1024,
+        }
+    }
+
     #[tokio::test]
     async fn coalesces_small_and_large_frames_in_order() {
         let (client, mut server) = tokio::io::duplex(1 << 22);
@@ -356,25 +372,7 @@ mod tests {
         tx.send(Outgoing::Shutdown).unwrap();
         let io: BoxWrite = Box::new(client);
         let closing = CancellationToken::new();
-        run(
-            io,
-            rx,
-            WriterContext {
-                queued: Arc::new(AtomicUsize::new(0)),
-                room: Arc::default(),
-                load: Load {
-                    call_slots: Arc::new(Semaphore::new(1)),
-                    serve_slots: Arc::new(Semaphore::new(1)),
-                    max_inflight: 1,
-                },
-                activity: Arc::new(Activity::new()),
-                closing: closing.clone(),
-                abort: CancellationToken::new(),
-                max_batch_bytes: 64 * 1024,
-            },
-        )
-        .await
-        .unwrap();
+        run(io, rx, test_context(closing.clone())).await.unwrap();
         assert!(closing.is_cancelled());
         let mut bytes = Vec::new();
         server.read_to_end(&mut bytes).await.unwrap();
@@ -423,25 +421,9 @@ mod tests {
         .unwrap();
         tx.send(Outgoing::Call(after.clone())).unwrap();
         tx.send(Outgoing::Shutdown).unwrap();
-        run(
-            Box::new(client),
-            rx,
-            WriterContext {
-                queued: Arc::new(AtomicUsize::new(0)),
-                room: Arc::default(),
-                load: Load {
-                    call_slots: Arc::new(Semaphore::new(1)),
-                    serve_slots: Arc::new(Semaphore::new(1)),
-                    max_inflight: 1,
-                },
-                activity: Arc::new(Activity::new()),
-                closing: CancellationToken::new(),
-                abort: CancellationToken::new(),
-                max_batch_bytes: 64 * 1024,
-            },
-        )
-        .await
-        .unwrap();
+        run(Box::new(client), rx, test_context(CancellationToken::new()))
+            .await
+            .unwrap();
         std::fs::remove_file(&path).unwrap();
         let mut bytes = Vec::new();
         server.read_to_end(&mut bytes).await.unwrap();

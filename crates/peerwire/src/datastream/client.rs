@@ -12,21 +12,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use peerwire_wire::{Lane, StreamData, StreamFlags};
+use peerwire_wire::{StreamData, StreamFlags};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::codec::{self, FailureKind, OpenRequest, ReplicaBytes, StreamFailure, StreamRef};
 use super::config::DataStreamConfig;
 use super::error::DataStreamError;
-use super::forward::pool_hash;
+use super::forward::{lane_client, pool_hash, send_abort};
 use super::routing::RoutingTable;
-use crate::client::{Client, Peer, RetryPolicy};
-use crate::config::ClientConfig;
+use crate::client::{Client, Peer};
 use crate::connection::writer::FileRegion;
-use crate::connection::{Conn, Route, ServeNothing};
+use crate::connection::{Conn, Route};
 use crate::error::Error;
-use crate::transport::TcpConnector;
 
 /// What an acknowledgement reports: the stream bytes every server on the route holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,19 +65,7 @@ impl DataStreamClient {
     /// A client (identity usually anonymous: node id 0, but the cluster id must match).
     pub fn new(cfg: DataStreamConfig) -> Result<Self, Error> {
         cfg.validate()?;
-        let client = Client::for_lane(
-            ClientConfig {
-                identity: cfg.identity,
-                connection: cfg.connection.clone(),
-                connect_timeout: cfg.request_timeout,
-                default_deadline: cfg.request_timeout,
-                retry: RetryPolicy::never(),
-                ..ClientConfig::default()
-            },
-            TcpConnector,
-            Arc::new(ServeNothing),
-            Lane::DataStream,
-        )?;
+        let client = lane_client(&cfg, 1)?;
         let client_id = loop {
             let id = fastrand::u64(..);
             if id != 0 {
@@ -442,19 +428,11 @@ impl Drop for DataStreamOutput {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let conn = self.conn.clone();
-        let payload = codec::encode_abort(self.stream.stream_id);
-        let timeout = self.timeout;
-        runtime.spawn(async move {
-            let _ = conn
-                .call(
-                    &Route::from(codec::ABORT),
-                    payload,
-                    timeout,
-                    Instant::now() + timeout,
-                )
-                .await;
-        });
+        runtime.spawn(send_abort(
+            self.conn.clone(),
+            self.stream.stream_id,
+            self.timeout,
+        ));
     }
 }
 

@@ -24,6 +24,28 @@ pub(crate) fn pool_hash(stream: StreamRef) -> u64 {
     (stream.client_id.rotate_left(29) ^ stream.stream_id).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16
 }
 
+/// A client on the data-stream lane with `connections_per_peer` connections per server;
+/// packets are never retried (a failure fails the stream).
+pub(crate) fn lane_client(
+    cfg: &DataStreamConfig,
+    connections_per_peer: usize,
+) -> Result<Client, Error> {
+    Client::for_lane(
+        ClientConfig {
+            identity: cfg.identity,
+            connection: cfg.connection.clone(),
+            connections_per_peer,
+            connect_timeout: cfg.request_timeout,
+            default_deadline: cfg.request_timeout,
+            retry: RetryPolicy::never(),
+            ..ClientConfig::default()
+        },
+        TcpConnector,
+        Arc::new(ServeNothing),
+        Lane::DataStream,
+    )
+}
+
 pub(crate) struct Forwarder {
     client: Client,
     timeout: Duration,
@@ -32,20 +54,7 @@ pub(crate) struct Forwarder {
 
 impl Forwarder {
     pub(crate) fn new(cfg: &DataStreamConfig) -> Result<Self, Error> {
-        let client = Client::for_lane(
-            ClientConfig {
-                identity: cfg.identity,
-                connection: cfg.connection.clone(),
-                connections_per_peer: cfg.forward_pool,
-                connect_timeout: cfg.request_timeout,
-                default_deadline: cfg.request_timeout,
-                retry: RetryPolicy::never(),
-                ..ClientConfig::default()
-            },
-            TcpConnector,
-            Arc::new(ServeNothing),
-            Lane::DataStream,
-        )?;
+        let client = lane_client(cfg, cfg.forward_pool)?;
         Ok(Self {
             client,
             timeout: cfg.request_timeout,
@@ -145,18 +154,19 @@ impl Successor {
 
     /// Tells the successor to abort the stream (best effort, in the background).
     pub(crate) fn abort(&self, tasks: &tokio_util::task::TaskTracker) {
-        let conn = self.conn.clone();
-        let payload = codec::encode_abort(self.wire_id);
-        let timeout = self.timeout;
-        tasks.spawn(async move {
-            let _ = conn
-                .call(
-                    &Route::from(codec::ABORT),
-                    payload,
-                    timeout,
-                    Instant::now() + timeout,
-                )
-                .await;
-        });
+        tasks.spawn(send_abort(self.conn.clone(), self.wire_id, self.timeout));
     }
+}
+
+/// Asks the receiver of stream `wire_id` on `conn` to abort it; the outcome is ignored (the
+/// receiver's idle timeout is the backstop).
+pub(crate) async fn send_abort(conn: Arc<Conn>, wire_id: u64, timeout: Duration) {
+    let _ = conn
+        .call(
+            &Route::from(codec::ABORT),
+            codec::encode_abort(wire_id),
+            timeout,
+            Instant::now() + timeout,
+        )
+        .await;
 }

@@ -95,7 +95,7 @@ impl<S: DataSink> ServerInner<S> {
             .remove(&key);
     }
 
-    fn failure(&self, kind: FailureKind, offset: u64, message: String) -> StreamFailure {
+    pub(crate) fn failure(&self, kind: FailureKind, offset: u64, message: String) -> StreamFailure {
         StreamFailure {
             kind,
             node: self.me(),

@@ -104,12 +104,7 @@ impl<S: DataSink> StreamTask<S> {
     }
 
     fn failure(&self, kind: FailureKind, offset: u64, message: String) -> StreamFailure {
-        StreamFailure {
-            kind,
-            node: self.me(),
-            offset,
-            message,
-        }
+        self.inner.failure(kind, offset, message)
     }
 
     fn aborted_failure(&self) -> StreamFailure {
