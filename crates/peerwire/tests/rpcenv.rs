@@ -138,6 +138,19 @@ async fn client_env(name: &str) -> RpcEnv {
     RpcEnv::start(RpcEnvConfig::client(name)).await.unwrap()
 }
 
+/// A server env with a `rec` endpoint held at `gate`, a client env, and the client's ref to it.
+async fn remote_recorder(gate: &Arc<Gate>) -> (RpcEnv, RpcEnv, EndpointRef<Msg>) {
+    let server = server_env("server").await;
+    let (rec, _events) = Recorder::new(gate.clone());
+    server.setup_endpoint("rec", rec).unwrap();
+    let client = client_env("client").await;
+    let remote = client
+        .endpoint_ref::<Msg>(server.address().unwrap(), "rec")
+        .await
+        .unwrap();
+    (server, client, remote)
+}
+
 async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
     bounded("an endpoint event", rx.recv())
         .await
@@ -184,14 +197,7 @@ async fn send_and_ask_locally_and_remotely() {
 #[tokio::test]
 async fn ask_times_out_as_unknown() {
     let gate = Gate::new();
-    let server = server_env("server").await;
-    let (rec, _events) = Recorder::new(gate.clone());
-    server.setup_endpoint("rec", rec).unwrap();
-    let client = client_env("client").await;
-    let remote = client
-        .endpoint_ref::<Msg>(server.address().unwrap(), "rec")
-        .await
-        .unwrap();
+    let (server, client, remote) = remote_recorder(&gate).await;
     let err = remote
         .ask_with_timeout::<String>(Msg::Sleep, Duration::from_millis(100))
         .await
@@ -427,14 +433,7 @@ async fn endpoint_not_found() {
 #[tokio::test]
 async fn shutdown_fails_pending_asks_with_a_clear_error() {
     let gate = Gate::new();
-    let server = server_env("server").await;
-    let (rec, _events) = Recorder::new(gate.clone());
-    server.setup_endpoint("rec", rec).unwrap();
-    let client = client_env("client").await;
-    let remote = client
-        .endpoint_ref::<Msg>(server.address().unwrap(), "rec")
-        .await
-        .unwrap();
+    let (server, client, remote) = remote_recorder(&gate).await;
     let pending = tokio::spawn({
         let remote = remote.clone();
         async move { remote.ask::<String>(Msg::Sleep).await }

@@ -215,6 +215,17 @@ impl Gate {
     }
 }
 
+/// A handler that waits at `gate`, then echoes.
+fn gate_handler(gate: Arc<Gate>) -> impl peerwire::Handler {
+    handler_fn(move |req: Request| {
+        let gate = gate.clone();
+        async move {
+            gate.pass().await;
+            Ok(req.into_payload())
+        }
+    })
+}
+
 /// Starts a server with `handlers` handler tasks and two routes: `gate` (waits at `gate`, then
 /// echoes) and `count` (replies with how many `count` calls ran before it, counted in
 /// `executed`), to check which calls were executed.
@@ -227,16 +238,7 @@ pub async fn gate_count_server(
         handlers,
         ..ServerConfig::default()
     })
-    .route(
-        "gate",
-        handler_fn(move |req: Request| {
-            let gate = gate.clone();
-            async move {
-                gate.pass().await;
-                Ok(req.into_payload())
-            }
-        }),
-    )
+    .route("gate", gate_handler(gate))
     .route(
         "count",
         handler_fn(move |_req: Request| {
@@ -263,16 +265,7 @@ pub async fn test_server(cfg: ServerConfig, gate: Arc<Gate>) -> Server {
             "echo",
             handler_fn(|req: Request| async move { Ok(req.into_payload()) }),
         )
-        .route(
-            "gate",
-            handler_fn(move |req: Request| {
-                let gate = gate.clone();
-                async move {
-                    gate.pass().await;
-                    Ok(req.into_payload())
-                }
-            }),
-        )
+        .route("gate", gate_handler(gate))
         .route(
             "fail",
             handler_fn(|req: Request| async move {
