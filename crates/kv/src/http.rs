@@ -1,0 +1,212 @@
+//! The HTTP API (axum): raftexample's own routes, so its curl commands work unchanged, plus
+//! `/status` and `/metrics`.
+//!
+//! | route | does | answers |
+//! |---|---|---|
+//! | `PUT /{key}` (body: value) | sets the key once committed | 204; 413 over the inline limit |
+//! | `GET /{key}[?serializable=true]` | linearizable read (ReadIndex), or local | 200 value; 404 |
+//! | `POST /{id}` (body: peer URL) | adds member `id` | 204 |
+//! | `DELETE /{id}` | removes member `id` | 204 |
+//! | `GET /status` | this node's view and its peers (JSON) | 200 |
+//! | `GET /metrics` | Prometheus text | 200 |
+//!
+//! Errors answer with the status of [`KvError::http_status`] and the error as text: 400 bad key
+//! or member, 404 not found, 410 removed node, 413 value too large (naming `/blob/`), 503 no
+//! leader (with the reason), 504 timeout. The names `status` and `metrics` are taken, so keys
+//! of those names are not reachable over HTTP (the native client reaches them).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::parse_peer_url;
+use crate::error::KvError;
+use crate::node::KvHandle;
+use crate::state::Value;
+
+/// A running HTTP server.
+#[derive(Debug)]
+pub struct HttpServer {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds `addr` and serves the API of `handle`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is served until it returns.
+    pub async fn start(handle: KvHandle, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let app = router(handle);
+        let shutdown = stop.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "the HTTP server stopped");
+            }
+        });
+        Ok(Self { addr, stop, task })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and waits for open requests.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the server stops either way.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// The API's routes.
+pub fn router(handle: KvHandle) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics_text))
+        .route(
+            "/{key}",
+            get(get_key)
+                .put(put_key)
+                .post(add_member)
+                .delete(remove_member),
+        )
+        .with_state(handle)
+}
+
+fn error(e: KvError) -> Response {
+    let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, format!("{e}\n")).into_response()
+}
+
+async fn status(State(h): State<KvHandle>) -> Response {
+    axum::Json(h.status()).into_response()
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadOptions {
+    #[serde(default)]
+    serializable: bool,
+}
+
+async fn get_key(
+    State(h): State<KvHandle>,
+    Path(key): Path<String>,
+    Query(opts): Query<ReadOptions>,
+) -> Response {
+    match h.get(&key, opts.serializable).await {
+        Ok(Value::Inline(v)) => (StatusCode::OK, v).into_response(),
+        Ok(Value::Blob(b)) => (
+            StatusCode::CONFLICT,
+            format!(
+                "`{key}` holds a blob of {} bytes; GET /blob/{key} streams it\n",
+                b.size
+            ),
+        )
+            .into_response(),
+        Err(e) => error(e),
+    }
+}
+
+/// Reads a body of at most `max` bytes, or says how large it was.
+async fn read_limited(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, KvError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = declared
+        && len > max
+    {
+        return Err(KvError::ValueTooLarge { len, max });
+    }
+    axum::body::to_bytes(body, max).await.map_err(|_| KvError::ValueTooLarge {
+        len: declared.unwrap_or(max + 1),
+        max,
+    })
+}
+
+async fn put_key(
+    State(h): State<KvHandle>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let value = match read_limited(&headers, body, h.inline_max()).await {
+        Ok(v) => v,
+        Err(e) => return error(e),
+    };
+    match h.put(key, value.to_vec()).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(e),
+    }
+}
+
+fn member_id(raw: &str) -> Result<u64, KvError> {
+    match raw.parse::<u64>() {
+        Ok(0) | Err(_) => Err(KvError::BadMember(format!(
+            "`{raw}` is not a member id (a number from 1)"
+        ))),
+        Ok(id) => Ok(id),
+    }
+}
+
+async fn add_member(
+    State(h): State<KvHandle>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let id = match member_id(&id) {
+        Ok(id) => id,
+        Err(e) => return error(e),
+    };
+    let url = match read_limited(&headers, body, 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => return error(KvError::BadMember("the peer URL is too long".into())),
+    };
+    let addr = match parse_peer_url(&url) {
+        Ok(a) => a,
+        Err(e) => return error(KvError::BadMember(e.to_string())),
+    };
+    match h.add_member(id, addr).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn remove_member(State(h): State<KvHandle>, Path(id): Path<String>) -> Response {
+    let id = match member_id(&id) {
+        Ok(id) => id,
+        Err(e) => return error(e),
+    };
+    match h.remove_member(id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(e),
+    }
+}

@@ -1,0 +1,132 @@
+//! `peerwire-kv local`: raftexample's Procfile as a command — three nodes as child processes
+//! on the default ports, a wait until they agree on a leader, the curl commands to try, and a
+//! clean stop on Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use clap::Args;
+use peerwire_kv::KvClient;
+use peerwire_kv::cluster::{DEFAULT_CLUSTER_TOKEN, parse_cluster};
+use tokio::process::{Child, Command};
+
+use crate::DEFAULT_CLUSTER;
+
+/// Options of `peerwire-kv local`.
+#[derive(Debug, Args)]
+pub(crate) struct LocalArgs {
+    /// Where the nodes keep their data (peerwire-kv-{id} inside it).
+    #[arg(long, default_value = ".")]
+    base_dir: PathBuf,
+    /// The HTTP port of node 1; node i serves on this + 10000 × (i − 1).
+    #[arg(long, default_value_t = 12380)]
+    port: u16,
+    /// How long to wait for a leader.
+    #[arg(long, default_value_t = 30)]
+    wait_secs: u64,
+}
+
+/// Runs the local cluster until Ctrl-C (or a node exits).
+pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    let peers = parse_cluster(DEFAULT_CLUSTER).map_err(|e| e.to_string())?;
+    let mut children: Vec<(u64, Child)> = Vec::new();
+    for (id, _) in &peers {
+        let port = args.port + 10_000 * (*id as u16 - 1);
+        let data_dir = args.base_dir.join(format!("peerwire-kv-{id}"));
+        let child = Command::new(&exe)
+            .arg("node")
+            .args(["--id", &id.to_string()])
+            .args(["--cluster", DEFAULT_CLUSTER])
+            .args(["--port", &port.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting node {id}: {e}"))?;
+        eprintln!("started node {id}: peer {}, HTTP 127.0.0.1:{port}, data {}", peers[*id as usize - 1].1, data_dir.display());
+        children.push((*id, child));
+    }
+
+    let endpoints: Vec<SocketAddr> = peers.iter().map(|(_, a)| *a).collect();
+    let client = KvClient::new(endpoints.clone(), DEFAULT_CLUSTER_TOKEN);
+    let leader = tokio::select! {
+        l = wait_for_leader(&client, &endpoints, Duration::from_secs(args.wait_secs)) => l,
+        exit = first_exit(&mut children) => Err(exit),
+    };
+    let leader = match leader {
+        Ok(l) => l,
+        Err(e) => {
+            stop(&mut children).await;
+            return Err(e);
+        }
+    };
+    println!("\npeerwire-kv: 3 nodes up, node {leader} leads. Try (raftexample's commands):\n");
+    println!("  curl -L http://127.0.0.1:{}/my-key -XPUT -d hello", args.port);
+    println!("  curl -L http://127.0.0.1:{}/my-key", args.port);
+    println!("  curl -L http://127.0.0.1:{}/my-key", args.port + 10_000);
+    println!("  curl -L http://127.0.0.1:{}/status", args.port);
+    println!("  curl -L http://127.0.0.1:{}/metrics", args.port);
+    println!("\nor natively: peerwire-kv put my-key hello; peerwire-kv get my-key; peerwire-kv status");
+    println!("Ctrl-C stops all nodes.\n");
+
+    let outcome = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        exit = first_exit(&mut children) => Err(exit),
+    };
+    stop(&mut children).await;
+    outcome
+}
+
+async fn wait_for_leader(
+    client: &KvClient,
+    endpoints: &[SocketAddr],
+    limit: Duration,
+) -> Result<u64, String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        pause.tick().await;
+        let mut leaders = Vec::new();
+        for addr in endpoints {
+            if let Ok(s) = client.status_of(*addr).await {
+                leaders.push(s.leader);
+            }
+        }
+        if leaders.len() == endpoints.len() && leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]) {
+            return Ok(leaders[0]);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("no agreed leader after {limit:?} (leaders seen: {leaders:?})"));
+        }
+    }
+}
+
+async fn first_exit(children: &mut [(u64, Child)]) -> String {
+    let waits = children.iter_mut().map(|(id, c)| {
+        let id = *id;
+        Box::pin(async move { (id, c.wait().await) })
+    });
+    let ((id, status), _, _) = futures::future::select_all(waits).await;
+    match status {
+        Ok(s) => format!("node {id} exited ({s}); see its log above"),
+        Err(e) => format!("node {id}: {e}"),
+    }
+}
+
+/// Stops the nodes: they got Ctrl-C too when it came from a terminal; otherwise, or if they
+/// linger, they are killed (everything acknowledged is already on disk).
+async fn stop(children: &mut [(u64, Child)]) {
+    for (id, child) in children.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill().await;
+                eprintln!("node {id} killed");
+            }
+        }
+    }
+}

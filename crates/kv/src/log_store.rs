@@ -1,0 +1,309 @@
+//! The raft log on disk: entries, hard state and the latest snapshot (whose metadata holds the
+//! configuration as of its index) in a
+//! [redb](https://www.redb.org) database (`raft.redb` in the data directory). Every
+//! [`LogStore::persist`] is one transaction committed with an fsync, so one raft `Ready` — all
+//! the proposals batched into it — costs one fsync (group commit).
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `entries` | index (u64) | `eraftpb::Entry`, protobuf |
+//! | `meta` | `"hard_state"` | `eraftpb::HardState`, protobuf |
+//! | `meta` | `"snapshot"` | `eraftpb::Snapshot` (metadata and state-machine data), protobuf |
+
+use std::path::Path;
+
+use raft::eraftpb::{Entry, HardState, Snapshot};
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const HARD_STATE: &str = "hard_state";
+const SNAPSHOT: &str = "snapshot";
+
+/// A failure of the log store: the database, or a record that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    /// redb failed.
+    #[error("raft log database: {0}")]
+    Db(#[from] redb::Error),
+    /// Writing or reading outside the database failed.
+    #[error("raft log: {0}")]
+    Io(String),
+    /// A stored record does not decode (the file is damaged or from another program).
+    #[error("raft log record `{what}` does not decode: {reason}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn db<E: Into<redb::Error>>(e: E) -> LogStoreError {
+    LogStoreError::Db(e.into())
+}
+
+/// What a node finds in its data directory at start.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The hard state (term, vote, commit); default if none was saved.
+    pub hard_state: HardState,
+    /// The latest snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// The entries after the snapshot, in order.
+    pub entries: Vec<Entry>,
+}
+
+impl Recovered {
+    /// Whether the directory held no raft state (a new node).
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.entries.is_empty()
+    }
+}
+
+/// One batch for [`LogStore::persist`]: what one raft `Ready` asks to make durable.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    /// A snapshot received from the leader: replaces the whole log.
+    pub snapshot: Option<&'a Snapshot>,
+    /// New entries: they replace any stored entries from the first one's index on.
+    pub entries: &'a [Entry],
+    /// A new hard state.
+    pub hard_state: Option<&'a HardState>,
+}
+
+impl Batch<'_> {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.hard_state.is_none()
+    }
+}
+
+/// The raft log of one node.
+#[derive(Debug)]
+pub struct LogStore {
+    db: Database,
+}
+
+impl LogStore {
+    /// Opens (or creates) `raft.redb` in `dir`, creating `dir` if needed.
+    pub fn open(dir: &Path) -> Result<Self, LogStoreError> {
+        std::fs::create_dir_all(dir).map_err(db)?;
+        let database = Database::create(dir.join("raft.redb")).map_err(db)?;
+        let txn = database.begin_write().map_err(db)?;
+        txn.open_table(ENTRIES).map_err(db)?;
+        txn.open_table(META).map_err(db)?;
+        txn.commit().map_err(db)?;
+        Ok(Self { db: database })
+    }
+
+    /// Reads everything a restarting node needs.
+    pub fn recover(&self) -> Result<Recovered, LogStoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let meta = txn.open_table(META).map_err(db)?;
+        let mut out = Recovered::default();
+        if let Some(v) = meta.get(HARD_STATE).map_err(db)? {
+            out.hard_state = decode(HARD_STATE, v.value())?;
+        }
+        if let Some(v) = meta.get(SNAPSHOT).map_err(db)? {
+            out.snapshot = Some(decode::<Snapshot>(SNAPSHOT, v.value())?);
+        }
+        let after = out.snapshot.as_ref().map_or(0, |s| s.get_metadata().index);
+        let entries = txn.open_table(ENTRIES).map_err(db)?;
+        for row in entries.range((after + 1)..).map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let e: Entry = decode(&format!("entry {}", k.value()), v.value())?;
+            if let Some(prev) = out.entries.last()
+                && prev.index + 1 != e.index
+            {
+                return Err(LogStoreError::Corrupt {
+                    what: format!("entry {}", e.index),
+                    reason: format!("follows entry {}", prev.index),
+                });
+            }
+            out.entries.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Makes `batch` durable: one transaction, one fsync.
+    pub fn persist(&self, batch: &Batch<'_>) -> Result<(), LogStoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut entries = txn.open_table(ENTRIES).map_err(db)?;
+            let mut meta = txn.open_table(META).map_err(db)?;
+            if let Some(snap) = batch.snapshot {
+                entries.retain(|_, _| false).map_err(db)?;
+                meta.insert(SNAPSHOT, encode(snap).as_slice()).map_err(db)?;
+            }
+            if let Some(first) = batch.entries.first() {
+                entries
+                    .retain_in(first.index.., |_, _| false)
+                    .map_err(db)?;
+                for e in batch.entries {
+                    entries.insert(e.index, encode(e).as_slice()).map_err(db)?;
+                }
+            }
+            if let Some(hs) = batch.hard_state {
+                meta.insert(HARD_STATE, encode(hs).as_slice()).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// Saves a snapshot this node made and drops the entries before `compact_to` (entries from
+    /// there on stay, so slightly lagging followers catch up from the log).
+    pub fn save_snapshot(&self, snap: &Snapshot, compact_to: u64) -> Result<(), LogStoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db)?;
+            meta.insert(SNAPSHOT, encode(snap).as_slice()).map_err(db)?;
+            let mut entries = txn.open_table(ENTRIES).map_err(db)?;
+            entries.retain_in(..compact_to, |_, _| false).map_err(db)?;
+        }
+        txn.commit().map_err(db)
+    }
+}
+
+fn encode<M: protobuf::Message>(m: &M) -> Vec<u8> {
+    m.write_to_bytes().expect("raft records always encode")
+}
+
+fn decode<M: protobuf::Message>(what: &str, bytes: &[u8]) -> Result<M, LogStoreError> {
+    M::parse_from_bytes(bytes).map_err(|e| LogStoreError::Corrupt {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTable;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e.data = format!("e{index}").into_bytes().into();
+        e
+    }
+
+    fn snapshot(index: u64, term: u64) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.mut_metadata().index = index;
+        s.mut_metadata().term = term;
+        s.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+        s.data = b"state".to_vec().into();
+        s
+    }
+
+    #[test]
+    fn a_new_directory_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        assert!(store.recover().unwrap().is_empty());
+    }
+
+    #[test]
+    fn entries_and_hard_state_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            let mut hs = HardState::default();
+            hs.term = 2;
+            hs.commit = 3;
+            let entries: Vec<Entry> = (1..=5).map(|i| entry(i, 1)).collect();
+            store
+                .persist(&Batch {
+                    entries: &entries,
+                    hard_state: Some(&hs),
+                    ..Batch::default()
+                })
+                .unwrap();
+            // A new leader overwrites entries 4 and 5 with its own entry 4.
+            store
+                .persist(&Batch {
+                    entries: &[entry(4, 2)],
+                    ..Batch::default()
+                })
+                .unwrap();
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        let r = store.recover().unwrap();
+        assert_eq!(r.hard_state.term, 2);
+        assert_eq!(r.hard_state.commit, 3);
+        let got: Vec<(u64, u64)> = r.entries.iter().map(|e| (e.index, e.term)).collect();
+        assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 2)]);
+    }
+
+    #[test]
+    fn a_received_snapshot_replaces_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let entries: Vec<Entry> = (1..=3).map(|i| entry(i, 1)).collect();
+        store
+            .persist(&Batch {
+                entries: &entries,
+                ..Batch::default()
+            })
+            .unwrap();
+        let snap = snapshot(10, 3);
+        store
+            .persist(&Batch {
+                snapshot: Some(&snap),
+                entries: &[entry(11, 3)],
+                ..Batch::default()
+            })
+            .unwrap();
+        let r = store.recover().unwrap();
+        let snap = r.snapshot.unwrap();
+        assert_eq!(snap.get_metadata().index, 10);
+        assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
+        assert_eq!(r.entries.len(), 1);
+        assert_eq!(r.entries[0].index, 11);
+    }
+
+    #[test]
+    fn saving_a_snapshot_compacts_before_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let entries: Vec<Entry> = (1..=20).map(|i| entry(i, 1)).collect();
+        store
+            .persist(&Batch {
+                entries: &entries,
+                ..Batch::default()
+            })
+            .unwrap();
+        store.save_snapshot(&snapshot(15, 1), 12).unwrap();
+        let r = store.recover().unwrap();
+        // Recovery returns only what follows the snapshot.
+        let idx: Vec<u64> = r.entries.iter().map(|e| e.index).collect();
+        assert_eq!(idx, (16..=20).collect::<Vec<_>>());
+        let txn = store.db.begin_read().unwrap();
+        let t = txn.open_table(ENTRIES).unwrap();
+        assert_eq!(t.first().unwrap().unwrap().0.value(), 12);
+    }
+
+    #[test]
+    fn a_damaged_record_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(HARD_STATE, [0xffu8, 0xff, 0xff].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        assert!(matches!(
+            store.recover(),
+            Err(LogStoreError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,363 @@
+//! [`KvHandle`]: the store's API inside a node, used by the HTTP server and the native service.
+//! Writes go to the leader — proposed here when this node leads, forwarded over peerwire RPC
+//! otherwise — and answer once applied. Reads are linearizable through raft's ReadIndex
+//! unless asked to be served locally.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::eraftpb::{ConfChange, ConfChangeType};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::raft_loop::Request;
+use super::shared::{ConfContext, Shared, View};
+use crate::command::{Op, check_key};
+use crate::error::KvError;
+use crate::service::{Forwarder, MemberStatus, Status};
+use crate::state::Value;
+
+/// The store's API on one node. Clones share the node.
+#[derive(Clone)]
+pub struct KvHandle {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) requests: mpsc::Sender<Request>,
+    pub(crate) forwarder: Forwarder,
+    pub(crate) request_timeout: Duration,
+    pub(crate) inline_max: usize,
+    pub(crate) peer_status: Arc<dyn Fn(u64) -> PeerReport + Send + Sync>,
+}
+
+impl std::fmt::Debug for KvHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvHandle")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the transport knows of one peer, for [`Status`].
+#[derive(Debug, Clone, Default)]
+pub struct PeerReport {
+    /// A lane to it works.
+    pub active: bool,
+    /// For how long it has been active.
+    pub active_for: Option<Duration>,
+    /// Its last probed round trip.
+    pub rtt: Option<Duration>,
+    /// Why it is inactive.
+    pub last_error: Option<String>,
+}
+
+impl KvHandle {
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// This node's view of the cluster.
+    pub fn view(&self) -> View {
+        self.shared.view()
+    }
+
+    /// The largest inline value.
+    pub fn inline_max(&self) -> usize {
+        self.inline_max
+    }
+
+    /// Sets `key` to `value` once a quorum has it and the leader applied it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons waiting; the write may still be applied.
+    pub async fn put(&self, key: String, value: Vec<u8>) -> Result<(), KvError> {
+        check_key(&key)?;
+        if value.len() > self.inline_max {
+            return Err(KvError::ValueTooLarge {
+                len: value.len(),
+                max: self.inline_max,
+            });
+        }
+        self.write(Op::Put { key, value }).await
+    }
+
+    /// Replicates `op` through the leader (this node or another) and waits until applied.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`KvHandle::put`].
+    pub async fn write(&self, op: Op) -> Result<(), KvError> {
+        let deadline = Instant::now() + self.request_timeout;
+        self.with_leader(deadline, |leader, addr| {
+            let op = op.clone();
+            async move {
+                match addr {
+                    None => self.propose_local(op, deadline).await,
+                    Some(addr) => self.forwarder.propose(leader, addr, &op, deadline).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Proposes `op` on this node only (the leader side of a forwarded write).
+    pub(crate) async fn propose_local(&self, op: Op, deadline: Instant) -> Result<(), KvError> {
+        self.ask(deadline, |reply| Request::Propose(op, reply))
+            .await
+    }
+
+    /// Proposes a membership change on this node only.
+    pub(crate) async fn conf_change_local(
+        &self,
+        cc: ConfChange,
+        deadline: Instant,
+    ) -> Result<(), KvError> {
+        self.ask(deadline, |reply| Request::ConfChange(cc, reply))
+            .await
+    }
+
+    async fn ask<T>(
+        &self,
+        deadline: Instant,
+        make: impl FnOnce(oneshot::Sender<Result<T, KvError>>) -> Request,
+    ) -> Result<T, KvError> {
+        if let Some(refusal) = self.shared.refusal() {
+            return Err(refusal);
+        }
+        let (tx, rx) = oneshot::channel();
+        let wait = async {
+            self.requests
+                .send(make(tx))
+                .await
+                .map_err(|_| KvError::Stopping)?;
+            rx.await.map_err(|_| KvError::Stopping)?
+        };
+        match tokio::time::timeout_at(deadline, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(KvError::Timeout(self.request_timeout)),
+        }
+    }
+
+    /// Runs `op` against the leader: `addr` is `None` when this node leads. Retries errors
+    /// that guarantee nothing was applied (no leader yet, a leader change) until `deadline`.
+    async fn with_leader<T, F, Fut>(&self, deadline: Instant, op: F) -> Result<T, KvError>
+    where
+        F: Fn(u64, Option<SocketAddr>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, KvError>>,
+    {
+        let mut views = self.shared.watch();
+        loop {
+            if let Some(refusal) = self.shared.refusal() {
+                return Err(refusal);
+            }
+            let view = *views.borrow_and_update();
+            let err = if view.leader == 0 {
+                KvError::NoLeader(format!(
+                    "no leader known in term {} (an election is running or a quorum is missing)",
+                    view.term
+                ))
+            } else {
+                let addr = if view.leader == self.shared.id {
+                    None
+                } else {
+                    match self.shared.state().members.get(&view.leader) {
+                        Some(a) => Some(*a),
+                        None => {
+                            return Err(KvError::NoLeader(format!(
+                                "leader {} has no known address",
+                                view.leader
+                            )));
+                        }
+                    }
+                };
+                match op(view.leader, addr).await {
+                    Err(e) if e.is_retryable() => e,
+                    other => return other,
+                }
+            };
+            // Wait for the view to change (a leader elected, a new term) and try again.
+            match tokio::time::timeout_at(deadline, views.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(KvError::Stopping),
+                Err(_) => return Err(err),
+            }
+        }
+    }
+
+    /// Reads `key`: linearizable (a ReadIndex round through the leader, then this node's state
+    /// once it applied that far) unless `serializable`, which reads this node's state as is.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the read; nothing changes.
+    pub async fn get(&self, key: &str, serializable: bool) -> Result<Value, KvError> {
+        check_key(key)?;
+        if let Some(refusal) = self.shared.refusal() {
+            return Err(refusal);
+        }
+        if !serializable {
+            self.read_barrier().await?;
+        }
+        self.shared
+            .state()
+            .map
+            .get(key)
+            .cloned()
+            .ok_or(KvError::NotFound)
+    }
+
+    /// Waits until this node applied everything committed when the call began (as the leader
+    /// confirmed it).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the barrier.
+    pub async fn read_barrier(&self) -> Result<u64, KvError> {
+        let deadline = Instant::now() + self.request_timeout;
+        let mut views = self.shared.watch();
+        loop {
+            match self.ask(deadline, Request::Read).await {
+                Err(e) if e.is_retryable() => {
+                    views.borrow_and_update();
+                    match tokio::time::timeout_at(deadline, views.changed()).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(_)) => return Err(KvError::Stopping),
+                        Err(_) => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Adds member `id` serving peerwire at `addr` (raftexample's `POST /{id}`), once the change
+    /// is applied.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons waiting; the change may still be applied.
+    pub async fn add_member(&self, id: u64, addr: SocketAddr) -> Result<(), KvError> {
+        if id == 0 {
+            return Err(KvError::BadMember("member ids start at 1".into()));
+        }
+        {
+            let state = self.shared.state();
+            if state.removed.contains(&id) {
+                return Err(KvError::BadMember(format!(
+                    "member {id} was removed; a removed id cannot rejoin"
+                )));
+            }
+            if state.members.contains_key(&id) {
+                return Err(KvError::BadMember(format!("member {id} already exists")));
+            }
+        }
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::AddNode);
+        cc.node_id = id;
+        cc.context = ConfContext {
+            addr: Some(addr),
+            id: None,
+        }
+        .encode()
+        .into();
+        self.change_members(cc).await
+    }
+
+    /// Removes member `id` (raftexample's `DELETE /{id}`), once the change is applied.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`KvHandle::add_member`].
+    pub async fn remove_member(&self, id: u64) -> Result<(), KvError> {
+        {
+            let state = self.shared.state();
+            if !state.members.contains_key(&id) {
+                return Err(KvError::BadMember(format!("member {id} is not in the cluster")));
+            }
+            if state.members.len() == 1 {
+                return Err(KvError::BadMember(
+                    "the last member cannot be removed".into(),
+                ));
+            }
+        }
+        let mut cc = ConfChange::default();
+        cc.set_change_type(ConfChangeType::RemoveNode);
+        cc.node_id = id;
+        self.change_members(cc).await
+    }
+
+    async fn change_members(&self, cc: ConfChange) -> Result<(), KvError> {
+        let deadline = Instant::now() + self.request_timeout;
+        self.with_leader(deadline, |leader, addr| {
+            let cc = cc.clone();
+            async move {
+                match addr {
+                    None => self.conf_change_local(cc, deadline).await,
+                    Some(addr) => self.forwarder.conf_change(leader, addr, &cc, deadline).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// This node's status: its view and what it knows of each member.
+    pub fn status(&self) -> Status {
+        let view = self.view();
+        let members = self
+            .shared
+            .state()
+            .members
+            .iter()
+            .map(|(&id, addr)| {
+                let report = if id == self.shared.id {
+                    PeerReport {
+                        active: true,
+                        ..PeerReport::default()
+                    }
+                } else {
+                    (self.peer_status)(id)
+                };
+                MemberStatus {
+                    id,
+                    address: addr.to_string(),
+                    active: report.active,
+                    active_for_secs: report.active_for.map(|d| d.as_secs_f64()),
+                    rtt_us: report.rtt.map(|d| d.as_micros() as u64),
+                    last_error: report.last_error,
+                }
+            })
+            .collect();
+        Status {
+            id: view.id,
+            leader: view.leader,
+            term: view.term,
+            commit: view.commit,
+            applied: view.applied,
+            role: view.role,
+            refusal: self.shared.refusal().map(|e| e.to_string()),
+            members,
+        }
+    }
+
+    /// Waits until this node refuses requests (it was removed, or its storage failed) or stops.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn until_refused(&self) {
+        let mut views = self.shared.watch();
+        let _ = views.wait_for(|v| v.refused).await;
+    }
+
+    /// Waits until this node knows a leader, and returns it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops waiting; nothing changes.
+    pub async fn wait_for_leader(&self) -> u64 {
+        let mut views = self.shared.watch();
+        let view = views.wait_for(|v| v.leader != 0).await;
+        view.map(|v| v.leader).unwrap_or(0)
+    }
+}

@@ -1,0 +1,399 @@
+//! A peerwire-kv node: the raft loop over a redb log, the peerwire raft transport and native
+//! service on the node's one peerwire port, and (optionally) the raftexample HTTP API.
+//!
+//! ```text
+//!  HTTP / native client ──▶ KvHandle ──(leader?)──▶ raft loop ──Ready──▶ LogStore (fsync)
+//!                              │ no: forward                 │ send ───▶ Transport ──▶ peers
+//!                              ▼                             └ apply ──▶ KvState ──▶ answers
+//!                   leader's KvProtocol `leader.propose`
+//! ```
+
+mod handle;
+mod inputs;
+mod raft_loop;
+mod shared;
+mod waiters;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use peerwire::raft::{Transport, TransportConfig};
+use peerwire::{Client, ClientConfig, Identity, Server};
+use raft::eraftpb::{HardState, Message, Snapshot};
+use raft::{Config, RawNode};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use handle::{KvHandle, PeerReport};
+pub use inputs::Inputs;
+pub use shared::{Role, View};
+
+use crate::cluster::cluster_id;
+use crate::command::DEFAULT_INLINE_MAX;
+use crate::error::StartError;
+use crate::log_store::{Batch, LogStore};
+use crate::state::KvState;
+use crate::storage::KvStorage;
+use raft_loop::{RaftLoop, SnapshotPolicy};
+use shared::Shared;
+
+/// Default raft tick: 100 ms, etcd's heartbeat interval.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
+/// Default election timeout in ticks: 10 (1 s, etcd's default).
+pub const DEFAULT_ELECTION_TICKS: usize = 10;
+/// Default snapshot interval: every 10,000 applied entries (etcd's raftexample).
+pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 10_000;
+/// Default entries kept before a snapshot for slightly lagging followers (etcd keeps 5,000
+/// after a snapshot for catch-up).
+pub const DEFAULT_CATCHUP_ENTRIES: u64 = 5_000;
+/// Default time a request waits for the cluster (a leader, a commit): 5 s, etcd's default
+/// request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handler tasks of the node's server: each waits for its write to commit, so they bound the
+/// writes in flight through one node (Hadoop's `ipc.server.handler.count`).
+pub const DEFAULT_HANDLERS: usize = 1024;
+
+/// How to run one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (its position in `peers`, from 1).
+    pub id: u64,
+    /// Every member's peerwire address, this node's included (raftexample's `--cluster`).
+    pub peers: Vec<(u64, SocketAddr)>,
+    /// Join an existing cluster (added with `POST /{id}`) instead of starting a new one.
+    pub join: bool,
+    /// Where the raft log and blobs live.
+    pub data_dir: PathBuf,
+    /// Where to serve the HTTP API (`None`: no HTTP).
+    pub http: Option<SocketAddr>,
+    /// Derives the cluster id every member checks.
+    pub cluster_token: String,
+    /// The raft tick.
+    pub tick: Duration,
+    /// Election timeout in ticks (heartbeats go every tick).
+    pub election_ticks: usize,
+    /// Snapshot after this many applied entries.
+    pub snapshot_entries: u64,
+    /// Entries kept before each snapshot.
+    pub catchup_entries: u64,
+    /// How long a request waits for the cluster.
+    pub request_timeout: Duration,
+    /// The largest inline value.
+    pub inline_max: usize,
+}
+
+impl NodeConfig {
+    /// A node `id` of the cluster `peers` with defaults for the rest.
+    pub fn new(id: u64, peers: Vec<(u64, SocketAddr)>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            id,
+            peers,
+            join: false,
+            data_dir: data_dir.into(),
+            http: None,
+            cluster_token: crate::cluster::DEFAULT_CLUSTER_TOKEN.into(),
+            tick: DEFAULT_TICK,
+            election_ticks: DEFAULT_ELECTION_TICKS,
+            snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
+            catchup_entries: DEFAULT_CATCHUP_ENTRIES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            inline_max: DEFAULT_INLINE_MAX,
+        }
+    }
+
+    fn listen(&self) -> Result<SocketAddr, StartError> {
+        self.peers
+            .iter()
+            .find(|(id, _)| *id == self.id)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                StartError::Config(format!(
+                    "node {} is not in the cluster list ({} members)",
+                    self.id,
+                    self.peers.len()
+                ))
+            })
+    }
+}
+
+/// A running node.
+pub struct Node {
+    handle: KvHandle,
+    transport: Transport<Message, Inputs>,
+    server: Server,
+    http: Option<crate::http::HttpServer>,
+    stop: CancellationToken,
+    raft_loop: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.handle.id())
+            .field("addr", &self.server.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bounded queue from the transport to the raft loop; a full queue drops (raft resends).
+const PEER_QUEUE: usize = 8192;
+/// Bounded queue of API requests to the raft loop; a full queue makes callers wait.
+const REQUEST_QUEUE: usize = 8192;
+
+impl Node {
+    /// Opens the data directory, recovers (or bootstraps) the raft state, binds the peerwire
+    /// port (and the HTTP port) and starts the raft loop.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future may leave the data directory's lock held until the
+    /// process exits.
+    pub async fn start(cfg: NodeConfig) -> Result<Self, StartError> {
+        Self::start_with(cfg, None).await
+    }
+
+    /// As [`Node::start`], serving peerwire on `listener` (already bound to this node's
+    /// address in the cluster list) instead of binding it.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Node::start`].
+    pub async fn start_on(cfg: NodeConfig, listener: tokio::net::TcpListener) -> Result<Self, StartError> {
+        Self::start_with(cfg, Some(listener)).await
+    }
+
+    async fn start_with(
+        cfg: NodeConfig,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Self, StartError> {
+        if cfg.id == 0 {
+            return Err(StartError::Config("node ids start at 1".into()));
+        }
+        let listen = cfg.listen()?;
+        let store = Arc::new(
+            LogStore::open(&cfg.data_dir).map_err(|e| StartError::Storage(e.to_string()))?,
+        );
+        let mut recovered = store
+            .recover()
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        if recovered.is_empty() && !cfg.join {
+            // A new cluster: every founding member writes the same snapshot at index 1 holding
+            // the initial configuration (raft-rs's way to bootstrap; a member that joins later
+            // gets a snapshot, since no log starts before index 2).
+            let snap = bootstrap_snapshot(&cfg);
+            let mut hs = HardState::default();
+            hs.term = 1;
+            hs.commit = 1;
+            store
+                .persist(&Batch {
+                    snapshot: Some(&snap),
+                    entries: &[],
+                    hard_state: Some(&hs),
+                })
+                .map_err(|e| StartError::Storage(e.to_string()))?;
+            recovered = store
+                .recover()
+                .map_err(|e| StartError::Storage(e.to_string()))?;
+        }
+
+        let storage = KvStorage::default();
+        let mut state = KvState::default();
+        let mut applied = 0;
+        if let Some(snap) = recovered.snapshot.take() {
+            applied = snap.get_metadata().index;
+            state = KvState::decode(&snap.data).map_err(|e| {
+                StartError::Storage(format!("the stored snapshot does not decode: {e}"))
+            })?;
+            state.applied = applied;
+            storage.core.wl().apply_snapshot(snap.clone())?;
+            storage.set_snapshot(snap);
+        } else {
+            // A joining node knows the others from the command line until a snapshot arrives.
+            state.members = cfg.peers.iter().copied().collect();
+        }
+        {
+            let mut core = storage.core.wl();
+            core.append(&recovered.entries)?;
+            let mut hs = recovered.hard_state.clone();
+            hs.commit = hs.commit.max(applied);
+            core.set_hardstate(hs);
+        }
+        if let Some(addr) = state.members.get(&cfg.id)
+            && *addr != listen
+        {
+            tracing::warn!(node = cfg.id, stored = %addr, given = %listen, "this node's address differs from the stored one");
+        }
+
+        let identity = Identity {
+            cluster_id: cluster_id(&cfg.cluster_token),
+            node_id: cfg.id,
+            epoch: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_millis() as u64),
+        };
+        let mut tcfg = TransportConfig {
+            identity,
+            ..TransportConfig::default()
+        };
+        tcfg.connection.heartbeat_interval = cfg.tick.max(Duration::from_millis(50));
+        tcfg.connection.read_timeout = (cfg.tick * cfg.election_ticks as u32).max(Duration::from_millis(500));
+        let mut server_cfg = tcfg.server_config();
+        server_cfg.handlers = DEFAULT_HANDLERS;
+        server_cfg.call_queue_capacity = Some(DEFAULT_HANDLERS * 8);
+
+        let shared = Arc::new(Shared::new(cfg.id, state));
+        let (peer_tx, peer_rx) = mpsc::channel(PEER_QUEUE);
+        let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
+        let transport = Transport::start(
+            tcfg,
+            Inputs {
+                tx: peer_tx,
+                shared: shared.clone(),
+            },
+        )?;
+        for (&id, &addr) in &shared.state().members {
+            if id != cfg.id {
+                transport.add_peer(id, vec![addr])?;
+            }
+        }
+
+        let client = Client::new(ClientConfig {
+            identity: Identity {
+                node_id: cfg.id,
+                ..identity
+            },
+            ..ClientConfig::default()
+        });
+        let peer_status = {
+            let t = transport.clone();
+            Arc::new(move |id: u64| peer_report(&t, id))
+        };
+        let handle = KvHandle {
+            shared: shared.clone(),
+            requests: req_tx,
+            forwarder: crate::service::Forwarder::new(client),
+            request_timeout: cfg.request_timeout,
+            inline_max: cfg.inline_max,
+            peer_status,
+        };
+        let builder = Server::builder(server_cfg)
+            .raft(&transport)
+            .protocol(crate::service::protocol(handle.clone()));
+        let server = match listener {
+            Some(l) => builder.serve(l)?,
+            None => builder.bind(listen).await?,
+        };
+
+        let raft_cfg = Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: 1,
+            applied,
+            check_quorum: true,
+            pre_vote: true,
+            max_inflight_msgs: 256,
+            max_size_per_msg: 1 << 20,
+            max_committed_size_per_ready: 16 << 20,
+            ..Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let node = RawNode::new(&raft_cfg, storage.clone(), &logger)?;
+        let stop = CancellationToken::new();
+        let raft_loop = RaftLoop {
+            node,
+            storage,
+            store,
+            transport: transport.clone(),
+            shared,
+            tick: cfg.tick,
+            snapshots: SnapshotPolicy {
+                every: cfg.snapshot_entries.max(1),
+                keep: cfg.catchup_entries,
+            },
+            proposals: Default::default(),
+            reads: Default::default(),
+            next_seq: fastrand::u64(..u64::MAX / 2),
+            last_leader: 0,
+        };
+        let raft_loop = tokio::spawn(raft_loop.run(peer_rx, req_rx, stop.clone()));
+        let http = match cfg.http {
+            Some(addr) => Some(crate::http::HttpServer::start(handle.clone(), addr).await?),
+            None => None,
+        };
+        tracing::info!(node = cfg.id, peerwire = %server.local_addr(), http = ?http.as_ref().map(|h| h.local_addr()), "node started");
+        Ok(Self {
+            handle,
+            transport,
+            server,
+            http,
+            stop,
+            raft_loop,
+        })
+    }
+
+    /// The store's API on this node.
+    pub fn handle(&self) -> &KvHandle {
+        &self.handle
+    }
+
+    /// The node's peerwire address (raft, native clients).
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The HTTP API's address, if served.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.local_addr())
+    }
+
+    /// The node's raft transport (peer health, and test hooks with feature `testing`).
+    pub fn transport(&self) -> &Transport<Message, Inputs> {
+        &self.transport
+    }
+
+    /// Stops the node: HTTP, the raft loop (failing waiting requests with `Stopping`), the
+    /// transport and the server. The data directory keeps everything acknowledged.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future may leave parts running.
+    pub async fn stop(self) {
+        if let Some(http) = self.http {
+            http.stop().await;
+        }
+        self.stop.cancel();
+        let _ = self.raft_loop.await;
+        self.transport.stop().await;
+        self.server.shutdown().await;
+    }
+}
+
+fn peer_report(t: &Transport<Message, Inputs>, id: u64) -> PeerReport {
+    let status = t.peer_status(id);
+    let health = t.peer_health(id);
+    PeerReport {
+        active: t.active_since(id).is_some(),
+        active_for: t.active_since(id).map(|s| s.elapsed()),
+        rtt: health.and_then(|h| h.rtt_smoothed),
+        last_error: status.and_then(|s| s.last_error().map(str::to_owned)),
+    }
+}
+
+/// The snapshot at index 1 that founds a cluster: its members as voters, their addresses in the
+/// state.
+fn bootstrap_snapshot(cfg: &NodeConfig) -> Snapshot {
+    let state = KvState {
+        members: cfg.peers.iter().copied().collect(),
+        applied: 1,
+        ..KvState::default()
+    };
+    let mut snap = Snapshot::default();
+    snap.data = state.encode().into();
+    let meta = snap.mut_metadata();
+    meta.index = 1;
+    meta.term = 1;
+    meta.mut_conf_state().voters = cfg.peers.iter().map(|(id, _)| *id).collect();
+    snap
+}

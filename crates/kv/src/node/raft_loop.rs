@@ -1,0 +1,478 @@
+//! The raft loop: one task that owns the raft-rs `RawNode`. It ticks, takes messages from the
+//! transport and requests from the API, and handles each `Ready` in raft-rs's order: send what
+//! may go before persisting, persist (one fsync for the whole batch), install a snapshot,
+//! apply committed entries, answer waiters, advance; then snapshots and compacts every N
+//! applied entries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, StateRole};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::shared::{ConfContext, Role, Shared, View};
+use super::waiters::{ProposalReply, Proposals, ReadReply, Reads};
+use crate::command::{Command, Op, ProposalId};
+use crate::error::KvError;
+use crate::log_store::{Batch, LogStore, LogStoreError};
+use crate::state::KvState;
+use crate::storage::KvStorage;
+use peerwire::raft::{SnapshotStatus, Transport};
+
+use super::inputs::Inputs;
+
+/// What the API asks of the raft loop.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Replicate an operation (only a leader accepts).
+    Propose(Op, ProposalReply),
+    /// Change the membership (only a leader accepts).
+    ConfChange(ConfChange, ProposalReply),
+    /// Confirm a read index for a linearizable read.
+    Read(ReadReply),
+}
+
+/// What the transport hands the raft loop.
+#[derive(Debug)]
+pub(crate) enum PeerInput {
+    /// A raft message.
+    Message(Message),
+    /// A peer could not be reached.
+    Unreachable(u64),
+    /// How sending a snapshot ended.
+    Snapshot(u64, SnapshotStatus),
+}
+
+/// When to snapshot and how much log to keep.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SnapshotPolicy {
+    /// Snapshot after this many applied entries.
+    pub(crate) every: u64,
+    /// Keep this many entries before the snapshot for followers that lag a little.
+    pub(crate) keep: u64,
+}
+
+/// Everything the loop owns.
+pub(crate) struct RaftLoop {
+    pub(crate) node: RawNode<KvStorage>,
+    pub(crate) storage: KvStorage,
+    pub(crate) store: Arc<LogStore>,
+    pub(crate) transport: Transport<Message, Inputs>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tick: Duration,
+    pub(crate) snapshots: SnapshotPolicy,
+    pub(crate) proposals: Proposals,
+    pub(crate) reads: Reads,
+    pub(crate) next_seq: u64,
+    pub(crate) last_leader: u64,
+}
+
+/// Most inputs taken before handling a `Ready`: bounds the batch (and one fsync's size).
+const MAX_INPUTS_PER_READY: usize = 4096;
+
+impl RaftLoop {
+    /// Runs until `stop` or a storage failure.
+    pub(crate) async fn run(
+        mut self,
+        mut peers: mpsc::Receiver<PeerInput>,
+        mut requests: mpsc::Receiver<Request>,
+        stop: CancellationToken,
+    ) {
+        let mut ticker = tokio::time::interval(self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                _ = ticker.tick() => {
+                    self.node.tick();
+                    ticks += 1;
+                    if ticks % 50 == 0 {
+                        self.proposals.prune();
+                        self.reads.prune();
+                    }
+                }
+                Some(input) = peers.recv() => self.on_peer(input),
+                Some(req) = requests.recv() => self.on_request(req),
+            }
+            let mut taken = 0;
+            while taken < MAX_INPUTS_PER_READY {
+                if let Ok(input) = peers.try_recv() {
+                    self.on_peer(input);
+                } else if let Ok(req) = requests.try_recv() {
+                    self.on_request(req);
+                } else {
+                    break;
+                }
+                taken += 1;
+            }
+            if let Err(e) = self.on_ready().await {
+                tracing::error!(node = self.shared.id, error = %e, "raft storage failed; the node stops serving");
+                self.fail_all(KvError::Storage(e.to_string()));
+                self.shared.set_failed(e.to_string());
+                break;
+            }
+            self.publish();
+        }
+        self.fail_all(KvError::Stopping);
+    }
+
+    fn fail_all(&mut self, err: KvError) {
+        self.proposals.fail_all(&err);
+        self.reads.fail_all(&err);
+    }
+
+    fn on_peer(&mut self, input: PeerInput) {
+        match input {
+            PeerInput::Message(m) => {
+                if let Err(e) = self.node.step(m) {
+                    tracing::debug!(node = self.shared.id, error = %e, "raft refused a message");
+                }
+            }
+            PeerInput::Unreachable(id) => self.node.report_unreachable(id),
+            PeerInput::Snapshot(id, status) => self.node.report_snapshot(
+                id,
+                match status {
+                    SnapshotStatus::Finish => raft::SnapshotStatus::Finish,
+                    SnapshotStatus::Failure => raft::SnapshotStatus::Failure,
+                },
+            ),
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        match self.node.raft.leader_id {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    fn not_leader(&self) -> KvError {
+        match self.leader() {
+            Some(leader) => KvError::NotLeader {
+                node: self.shared.id,
+                leader: Some(leader),
+            },
+            None => KvError::NoLeader(format!(
+                "no leader known in term {} (an election is running or a quorum is missing)",
+                self.node.raft.term
+            )),
+        }
+    }
+
+    fn next_id(&mut self) -> ProposalId {
+        self.next_seq += 1;
+        ProposalId {
+            node: self.shared.id,
+            seq: self.next_seq,
+        }
+    }
+
+    fn on_request(&mut self, req: Request) {
+        if let Some(reason) = self.shared.refusal() {
+            match req {
+                Request::Propose(_, r) | Request::ConfChange(_, r) => {
+                    let _ = r.send(Err(reason));
+                }
+                Request::Read(r) => {
+                    let _ = r.send(Err(reason));
+                }
+            }
+            return;
+        }
+        match req {
+            Request::Propose(op, reply) => {
+                if self.node.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(self.not_leader()));
+                    return;
+                }
+                let id = self.next_id();
+                let data = Command { id, op }.encode();
+                match self.node.propose(vec![], data) {
+                    Ok(()) => {
+                        let index = self.node.raft.raft_log.last_index();
+                        self.proposals.insert(index, id, reply);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "proposal dropped by raft");
+                        let _ = reply.send(Err(KvError::Dropped));
+                    }
+                }
+            }
+            Request::ConfChange(mut cc, reply) => {
+                if self.node.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(self.not_leader()));
+                    return;
+                }
+                let id = self.next_id();
+                let mut ctx: ConfContext = match ConfContext::decode(&cc.context) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = reply.send(Err(KvError::BadMember(e)));
+                        return;
+                    }
+                };
+                ctx.id = Some(id);
+                cc.context = ctx.encode().into();
+                match self.node.propose_conf_change(vec![], cc) {
+                    Ok(()) => {
+                        let index = self.node.raft.raft_log.last_index();
+                        self.proposals.insert(index, id, reply);
+                    }
+                    Err(e) => {
+                        // raft-rs refuses while another change is pending.
+                        let _ = reply.send(Err(KvError::BadMember(format!(
+                            "raft refused the change: {e}"
+                        ))));
+                    }
+                }
+            }
+            Request::Read(reply) => {
+                if self.leader().is_none() {
+                    let _ = reply.send(Err(self.not_leader()));
+                    return;
+                }
+                self.next_seq += 1;
+                let ctx = self.next_seq;
+                self.node.read_index(ctx.to_be_bytes().to_vec());
+                self.reads.insert(ctx, reply);
+            }
+        }
+    }
+
+    async fn on_ready(&mut self) -> Result<(), LogStoreError> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        // A leader sends its appends while it writes them (raft's parallel disk write).
+        self.transport.send(ready.take_messages());
+
+        let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        let (snapshot, entries) = if snapshot.is_some() || !entries.is_empty() || hard_state.is_some()
+        {
+            let store = self.store.clone();
+            let hs = hard_state.clone();
+            tokio::task::spawn_blocking(move || {
+                store
+                    .persist(&Batch {
+                        snapshot: snapshot.as_ref(),
+                        entries: &entries,
+                        hard_state: hs.as_ref(),
+                    })
+                    .map(|()| (snapshot, entries))
+            })
+            .await
+            .map_err(|e| LogStoreError::Io(format!("the persisting task failed: {e}")))??
+        } else {
+            (None, entries)
+        };
+        if let Some(snap) = snapshot {
+            self.install_snapshot(snap)?;
+        }
+        {
+            let mut core = self.storage.core.wl();
+            if let Err(e) = core.append(&entries) {
+                return Err(LogStoreError::Io(format!("appending to the log cache: {e}")));
+            }
+            if let Some(hs) = hard_state {
+                core.set_hardstate(hs);
+            }
+        }
+        self.transport.send(ready.take_persisted_messages());
+        self.apply(ready.take_committed_entries());
+        let applied = self.shared.applied();
+        for rs in ready.take_read_states() {
+            if let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
+                self.reads.confirmed(u64::from_be_bytes(ctx), rs.index, applied);
+            }
+        }
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.core.wl().mut_hard_state().set_commit(commit);
+        }
+        self.transport.send(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.node.advance_apply();
+        self.maybe_snapshot().await
+    }
+
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), LogStoreError> {
+        let index = snap.get_metadata().index;
+        let state = KvState::decode(&snap.data).map_err(|e| LogStoreError::Corrupt {
+            what: format!("snapshot at {index} from the leader"),
+            reason: e.to_string(),
+        })?;
+        if let Err(e) = self.storage.core.wl().apply_snapshot(snap.clone()) {
+            return Err(LogStoreError::Io(format!("installing snapshot {index}: {e}")));
+        }
+        self.storage.set_snapshot(snap);
+        self.sync_peers(&state);
+        let mut current = self.shared.state_mut();
+        *current = state;
+        current.applied = index;
+        drop(current);
+        self.proposals.snapshot_applied(index);
+        self.reads.applied(index);
+        tracing::info!(node = self.shared.id, index, "installed a snapshot from the leader");
+        Ok(())
+    }
+
+    /// Makes the transport's peers match the members of `state`.
+    fn sync_peers(&self, state: &KvState) {
+        for (&id, &addr) in &state.members {
+            if id != self.shared.id {
+                let _ = self.transport.add_peer(id, vec![addr]);
+            }
+        }
+        for &id in &state.removed {
+            self.transport.remove_peer(id);
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let mut state = shared.state_mut();
+        for e in entries {
+            if e.index <= state.applied {
+                continue;
+            }
+            match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => {
+                    self.proposals.applied(e.index, None);
+                }
+                EntryType::EntryNormal => match Command::decode(&e.data) {
+                    Ok(cmd) => {
+                        state.apply(cmd.op);
+                        self.proposals.applied(e.index, Some(cmd.id));
+                    }
+                    Err(err) => {
+                        tracing::warn!(index = e.index, error = %err, "an entry that is not a command was skipped");
+                        self.proposals.applied(e.index, None);
+                    }
+                },
+                EntryType::EntryConfChange => {
+                    let id = self.apply_conf_change(&mut state, &e);
+                    self.proposals.applied(e.index, id);
+                }
+                EntryType::EntryConfChangeV2 => {
+                    tracing::warn!(index = e.index, "joint configuration changes are not used; skipped");
+                    self.proposals.applied(e.index, None);
+                }
+            }
+            state.applied = e.index;
+        }
+        let applied = state.applied;
+        drop(state);
+        self.reads.applied(applied);
+        metrics::gauge!("peerwire_kv_applied_index").set(applied as f64);
+    }
+
+    /// Applies a committed membership change; returns the proposal it carried.
+    fn apply_conf_change(&mut self, state: &mut KvState, e: &Entry) -> Option<ProposalId> {
+        let cc = match ConfChange::parse_from_bytes(&e.data) {
+            Ok(cc) => cc,
+            Err(err) => {
+                tracing::warn!(index = e.index, error = %err, "undecodable configuration change skipped");
+                return None;
+            }
+        };
+        let ctx = ConfContext::decode(&cc.context).unwrap_or_default();
+        if let Err(err) = self.node.apply_conf_change(&cc) {
+            tracing::warn!(index = e.index, error = %err, "raft refused a committed configuration change");
+            return ctx.id;
+        }
+        let who = cc.node_id;
+        match cc.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                if let Some(addr) = ctx.addr {
+                    state.add_member(who, addr);
+                    if who != self.shared.id {
+                        let _ = self.transport.add_peer(who, vec![addr]);
+                    }
+                }
+                tracing::info!(node = self.shared.id, added = who, "member added");
+            }
+            ConfChangeType::RemoveNode => {
+                state.remove_member(who);
+                if who == self.shared.id {
+                    self.shared.set_removed();
+                    self.transport.remove_all_peers();
+                } else {
+                    self.transport.remove_peer(who);
+                }
+                tracing::info!(node = self.shared.id, removed = who, "member removed");
+            }
+        }
+        ctx.id
+    }
+
+    /// Snapshots the state every `snapshots.every` applied entries and compacts the log.
+    async fn maybe_snapshot(&mut self) -> Result<(), LogStoreError> {
+        let applied = self.shared.applied();
+        let last = self.storage.snapshot_index();
+        if applied < last + self.snapshots.every {
+            return Ok(());
+        }
+        let term = match raft::Storage::term(&self.storage, applied) {
+            Ok(t) => t,
+            Err(_) => return Ok(()),
+        };
+        let mut snap = Snapshot::default();
+        snap.data = self.shared.state().encode().into();
+        let meta = snap.mut_metadata();
+        meta.index = applied;
+        meta.term = term;
+        meta.set_conf_state(self.node.raft.prs().conf().to_conf_state());
+        let compact_to = applied.saturating_sub(self.snapshots.keep).max(1);
+        let store = self.store.clone();
+        let snap = tokio::task::spawn_blocking(move || {
+            store.save_snapshot(&snap, compact_to).map(|()| snap)
+        })
+        .await
+        .map_err(|e| LogStoreError::Io(format!("the snapshot task failed: {e}")))??;
+        self.storage.set_snapshot(snap);
+        if let Err(e) = self.storage.core.wl().compact(compact_to) {
+            return Err(LogStoreError::Io(format!("compacting the log cache: {e}")));
+        }
+        metrics::counter!("peerwire_kv_snapshots_total").increment(1);
+        tracing::debug!(node = self.shared.id, index = applied, compact_to, "snapshot saved, log compacted");
+        Ok(())
+    }
+
+    /// Publishes this node's view after a step.
+    fn publish(&mut self) {
+        let raft = &self.node.raft;
+        let role = match raft.state {
+            StateRole::Leader => Role::Leader,
+            StateRole::Follower => Role::Follower,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::PreCandidate => Role::PreCandidate,
+        };
+        let leader = raft.leader_id;
+        if leader != self.last_leader {
+            self.last_leader = leader;
+            self.reads.leader_changed();
+        }
+        let view = View {
+            id: self.shared.id,
+            leader,
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied: self.shared.applied(),
+            role,
+            pending_proposals: self.proposals.len(),
+            refused: self.shared.refusal().is_some(),
+        };
+        self.shared.publish(view);
+    }
+}

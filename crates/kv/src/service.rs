@@ -1,0 +1,228 @@
+//! The native protocol of peerwire-kv (`KvProtocol` v1, on each node's peerwire port): what
+//! native clients call, and how followers forward writes to the leader.
+//!
+//! | method | request | reply | notes |
+//! |---|---|---|---|
+//! | `put` | [`PutRequest`] | `Result<(), KvError>` | any node; forwarded to the leader; retried calls answered from the retry cache |
+//! | `get` | [`GetRequest`] | `Result<Value, KvError>` | linearizable unless `serializable` |
+//! | `add_member` | `(u64, String)` | `Result<(), KvError>` | id and peer URL |
+//! | `remove_member` | `u64` | `Result<(), KvError>` | |
+//! | `status` | `()` | [`Status`] | |
+//! | `leader.propose` | [`Op`] | `Result<(), KvError>` | leader only: a follower's forwarded write |
+//! | `leader.conf_change` | `Vec<u8>` (protobuf `ConfChange`) | `Result<(), KvError>` | leader only |
+//!
+//! Every method uses the serde engine (bincode).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use peerwire::service::{Protocol, ProtocolClient, Serde};
+use peerwire::{CallOptions, Client, HandlerError, Request};
+use protobuf::Message as _;
+use raft::eraftpb::ConfChange;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::cluster::parse_peer_url;
+use crate::command::Op;
+use crate::error::KvError;
+use crate::node::KvHandle;
+use crate::node::Role;
+use crate::state::Value;
+
+/// The protocol's name.
+pub const PROTOCOL: &str = "peerwire.kv.KvProtocol";
+/// Its version.
+pub const VERSION: u32 = 1;
+
+/// `put`'s request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutRequest {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// `get`'s request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GetRequest {
+    /// The key.
+    pub key: String,
+    /// Read this node's state without a ReadIndex round.
+    pub serializable: bool,
+}
+
+/// One member as a node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Its id.
+    pub id: u64,
+    /// Its peerwire address.
+    pub address: String,
+    /// Whether a lane to it works (always true for the node itself).
+    pub active: bool,
+    /// For how long it has been active, in seconds.
+    pub active_for_secs: Option<f64>,
+    /// Its last probed round trip, in microseconds.
+    pub rtt_us: Option<u64>,
+    /// Why it is inactive.
+    pub last_error: Option<String>,
+}
+
+/// A node's status (`GET /status`, native `status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The node.
+    pub id: u64,
+    /// The leader it knows (0: none).
+    pub leader: u64,
+    /// Its term.
+    pub term: u64,
+    /// Its commit index.
+    pub commit: u64,
+    /// Its applied index.
+    pub applied: u64,
+    /// Its role.
+    pub role: Role,
+    /// Why it refuses requests (removed, storage failed), if it does.
+    pub refusal: Option<String>,
+    /// The members it knows.
+    pub members: Vec<MemberStatus>,
+}
+
+fn deadline_of(req: &Request, fallback: Duration) -> Instant {
+    match req.deadline() {
+        Some(d) => Instant::from_std(d),
+        None => Instant::now() + fallback,
+    }
+}
+
+/// The protocol served by a node.
+pub(crate) fn protocol(handle: KvHandle) -> Protocol {
+    let h_put = handle.clone();
+    let h_get = handle.clone();
+    let h_add = handle.clone();
+    let h_remove = handle.clone();
+    let h_status = handle.clone();
+    let h_propose = handle.clone();
+    let h_conf = handle;
+    Protocol::new(PROTOCOL, VERSION)
+        .method("put", Serde, move |req: PutRequest, _ctx: Request| {
+            let h = h_put.clone();
+            async move { Ok::<_, HandlerError>(h.put(req.key, req.value).await) }
+        })
+        .idempotent_method("get", Serde, move |req: GetRequest, _ctx: Request| {
+            let h = h_get.clone();
+            async move { Ok::<_, HandlerError>(h.get(&req.key, req.serializable).await) }
+        })
+        .method(
+            "add_member",
+            Serde,
+            move |(id, url): (u64, String), _ctx: Request| {
+                let h = h_add.clone();
+                async move {
+                    let r = match parse_peer_url(&url) {
+                        Ok(addr) => h.add_member(id, addr).await,
+                        Err(e) => Err(KvError::BadMember(e.to_string())),
+                    };
+                    Ok::<_, HandlerError>(r)
+                }
+            },
+        )
+        .method("remove_member", Serde, move |id: u64, _ctx: Request| {
+            let h = h_remove.clone();
+            async move { Ok::<_, HandlerError>(h.remove_member(id).await) }
+        })
+        .idempotent_method("status", Serde, move |(): (), _ctx: Request| {
+            let h = h_status.clone();
+            async move { Ok::<_, HandlerError>(h.status()) }
+        })
+        .method("leader.propose", Serde, move |op: Op, ctx: Request| {
+            let h = h_propose.clone();
+            let deadline = deadline_of(&ctx, h.request_timeout);
+            async move { Ok::<_, HandlerError>(h.propose_local(op, deadline).await) }
+        })
+        .method("leader.conf_change", Serde, move |cc: Vec<u8>, ctx: Request| {
+            let h = h_conf.clone();
+            let deadline = deadline_of(&ctx, h.request_timeout);
+            async move {
+                let r = match ConfChange::parse_from_bytes(&cc) {
+                    Ok(cc) => h.conf_change_local(cc, deadline).await,
+                    Err(e) => Err(KvError::BadMember(format!("undecodable change: {e}"))),
+                };
+                Ok::<_, HandlerError>(r)
+            }
+        })
+}
+
+/// A follower's way to the leader: `leader.*` calls over a shared peerwire client.
+#[derive(Debug, Clone)]
+pub(crate) struct Forwarder {
+    client: ProtocolClient,
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+fn forward_error(node: u64, e: peerwire::Error) -> KvError {
+    match e {
+        // Certainly not run: the caller may try again (the leader may have changed).
+        peerwire::Error::NotExecuted { reason, .. } => KvError::NoLeader(format!(
+            "leader {node} could not take the request: {reason}"
+        )),
+        other => KvError::Forward {
+            node,
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl Forwarder {
+    pub(crate) fn new(client: Client) -> Self {
+        Self {
+            client: ProtocolClient::new(client, PROTOCOL, VERSION),
+        }
+    }
+
+    pub(crate) async fn propose(
+        &self,
+        leader: u64,
+        addr: SocketAddr,
+        op: &Op,
+        deadline: Instant,
+    ) -> Result<(), KvError> {
+        let options = CallOptions::deadline(remaining(deadline));
+        self.client
+            .call_with::<Serde, Op, Result<(), KvError>>(addr, "leader.propose", Serde, op, options)
+            .await
+            .map_err(|e| forward_error(leader, e))?
+    }
+
+    pub(crate) async fn conf_change(
+        &self,
+        leader: u64,
+        addr: SocketAddr,
+        cc: &ConfChange,
+        deadline: Instant,
+    ) -> Result<(), KvError> {
+        let options = CallOptions::deadline(remaining(deadline));
+        let bytes = cc.write_to_bytes().expect("changes always encode");
+        self.client
+            .call_with::<Serde, Vec<u8>, Result<(), KvError>>(
+                addr,
+                "leader.conf_change",
+                Serde,
+                &bytes,
+                options,
+            )
+            .await
+            .map_err(|e| forward_error(leader, e))?
+    }
+}
+
+/// `Value` is part of this protocol's replies.
+pub type GetReply = Result<Value, KvError>;
