@@ -247,6 +247,22 @@ async fn heartbeats_flow_while_a_snapshot_is_held_up_and_an_interrupted_snapshot
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_stops_while_the_sender_keeps_its_snapshot_lane_open() {
+    let nodes = fake_cluster(7, 2).await;
+    let t = nodes[0].transport.clone();
+    let body = tokio::io::AsyncReadExt::take(tokio::io::repeat(1), 1 << 20);
+    let progress = t.send_snapshot(Snapshot::new(
+        msg(MessageKind::Snapshot, 1, 2, 1),
+        1 << 20,
+        body,
+    ));
+    bounded("the snapshot", progress.finished()).await.unwrap();
+    // Node 1's snapshot lane to node 2 stays connected; node 2's transport still stops.
+    bounded("the receiver's transport to stop", nodes[1].transport.stop()).await;
+    stop_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_is_refused_and_learns_it() {
     let mut nodes = fake_cluster(7, 2).await;
     // Node 2 considers node 1 removed before node 1 connects... and after: either way node 1

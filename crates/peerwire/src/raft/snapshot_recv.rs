@@ -45,6 +45,8 @@ pub(crate) async fn run<M: RaftMessage, H: RaftHandler<M>>(
                 None => return,
             },
             _ = conn.closing.cancelled() => return,
+            // The transport stops while the sender keeps its connection open.
+            _ = inner.link.stop.cancelled() => return,
         };
         let id = request.id;
         let result = match &request.route[..] {
