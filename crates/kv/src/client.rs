@@ -49,7 +49,11 @@ impl KvClient {
 
     /// As [`KvClient::new`] with the peerwire client settings given (its identity's cluster id
     /// is set from the token).
-    pub fn with_config(endpoints: Vec<SocketAddr>, cluster_token: &str, mut cfg: ClientConfig) -> Self {
+    pub fn with_config(
+        endpoints: Vec<SocketAddr>,
+        cluster_token: &str,
+        mut cfg: ClientConfig,
+    ) -> Self {
         cfg.identity = Identity {
             cluster_id: cluster_id(cluster_token),
             node_id: 0,

@@ -113,8 +113,8 @@ mod tests {
 
     #[test]
     fn cluster_lists_number_members_from_one() {
-        let c = parse_cluster("http://127.0.0.1:12379,http://127.0.0.1:22379,127.0.0.1:32379")
-            .unwrap();
+        let c =
+            parse_cluster("http://127.0.0.1:12379,http://127.0.0.1:22379,127.0.0.1:32379").unwrap();
         let ids: Vec<u64> = c.iter().map(|(id, _)| *id).collect();
         assert_eq!(ids, vec![1, 2, 3]);
         assert_eq!(c[2].1.port(), 32379);

@@ -16,7 +16,9 @@ pub enum KvError {
         max: usize,
     },
     /// An inline value over the limit: large values go through `/blob/{key}`.
-    #[error("value of {len} bytes is over the inline limit of {max} bytes; PUT it to /blob/{{key}} instead")]
+    #[error(
+        "value of {len} bytes is over the inline limit of {max} bytes; PUT it to /blob/{{key}} instead"
+    )]
     ValueTooLarge {
         /// The value's length (or the bytes read before giving up).
         len: usize,

@@ -145,10 +145,12 @@ async fn read_limited(headers: &HeaderMap, body: Body, max: usize) -> Result<Byt
     {
         return Err(KvError::ValueTooLarge { len, max });
     }
-    axum::body::to_bytes(body, max).await.map_err(|_| KvError::ValueTooLarge {
-        len: declared.unwrap_or(max + 1),
-        max,
-    })
+    axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| KvError::ValueTooLarge {
+            len: declared.unwrap_or(max + 1),
+            max,
+        })
 }
 
 async fn put_key(

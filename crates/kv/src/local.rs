@@ -47,7 +47,11 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("starting node {id}: {e}"))?;
-        eprintln!("started node {id}: peer {}, HTTP 127.0.0.1:{port}, data {}", peers[*id as usize - 1].1, data_dir.display());
+        eprintln!(
+            "started node {id}: peer {}, HTTP 127.0.0.1:{port}, data {}",
+            peers[*id as usize - 1].1,
+            data_dir.display()
+        );
         children.push((*id, child));
     }
 
@@ -65,12 +69,17 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
         }
     };
     println!("\npeerwire-kv: 3 nodes up, node {leader} leads. Try (raftexample's commands):\n");
-    println!("  curl -L http://127.0.0.1:{}/my-key -XPUT -d hello", args.port);
+    println!(
+        "  curl -L http://127.0.0.1:{}/my-key -XPUT -d hello",
+        args.port
+    );
     println!("  curl -L http://127.0.0.1:{}/my-key", args.port);
     println!("  curl -L http://127.0.0.1:{}/my-key", args.port + 10_000);
     println!("  curl -L http://127.0.0.1:{}/status", args.port);
     println!("  curl -L http://127.0.0.1:{}/metrics", args.port);
-    println!("\nor natively: peerwire-kv put my-key hello; peerwire-kv get my-key; peerwire-kv status");
+    println!(
+        "\nor natively: peerwire-kv put my-key hello; peerwire-kv get my-key; peerwire-kv status"
+    );
     println!("Ctrl-C stops all nodes.\n");
 
     let outcome = tokio::select! {
@@ -96,11 +105,16 @@ async fn wait_for_leader(
                 leaders.push(s.leader);
             }
         }
-        if leaders.len() == endpoints.len() && leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]) {
+        if leaders.len() == endpoints.len()
+            && leaders[0] != 0
+            && leaders.iter().all(|l| *l == leaders[0])
+        {
             return Ok(leaders[0]);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!("no agreed leader after {limit:?} (leaders seen: {leaders:?})"));
+            return Err(format!(
+                "no agreed leader after {limit:?} (leaders seen: {leaders:?})"
+            ));
         }
     }
 }

@@ -76,9 +76,7 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.snapshot.is_none()
-            && self.entries.is_empty()
-            && self.hard_state.is_none()
+        self.snapshot.is_none() && self.entries.is_empty() && self.hard_state.is_none()
     }
 }
 
@@ -143,9 +141,7 @@ impl LogStore {
                 meta.insert(SNAPSHOT, encode(snap).as_slice()).map_err(db)?;
             }
             if let Some(first) = batch.entries.first() {
-                entries
-                    .retain_in(first.index.., |_, _| false)
-                    .map_err(db)?;
+                entries.retain_in(first.index.., |_, _| false).map_err(db)?;
                 for e in batch.entries {
                     entries.insert(e.index, encode(e).as_slice()).map_err(db)?;
                 }
@@ -188,19 +184,22 @@ mod tests {
     use redb::ReadableTable;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = format!("e{index}").into_bytes().into();
-        e
+        Entry {
+            index,
+            term,
+            data: format!("e{index}").into_bytes().into(),
+            ..Entry::default()
+        }
     }
 
     fn snapshot(index: u64, term: u64) -> Snapshot {
-        let mut s = Snapshot::default();
+        let mut s = Snapshot {
+            data: b"state".to_vec().into(),
+            ..Snapshot::default()
+        };
         s.mut_metadata().index = index;
         s.mut_metadata().term = term;
         s.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
-        s.data = b"state".to_vec().into();
         s
     }
 
@@ -216,9 +215,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = LogStore::open(dir.path()).unwrap();
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.commit = 3;
+            let hs = HardState {
+                term: 2,
+                commit: 3,
+                ..HardState::default()
+            };
             let entries: Vec<Entry> = (1..=5).map(|i| entry(i, 1)).collect();
             store
                 .persist(&Batch {

@@ -12,10 +12,15 @@ use peerwire_kv::{KvClient, Node, NodeConfig};
 mod local;
 
 /// The default local cluster's peer URLs (raftexample's Procfile).
-const DEFAULT_CLUSTER: &str = "http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379";
+const DEFAULT_CLUSTER: &str =
+    "http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379";
 
 #[derive(Debug, Parser)]
-#[command(name = "peerwire-kv", version, about = "A replicated key-value store on raft and peerwire")]
+#[command(
+    name = "peerwire-kv",
+    version,
+    about = "A replicated key-value store on raft and peerwire"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -118,46 +123,60 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Node(args) => run_node(args).await,
         Command::Local(args) => local::run(args).await,
-        Command::Put { key, value, conn } => async {
-            let client = conn.client()?;
-            client
-                .put(&key, value.as_bytes())
-                .await
-                .map_err(|e| e.to_string())
+        Command::Put { key, value, conn } => {
+            async {
+                let client = conn.client()?;
+                client
+                    .put(&key, value.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await
         }
-        .await,
         Command::Get {
             key,
             serializable,
             conn,
-        } => async {
-            let client = conn.client()?;
-            match client.get(&key, serializable).await.map_err(|e| e.to_string())? {
-                Value::Inline(v) => println!("{}", String::from_utf8_lossy(&v)),
-                Value::Blob(b) => println!(
-                    "(blob of {} bytes, sha256 {}, on nodes {:?})",
-                    b.size, b.sha256, b.replicas
-                ),
+        } => {
+            async {
+                let client = conn.client()?;
+                match client
+                    .get(&key, serializable)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Value::Inline(v) => println!("{}", String::from_utf8_lossy(&v)),
+                    Value::Blob(b) => println!(
+                        "(blob of {} bytes, sha256 {}, on nodes {:?})",
+                        b.size, b.sha256, b.replicas
+                    ),
+                }
+                Ok(())
             }
-            Ok(())
+            .await
         }
-        .await,
-        Command::Status { conn } => async {
-            let client = conn.client()?;
-            let mut any = false;
-            for url in conn.endpoints.split(',') {
-                let addr = parse_peer_url(url).map_err(|e| e.to_string())?;
-                match client.status_of(addr).await {
-                    Ok(s) => {
-                        any = true;
-                        println!("{}", serde_json::to_string(&s).unwrap_or_default());
+        Command::Status { conn } => {
+            async {
+                let client = conn.client()?;
+                let mut any = false;
+                for url in conn.endpoints.split(',') {
+                    let addr = parse_peer_url(url).map_err(|e| e.to_string())?;
+                    match client.status_of(addr).await {
+                        Ok(s) => {
+                            any = true;
+                            println!("{}", serde_json::to_string(&s).unwrap_or_default());
+                        }
+                        Err(e) => println!("{addr}: {e}"),
                     }
-                    Err(e) => println!("{addr}: {e}"),
+                }
+                if any {
+                    Ok(())
+                } else {
+                    Err("no node answered".into())
                 }
             }
-            if any { Ok(()) } else { Err("no node answered".into()) }
+            .await
         }
-        .await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -85,6 +85,8 @@ pub struct Status {
     pub applied: u64,
     /// Its role.
     pub role: Role,
+    /// The index of its latest snapshot.
+    pub snapshot_index: u64,
     /// Why it refuses requests (removed, storage failed), if it does.
     pub refusal: Option<String>,
     /// The members it knows.
@@ -143,17 +145,21 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
             let deadline = deadline_of(&ctx, h.request_timeout);
             async move { Ok::<_, HandlerError>(h.propose_local(op, deadline).await) }
         })
-        .method("leader.conf_change", Serde, move |cc: Vec<u8>, ctx: Request| {
-            let h = h_conf.clone();
-            let deadline = deadline_of(&ctx, h.request_timeout);
-            async move {
-                let r = match ConfChange::parse_from_bytes(&cc) {
-                    Ok(cc) => h.conf_change_local(cc, deadline).await,
-                    Err(e) => Err(KvError::BadMember(format!("undecodable change: {e}"))),
-                };
-                Ok::<_, HandlerError>(r)
-            }
-        })
+        .method(
+            "leader.conf_change",
+            Serde,
+            move |cc: Vec<u8>, ctx: Request| {
+                let h = h_conf.clone();
+                let deadline = deadline_of(&ctx, h.request_timeout);
+                async move {
+                    let r = match ConfChange::parse_from_bytes(&cc) {
+                        Ok(cc) => h.conf_change_local(cc, deadline).await,
+                        Err(e) => Err(KvError::BadMember(format!("undecodable change: {e}"))),
+                    };
+                    Ok::<_, HandlerError>(r)
+                }
+            },
+        )
 }
 
 /// A follower's way to the leader: `leader.*` calls over a shared peerwire client.

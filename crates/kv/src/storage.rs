@@ -2,6 +2,7 @@
 //! [`LogStore`](crate::log_store::LogStore) made durable, bounded by compaction) and the latest
 //! snapshot this node made or received, which raft sends to followers that fell behind.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use raft::eraftpb::{Entry, Snapshot};
@@ -14,6 +15,7 @@ pub struct KvStorage {
     /// The entries, hard state and configuration.
     pub core: MemStorage,
     snapshot: Arc<RwLock<Snapshot>>,
+    wanted: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for KvStorage {
@@ -29,6 +31,12 @@ impl KvStorage {
     /// Replaces the snapshot raft sends to followers.
     pub fn set_snapshot(&self, snap: Snapshot) {
         *self.snapshot.write().expect("snapshot lock poisoned") = snap;
+    }
+
+    /// Whether raft asked for a snapshot the stored one cannot serve (too old, or made before
+    /// the follower it is for joined); clears the request.
+    pub fn take_snapshot_request(&self) -> bool {
+        self.wanted.swap(false, Ordering::Relaxed)
     }
 
     /// The index of the latest snapshot (0: none).
@@ -74,10 +82,15 @@ impl raft::Storage for KvStorage {
         self.core.last_index()
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let snap = self.snapshot.read().expect("snapshot lock poisoned");
-        if snap.get_metadata().index < request_index || snap.get_metadata().index == 0 {
-            // Not made yet: raft asks again later.
+        let meta = snap.get_metadata();
+        let conf = meta.get_conf_state();
+        // A follower refuses a snapshot whose configuration does not name it (a member added
+        // after the snapshot was made): have the raft loop make a fresh one; raft asks again.
+        let names_to = conf.voters.contains(&to) || conf.learners.contains(&to);
+        if meta.index < request_index || meta.index == 0 || !names_to {
+            self.wanted.store(true, Ordering::Relaxed);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));

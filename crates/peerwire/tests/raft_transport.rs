@@ -258,7 +258,11 @@ async fn a_receiver_stops_while_the_sender_keeps_its_snapshot_lane_open() {
     ));
     bounded("the snapshot", progress.finished()).await.unwrap();
     // Node 1's snapshot lane to node 2 stays connected; node 2's transport still stops.
-    bounded("the receiver's transport to stop", nodes[1].transport.stop()).await;
+    bounded(
+        "the receiver's transport to stop",
+        nodes[1].transport.stop(),
+    )
+    .await;
     stop_all(nodes).await;
 }
 

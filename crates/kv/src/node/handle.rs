@@ -273,7 +273,9 @@ impl KvHandle {
         {
             let state = self.shared.state();
             if !state.members.contains_key(&id) {
-                return Err(KvError::BadMember(format!("member {id} is not in the cluster")));
+                return Err(KvError::BadMember(format!(
+                    "member {id} is not in the cluster"
+                )));
             }
             if state.members.len() == 1 {
                 return Err(KvError::BadMember(
@@ -294,7 +296,11 @@ impl KvHandle {
             async move {
                 match addr {
                     None => self.conf_change_local(cc, deadline).await,
-                    Some(addr) => self.forwarder.conf_change(leader, addr, &cc, deadline).await,
+                    Some(addr) => {
+                        self.forwarder
+                            .conf_change(leader, addr, &cc, deadline)
+                            .await
+                    }
                 }
             }
         })
@@ -335,6 +341,7 @@ impl KvHandle {
             commit: view.commit,
             applied: view.applied,
             role: view.role,
+            snapshot_index: view.snapshot_index,
             refusal: self.shared.refusal().map(|e| e.to_string()),
             members,
         }
@@ -348,6 +355,21 @@ impl KvHandle {
     pub async fn until_refused(&self) {
         let mut views = self.shared.watch();
         let _ = views.wait_for(|v| v.refused).await;
+    }
+
+    /// A watch of this node's view, updated after every raft step that changes it.
+    pub fn views(&self) -> tokio::sync::watch::Receiver<View> {
+        self.shared.watch()
+    }
+
+    /// Waits until this node applied up to `index`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut views = self.shared.watch();
+        let _ = views.wait_for(|v| v.applied >= index).await;
     }
 
     /// Waits until this node knows a leader, and returns it.

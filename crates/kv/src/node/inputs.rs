@@ -38,7 +38,11 @@ impl RaftHandler<Message> for Inputs {
     }
 
     fn removed_from_cluster(&self, by: u64) {
-        tracing::warn!(node = self.shared.id, by, "this node was removed from the cluster");
+        tracing::warn!(
+            node = self.shared.id,
+            by,
+            "this node was removed from the cluster"
+        );
         self.shared.set_removed();
     }
 }

@@ -160,7 +160,10 @@ impl Node {
     /// # Cancel safety
     ///
     /// As [`Node::start`].
-    pub async fn start_on(cfg: NodeConfig, listener: tokio::net::TcpListener) -> Result<Self, StartError> {
+    pub async fn start_on(
+        cfg: NodeConfig,
+        listener: tokio::net::TcpListener,
+    ) -> Result<Self, StartError> {
         Self::start_with(cfg, Some(listener)).await
     }
 
@@ -172,6 +175,8 @@ impl Node {
             return Err(StartError::Config("node ids start at 1".into()));
         }
         let listen = cfg.listen()?;
+        // `/metrics` serves the process's recorder; install it before anything is recorded.
+        crate::metrics::install();
         let store = Arc::new(
             LogStore::open(&cfg.data_dir).map_err(|e| StartError::Storage(e.to_string()))?,
         );
@@ -183,9 +188,11 @@ impl Node {
             // the initial configuration (raft-rs's way to bootstrap; a member that joins later
             // gets a snapshot, since no log starts before index 2).
             let snap = bootstrap_snapshot(&cfg);
-            let mut hs = HardState::default();
-            hs.term = 1;
-            hs.commit = 1;
+            let hs = HardState {
+                term: 1,
+                commit: 1,
+                ..HardState::default()
+            };
             store
                 .persist(&Batch {
                     snapshot: Some(&snap),
@@ -238,7 +245,8 @@ impl Node {
             ..TransportConfig::default()
         };
         tcfg.connection.heartbeat_interval = cfg.tick.max(Duration::from_millis(50));
-        tcfg.connection.read_timeout = (cfg.tick * cfg.election_ticks as u32).max(Duration::from_millis(500));
+        tcfg.connection.read_timeout =
+            (cfg.tick * cfg.election_ticks as u32).max(Duration::from_millis(500));
         let mut server_cfg = tcfg.server_config();
         server_cfg.handlers = DEFAULT_HANDLERS;
         server_cfg.call_queue_capacity = Some(DEFAULT_HANDLERS * 8);
@@ -282,7 +290,7 @@ impl Node {
             .raft(&transport)
             .protocol(crate::service::protocol(handle.clone()));
         let server = match listener {
-            Some(l) => builder.serve(l)?,
+            Some(l) => builder.serve(peerwire::transport::TcpListener::from_tokio(l))?,
             None => builder.bind(listen).await?,
         };
 
@@ -316,6 +324,7 @@ impl Node {
             reads: Default::default(),
             next_seq: fastrand::u64(..u64::MAX / 2),
             last_leader: 0,
+            ticks: 0,
         };
         let raft_loop = tokio::spawn(raft_loop.run(peer_rx, req_rx, stop.clone()));
         let http = match cfg.http {
@@ -360,13 +369,18 @@ impl Node {
     ///
     /// Not cancel safe: dropping the future may leave parts running.
     pub async fn stop(self) {
+        let id = self.handle.id();
         if let Some(http) = self.http {
             http.stop().await;
         }
+        tracing::debug!(node = id, "stopping: HTTP stopped");
         self.stop.cancel();
         let _ = self.raft_loop.await;
+        tracing::debug!(node = id, "stopping: raft loop stopped");
         self.transport.stop().await;
+        tracing::debug!(node = id, "stopping: transport stopped");
         self.server.shutdown().await;
+        tracing::info!(node = id, "node stopped");
     }
 }
 
@@ -389,8 +403,10 @@ fn bootstrap_snapshot(cfg: &NodeConfig) -> Snapshot {
         applied: 1,
         ..KvState::default()
     };
-    let mut snap = Snapshot::default();
-    snap.data = state.encode().into();
+    let mut snap = Snapshot {
+        data: state.encode().into(),
+        ..Snapshot::default()
+    };
     let meta = snap.mut_metadata();
     meta.index = 1;
     meta.term = 1;

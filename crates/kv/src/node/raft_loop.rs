@@ -68,7 +68,12 @@ pub(crate) struct RaftLoop {
     pub(crate) reads: Reads,
     pub(crate) next_seq: u64,
     pub(crate) last_leader: u64,
+    pub(crate) ticks: u64,
 }
+
+/// Ticks after which an unconfirmed read is handed to raft again (raft drops reads while a new
+/// leader has not committed in its term, and while no leader is known).
+const READ_RETRY_TICKS: u64 = 2;
 
 /// Most inputs taken before handling a `Ready`: bounds the batch (and one fsync's size).
 const MAX_INPUTS_PER_READY: usize = 4096;
@@ -91,7 +96,11 @@ impl RaftLoop {
                 _ = ticker.tick() => {
                     self.node.tick();
                     ticks += 1;
-                    if ticks % 50 == 0 {
+                    self.ticks = ticks;
+                    for ctx in self.reads.due_again(ticks, READ_RETRY_TICKS) {
+                        self.node.read_index(ctx.to_be_bytes().to_vec());
+                    }
+                    if ticks.is_multiple_of(50) {
                         self.proposals.prune();
                         self.reads.prune();
                     }
@@ -239,7 +248,7 @@ impl RaftLoop {
                 self.next_seq += 1;
                 let ctx = self.next_seq;
                 self.node.read_index(ctx.to_be_bytes().to_vec());
-                self.reads.insert(ctx, reply);
+                self.reads.insert(ctx, reply, self.ticks);
             }
         }
     }
@@ -255,31 +264,33 @@ impl RaftLoop {
         let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
-        let (snapshot, entries) = if snapshot.is_some() || !entries.is_empty() || hard_state.is_some()
-        {
-            let store = self.store.clone();
-            let hs = hard_state.clone();
-            tokio::task::spawn_blocking(move || {
-                store
-                    .persist(&Batch {
-                        snapshot: snapshot.as_ref(),
-                        entries: &entries,
-                        hard_state: hs.as_ref(),
-                    })
-                    .map(|()| (snapshot, entries))
-            })
-            .await
-            .map_err(|e| LogStoreError::Io(format!("the persisting task failed: {e}")))??
-        } else {
-            (None, entries)
-        };
+        let (snapshot, entries) =
+            if snapshot.is_some() || !entries.is_empty() || hard_state.is_some() {
+                let store = self.store.clone();
+                let hs = hard_state.clone();
+                tokio::task::spawn_blocking(move || {
+                    store
+                        .persist(&Batch {
+                            snapshot: snapshot.as_ref(),
+                            entries: &entries,
+                            hard_state: hs.as_ref(),
+                        })
+                        .map(|()| (snapshot, entries))
+                })
+                .await
+                .map_err(|e| LogStoreError::Io(format!("the persisting task failed: {e}")))??
+            } else {
+                (None, entries)
+            };
         if let Some(snap) = snapshot {
             self.install_snapshot(snap)?;
         }
         {
             let mut core = self.storage.core.wl();
             if let Err(e) = core.append(&entries) {
-                return Err(LogStoreError::Io(format!("appending to the log cache: {e}")));
+                return Err(LogStoreError::Io(format!(
+                    "appending to the log cache: {e}"
+                )));
             }
             if let Some(hs) = hard_state {
                 core.set_hardstate(hs);
@@ -290,7 +301,8 @@ impl RaftLoop {
         let applied = self.shared.applied();
         for rs in ready.take_read_states() {
             if let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
-                self.reads.confirmed(u64::from_be_bytes(ctx), rs.index, applied);
+                self.reads
+                    .confirmed(u64::from_be_bytes(ctx), rs.index, applied);
             }
         }
         let mut light = self.node.advance(ready);
@@ -310,7 +322,9 @@ impl RaftLoop {
             reason: e.to_string(),
         })?;
         if let Err(e) = self.storage.core.wl().apply_snapshot(snap.clone()) {
-            return Err(LogStoreError::Io(format!("installing snapshot {index}: {e}")));
+            return Err(LogStoreError::Io(format!(
+                "installing snapshot {index}: {e}"
+            )));
         }
         self.storage.set_snapshot(snap);
         self.sync_peers(&state);
@@ -320,7 +334,11 @@ impl RaftLoop {
         drop(current);
         self.proposals.snapshot_applied(index);
         self.reads.applied(index);
-        tracing::info!(node = self.shared.id, index, "installed a snapshot from the leader");
+        tracing::info!(
+            node = self.shared.id,
+            index,
+            "installed a snapshot from the leader"
+        );
         Ok(())
     }
 
@@ -365,7 +383,10 @@ impl RaftLoop {
                     self.proposals.applied(e.index, id);
                 }
                 EntryType::EntryConfChangeV2 => {
-                    tracing::warn!(index = e.index, "joint configuration changes are not used; skipped");
+                    tracing::warn!(
+                        index = e.index,
+                        "joint configuration changes are not used; skipped"
+                    );
                     self.proposals.applied(e.index, None);
                 }
             }
@@ -420,15 +441,18 @@ impl RaftLoop {
     async fn maybe_snapshot(&mut self) -> Result<(), LogStoreError> {
         let applied = self.shared.applied();
         let last = self.storage.snapshot_index();
-        if applied < last + self.snapshots.every {
+        let requested = self.storage.take_snapshot_request() && applied > last;
+        if applied < last + self.snapshots.every && !requested {
             return Ok(());
         }
         let term = match raft::Storage::term(&self.storage, applied) {
             Ok(t) => t,
             Err(_) => return Ok(()),
         };
-        let mut snap = Snapshot::default();
-        snap.data = self.shared.state().encode().into();
+        let mut snap = Snapshot {
+            data: self.shared.state().encode().into(),
+            ..Snapshot::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = applied;
         meta.term = term;
@@ -445,7 +469,12 @@ impl RaftLoop {
             return Err(LogStoreError::Io(format!("compacting the log cache: {e}")));
         }
         metrics::counter!("peerwire_kv_snapshots_total").increment(1);
-        tracing::debug!(node = self.shared.id, index = applied, compact_to, "snapshot saved, log compacted");
+        tracing::debug!(
+            node = self.shared.id,
+            index = applied,
+            compact_to,
+            "snapshot saved, log compacted"
+        );
         Ok(())
     }
 
@@ -471,6 +500,7 @@ impl RaftLoop {
             applied: self.shared.applied(),
             role,
             pending_proposals: self.proposals.len(),
+            snapshot_index: self.storage.snapshot_index(),
             refused: self.shared.refusal().is_some(),
         };
         self.shared.publish(view);

@@ -43,6 +43,8 @@ pub struct View {
     pub role: Role,
     /// Proposals waiting to be applied.
     pub pending_proposals: usize,
+    /// The index of its latest snapshot (made or received).
+    pub snapshot_index: u64,
     /// The node refuses requests (removed, or its storage failed).
     pub refused: bool,
 }

@@ -86,21 +86,39 @@ impl Proposals {
 
 /// Linearizable reads: first waiting for raft to confirm a read index (keyed by the request
 /// context), then for this node to apply up to it.
+///
+/// raft drops a read silently when the leader has not yet committed an entry in its term (or
+/// when no leader is known), so reads that stay unconfirmed are handed to raft again
+/// ([`Reads::due_again`]); a second confirmation of the same context is ignored.
 #[derive(Debug, Default)]
 pub(crate) struct Reads {
-    unconfirmed: HashMap<u64, ReadReply>,
+    /// Context → (reply, the tick it was last handed to raft).
+    unconfirmed: HashMap<u64, (ReadReply, u64)>,
     confirmed: BTreeMap<u64, Vec<ReadReply>>,
 }
 
 impl Reads {
-    /// A read was handed to raft with context `ctx`.
-    pub(crate) fn insert(&mut self, ctx: u64, reply: ReadReply) {
-        self.unconfirmed.insert(ctx, reply);
+    /// A read was handed to raft with context `ctx` at tick `now`.
+    pub(crate) fn insert(&mut self, ctx: u64, reply: ReadReply, now: u64) {
+        self.unconfirmed.insert(ctx, (reply, now));
+    }
+
+    /// The reads handed to raft `after` ticks ago or earlier and still unconfirmed, marked as
+    /// handed again at `now`.
+    pub(crate) fn due_again(&mut self, now: u64, after: u64) -> Vec<u64> {
+        let mut due = Vec::new();
+        for (ctx, (_, at)) in self.unconfirmed.iter_mut() {
+            if now.saturating_sub(*at) >= after {
+                *at = now;
+                due.push(*ctx);
+            }
+        }
+        due
     }
 
     /// raft confirmed read `ctx` at `index`; `applied` is this node's applied index.
     pub(crate) fn confirmed(&mut self, ctx: u64, index: u64, applied: u64) {
-        let Some(reply) = self.unconfirmed.remove(&ctx) else {
+        let Some((reply, _)) = self.unconfirmed.remove(&ctx) else {
             return;
         };
         if index <= applied {
@@ -126,7 +144,7 @@ impl Reads {
     /// The leader changed: reads raft has not confirmed will not be (raft drops them), so
     /// their callers retry.
     pub(crate) fn leader_changed(&mut self) {
-        for (_, r) in self.unconfirmed.drain() {
+        for (_, (r, _)) in self.unconfirmed.drain() {
             let _ = r.send(Err(KvError::NoLeader(
                 "the leader changed during the read; retry".into(),
             )));
@@ -135,7 +153,7 @@ impl Reads {
 
     /// Forgets reads whose caller gave up.
     pub(crate) fn prune(&mut self) {
-        self.unconfirmed.retain(|_, r| !r.is_closed());
+        self.unconfirmed.retain(|_, (r, _)| !r.is_closed());
         self.confirmed.retain(|_, rs| {
             rs.retain(|r| !r.is_closed());
             !rs.is_empty()
@@ -144,7 +162,7 @@ impl Reads {
 
     /// Fails every read (the node is stopping).
     pub(crate) fn fail_all(&mut self, err: &KvError) {
-        for (_, r) in self.unconfirmed.drain() {
+        for (_, (r, _)) in self.unconfirmed.drain() {
             let _ = r.send(Err(err.clone()));
         }
         for (_, rs) in std::mem::take(&mut self.confirmed) {
@@ -195,7 +213,10 @@ mod tests {
         let (tx, mut rx) = oneshot::channel();
         p.insert(5, id(1), tx);
         p.snapshot_applied(9);
-        assert!(matches!(rx.try_recv().unwrap(), Err(KvError::Indeterminate(_))));
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Err(KvError::Indeterminate(_))
+        ));
     }
 
     #[test]
@@ -215,8 +236,8 @@ mod tests {
         let mut r = Reads::default();
         let (tx1, mut rx1) = oneshot::channel();
         let (tx2, mut rx2) = oneshot::channel();
-        r.insert(1, tx1);
-        r.insert(2, tx2);
+        r.insert(1, tx1, 0);
+        r.insert(2, tx2, 0);
         r.confirmed(1, 10, 10);
         assert_eq!(rx1.try_recv().unwrap(), Ok(10));
         r.confirmed(2, 12, 10);
@@ -232,13 +253,29 @@ mod tests {
         let mut r = Reads::default();
         let (tx1, mut rx1) = oneshot::channel();
         let (tx2, mut rx2) = oneshot::channel();
-        r.insert(1, tx1);
-        r.insert(2, tx2);
+        r.insert(1, tx1, 0);
+        r.insert(2, tx2, 0);
         r.confirmed(2, 9, 3);
         r.leader_changed();
         assert!(matches!(rx1.try_recv().unwrap(), Err(KvError::NoLeader(_))));
         r.applied(9);
         assert_eq!(rx2.try_recv().unwrap(), Ok(9));
+    }
+
+    #[test]
+    fn unconfirmed_reads_are_handed_to_raft_again() {
+        let mut r = Reads::default();
+        let (tx1, mut rx1) = oneshot::channel();
+        let (tx2, _rx2) = oneshot::channel();
+        r.insert(1, tx1, 0);
+        r.insert(2, tx2, 4);
+        assert!(r.due_again(4, 5).is_empty());
+        assert_eq!(r.due_again(5, 5), vec![1]);
+        assert!(r.due_again(6, 5).is_empty(), "1 was handed again at 5");
+        r.confirmed(1, 3, 3);
+        assert_eq!(rx1.try_recv().unwrap(), Ok(3));
+        r.confirmed(1, 4, 4);
+        assert_eq!(r.due_again(9, 5), vec![2]);
     }
 
     #[test]
@@ -251,7 +288,7 @@ mod tests {
         assert_eq!(p.len(), 0);
         let mut r = Reads::default();
         let (tx, rx) = oneshot::channel();
-        r.insert(1, tx);
+        r.insert(1, tx, 0);
         drop(rx);
         r.prune();
         assert!(r.unconfirmed.is_empty());

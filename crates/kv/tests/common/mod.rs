@@ -1,0 +1,190 @@
+//! A peerwire-kv cluster in one process: real nodes over loopback sockets, each with its own
+//! data directory, fast ticks, and helpers to stop, restart, cut and talk HTTP to them.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use peerwire_kv::{Node, NodeConfig};
+use peerwire_testkit::bounded;
+
+/// The tick of test clusters: elections take 10–20 ticks.
+pub const TICK: Duration = Duration::from_millis(20);
+
+/// A cluster of in-process nodes.
+pub struct Cluster {
+    pub nodes: BTreeMap<u64, Node>,
+    pub peers: Vec<(u64, SocketAddr)>,
+    pub dirs: BTreeMap<u64, tempfile::TempDir>,
+    pub snapshot_entries: u64,
+    pub catchup_entries: u64,
+    pub request_timeout: Duration,
+}
+
+pub fn config(
+    id: u64,
+    peers: &[(u64, SocketAddr)],
+    dir: PathBuf,
+    snapshot_entries: u64,
+    catchup_entries: u64,
+) -> NodeConfig {
+    let mut cfg = NodeConfig::new(id, peers.to_vec(), dir);
+    cfg.tick = TICK;
+    cfg.snapshot_entries = snapshot_entries;
+    cfg.catchup_entries = catchup_entries;
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+    cfg
+}
+
+impl Cluster {
+    /// Starts `n` nodes.
+    pub async fn start(n: u64) -> Self {
+        Self::start_with(n, 10_000, 5_000, Duration::from_secs(5)).await
+    }
+
+    pub async fn start_with(
+        n: u64,
+        snapshot_entries: u64,
+        catchup_entries: u64,
+        request_timeout: Duration,
+    ) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+        let mut listeners = Vec::new();
+        let mut peers = Vec::new();
+        for id in 1..=n {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            peers.push((id, l.local_addr().unwrap()));
+            listeners.push(l);
+        }
+        let mut c = Self {
+            nodes: BTreeMap::new(),
+            peers: peers.clone(),
+            dirs: BTreeMap::new(),
+            snapshot_entries,
+            catchup_entries,
+            request_timeout,
+        };
+        for (l, (id, _)) in listeners.into_iter().zip(peers.iter()) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = config(
+                *id,
+                &peers,
+                dir.path().to_path_buf(),
+                snapshot_entries,
+                catchup_entries,
+            );
+            cfg.request_timeout = request_timeout;
+            let node = Node::start_on(cfg, l).await.unwrap();
+            c.dirs.insert(*id, dir);
+            c.nodes.insert(*id, node);
+        }
+        c
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[&id]
+    }
+
+    /// Waits until every running node (but `skip`) agrees on a leader, and returns it.
+    pub async fn leader(&self, skip: Option<u64>) -> u64 {
+        bounded("an agreed leader", async {
+            let mut watches: Vec<_> = self
+                .nodes
+                .iter()
+                .filter(|(id, _)| Some(**id) != skip)
+                .map(|(_, n)| n.handle().views())
+                .collect();
+            loop {
+                let leaders: Vec<u64> = watches
+                    .iter_mut()
+                    .map(|w| w.borrow_and_update().leader)
+                    .collect();
+                if leaders[0] != 0
+                    && Some(leaders[0]) != skip
+                    && leaders.iter().all(|l| *l == leaders[0])
+                    && self.nodes.contains_key(&leaders[0])
+                {
+                    return leaders[0];
+                }
+                // Wake on any node's next step.
+                let waits = watches.iter_mut().map(|w| Box::pin(w.changed()));
+                let _ = futures::future::select_all(waits).await;
+            }
+        })
+        .await
+    }
+
+    /// Stops node `id`, keeping its data directory.
+    pub async fn stop(&mut self, id: u64) {
+        let node = self.nodes.remove(&id).expect("node running");
+        node.stop().await;
+    }
+
+    /// Restarts node `id` from its data directory, on its address.
+    pub async fn restart(&mut self, id: u64) {
+        let dir = self.dirs[&id].path().to_path_buf();
+        let mut cfg = config(
+            id,
+            &self.peers,
+            dir,
+            self.snapshot_entries,
+            self.catchup_entries,
+        );
+        cfg.request_timeout = self.request_timeout;
+        let node = Node::start(cfg).await.unwrap();
+        self.nodes.insert(id, node);
+    }
+
+    /// Starts a new node `id` at a fresh address that joins the cluster (after `add_member`).
+    pub async fn start_joiner(&mut self, id: u64, listener: tokio::net::TcpListener) {
+        let addr = listener.local_addr().unwrap();
+        self.peers.push((id, addr));
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(
+            id,
+            &self.peers,
+            dir.path().to_path_buf(),
+            self.snapshot_entries,
+            self.catchup_entries,
+        );
+        cfg.join = true;
+        cfg.request_timeout = self.request_timeout;
+        let node = Node::start_on(cfg, listener).await.unwrap();
+        self.dirs.insert(id, dir);
+        self.nodes.insert(id, node);
+    }
+
+    pub async fn shutdown(self) {
+        for (_, n) in self.nodes {
+            n.stop().await;
+        }
+    }
+}
+
+/// One HTTP request; returns the status and the body as text.
+pub async fn http(method: &str, url: &str, body: impl Into<Bytes>) -> (u16, String) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(body.into()))
+        .unwrap();
+    let resp = bounded("an HTTP answer", client.request(req))
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
