@@ -131,9 +131,12 @@ async fn first_exit(children: &mut [(u64, Child)]) -> String {
     }
 }
 
-/// Stops the nodes: they got Ctrl-C too when it came from a terminal; otherwise, or if they
-/// linger, they are killed (everything acknowledged is already on disk).
+/// Stops the nodes: each is asked to stop (SIGTERM; from a terminal, Ctrl-C reached them too)
+/// and killed if it lingers (everything acknowledged is already on disk).
 async fn stop(children: &mut [(u64, Child)]) {
+    for (_, child) in children.iter() {
+        terminate(child);
+    }
     for (id, child) in children.iter_mut() {
         match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
             Ok(_) => {}
@@ -144,3 +147,15 @@ async fn stop(children: &mut [(u64, Child)]) {
         }
     }
 }
+
+#[cfg(unix)]
+fn terminate(child: &Child) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+}
+
+#[cfg(not(unix))]
+fn terminate(_child: &Child) {}
