@@ -1,5 +1,5 @@
-//! Compiles `proto/echo.proto` for the tonic baseline with the vendored `protoc`, so no
-//! system `protoc` is needed.
+//! Compiles `proto/echo.proto` (the tonic baseline) and `proto/etcd.proto` (the etcd client
+//! of the kv scenario) with the vendored `protoc`, so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -10,7 +10,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // `bytes` fields as `bytes::Bytes`: no copy into a `Vec<u8>` on decode.
         .bytes(".echo")
+        .build_server(true)
         .compile_with_config(config, &["proto/echo.proto"], &["proto"])?;
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_with_config(config, &["proto/etcd.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto/echo.proto");
+    println!("cargo:rerun-if-changed=proto/etcd.proto");
     Ok(())
 }

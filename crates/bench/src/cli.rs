@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::BoxError;
 use crate::datastream::DataStreamArgs;
+use crate::kv::KvArgs;
 use crate::overload::OverloadArgs;
 use crate::raft::RaftArgs;
 use crate::rpc::RpcArgs;
@@ -40,6 +41,9 @@ pub(crate) enum Command {
     /// Bulk streams of large packets: one hop, and a primary fanning out to two replicas
     /// (star, chain); goodput and CPU per GiB beside raw TCP.
     Datastream(DataStreamArgs),
+    /// Puts against a local 3-node peerwire-kv cluster (native client) at several client
+    /// counts, beside a local 3-member etcd (gRPC) when an `etcd` binary is on PATH.
+    Kv(KvArgs),
 }
 
 /// Options shared by every scenario.

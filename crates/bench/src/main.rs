@@ -13,6 +13,7 @@ mod datastream;
 mod echo;
 mod harness;
 mod impls;
+mod kv;
 mod overload;
 mod raft;
 mod report;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Command::Overload(args) => overload::run(&args),
         Command::Raft(args) => raft::run(&args),
         Command::Datastream(args) => datastream::run(&args),
+        Command::Kv(args) => kv::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,8 +43,9 @@ use shared::Shared;
 pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
 /// Default election timeout in ticks: 10 (1 s, etcd's default).
 pub const DEFAULT_ELECTION_TICKS: usize = 10;
-/// Default snapshot interval: every 10,000 applied entries (etcd's raftexample).
-pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 10_000;
+/// Default snapshot interval: every 100,000 applied entries (etcd's `--snapshot-count`;
+/// raftexample's 10,000 makes a busy node serialise its whole map every second).
+pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 100_000;
 /// Default entries kept before a snapshot for slightly lagging followers (etcd keeps 5,000
 /// after a snapshot for catch-up).
 pub const DEFAULT_CATCHUP_ENTRIES: u64 = 5_000;

@@ -1,0 +1,242 @@
+//! Scenario `kv`: puts against a local 3-node peerwire-kv cluster through the native client,
+//! and — when an `etcd` binary is found — the same load against a local 3-member etcd through
+//! its gRPC API, in the same invocation. Both write-ahead logs fsync before acknowledging.
+//!
+//! Each client keeps one put in flight (closed loop): 8-byte keys over a `--keys` key space,
+//! `--value-bytes` values. All clients share `--conns` connections to the leader (peerwire
+//! pooled connections; gRPC channels for etcd). The clusters keep their data in a temporary
+//! directory on the same disk.
+
+mod cluster;
+mod etcd;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use peerwire::ClientConfig;
+use peerwire_kv::KvClient;
+use serde_json::json;
+
+use crate::BoxError;
+use crate::cli::CommonArgs;
+use crate::harness::{LoadResult, LoadSpec, Worker, run_load};
+use crate::report::{self, Baseline, Column, Measurement, Row};
+use crate::runtime::RuntimeThread;
+
+/// `peerwire-bench kv` options.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct KvArgs {
+    /// Concurrent clients, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 64, 1000])]
+    pub(crate) clients: Vec<usize>,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) value_bytes: usize,
+    /// Distinct keys written.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) keys: u64,
+    /// Connections the clients share.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) conns: usize,
+    /// The etcd binary [default: `etcd` on PATH; skipped if none].
+    #[arg(long)]
+    pub(crate) etcd: Option<PathBuf>,
+    /// Shared options (`--threads`: workers of each node's runtime and of the client's).
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+const COLUMNS: [Column; 1] = [Column {
+    key: "clients",
+    header: "clients",
+}];
+const BASELINES: [Baseline; 1] = [Baseline {
+    impl_name: "etcd",
+    key: "vs_etcd",
+    header: "vs etcd",
+}];
+
+fn key(i: u64) -> String {
+    format!("{i:08x}")
+}
+
+struct KvWorker {
+    client: Arc<KvClient>,
+    next: u64,
+    stride: u64,
+    keys: u64,
+    value: Arc<Vec<u8>>,
+}
+
+impl Worker for KvWorker {
+    async fn op(&mut self) -> Result<(), BoxError> {
+        self.next = (self.next + self.stride) % self.keys;
+        self.client.put(&key(self.next), &self.value).await?;
+        Ok(())
+    }
+}
+
+struct EtcdWorker {
+    client: etcd::pb::kv_client::KvClient<tonic::transport::Channel>,
+    next: u64,
+    stride: u64,
+    keys: u64,
+    value: Arc<Vec<u8>>,
+}
+
+impl Worker for EtcdWorker {
+    async fn op(&mut self) -> Result<(), BoxError> {
+        self.next = (self.next + self.stride) % self.keys;
+        self.client
+            .put(etcd::pb::PutRequest {
+                key: key(self.next).into_bytes(),
+                value: self.value.to_vec(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn peerwire_kv_runs(
+    args: &KvArgs,
+    client_rt: &RuntimeThread,
+    spec: LoadSpec,
+) -> Result<Vec<LoadResult>, BoxError> {
+    let cluster = cluster::KvCluster::start(args.common.threads)?;
+    let cfg = ClientConfig {
+        connections_per_peer: args.conns,
+        ..ClientConfig::default()
+    };
+    let client = Arc::new(KvClient::with_config(
+        cluster.addrs.clone(),
+        peerwire_kv::cluster::DEFAULT_CLUSTER_TOKEN,
+        cfg,
+    ));
+    let c = client.clone();
+    client_rt.run(async move { c.find_leader().await })?;
+    let value = Arc::new(vec![b'v'; args.value_bytes]);
+    let mut out = Vec::new();
+    for &n in &args.clients {
+        let workers: Vec<KvWorker> = (0..n as u64)
+            .map(|i| KvWorker {
+                client: client.clone(),
+                next: i * 7919,
+                stride: 104_729,
+                keys: args.keys,
+                value: value.clone(),
+            })
+            .collect();
+        eprintln!("[kv] peerwire-kv, {n} clients ...");
+        out.push(client_rt.run(run_load(workers, spec))?);
+    }
+    drop(client);
+    cluster.stop();
+    Ok(out)
+}
+
+fn etcd_runs(
+    args: &KvArgs,
+    etcd_bin: &std::path::Path,
+    client_rt: &RuntimeThread,
+    spec: LoadSpec,
+) -> Result<Vec<LoadResult>, BoxError> {
+    let cluster = etcd::EtcdCluster::start(etcd_bin, client_rt.handle())?;
+    let clients = cluster.clients.clone();
+    let conns = args.conns;
+    let channels = client_rt.run(async move {
+        let leader = etcd::leader(&clients).await?.ok_or("etcd has no leader")?;
+        let mut chans = Vec::new();
+        for _ in 0..conns {
+            chans.push(etcd::channel(leader).await?);
+        }
+        Ok::<_, BoxError>(chans)
+    })?;
+    let value = Arc::new(vec![b'v'; args.value_bytes]);
+    let mut out = Vec::new();
+    for &n in &args.clients {
+        let workers: Vec<EtcdWorker> = (0..n as u64)
+            .map(|i| EtcdWorker {
+                client: etcd::pb::kv_client::KvClient::new(
+                    channels[i as usize % channels.len()].clone(),
+                ),
+                next: i * 7919,
+                stride: 104_729,
+                keys: args.keys,
+                value: value.clone(),
+            })
+            .collect();
+        eprintln!("[kv] etcd, {n} clients ...");
+        out.push(client_rt.run(run_load(workers, spec))?);
+    }
+    drop(cluster);
+    Ok(out)
+}
+
+/// Runs the scenario and prints the results.
+pub(crate) fn run(args: &KvArgs) -> Result<(), BoxError> {
+    let common = &args.common;
+    common.validate()?;
+    if args.clients.is_empty() || args.clients.contains(&0) || args.conns == 0 || args.keys == 0 {
+        return Err("--clients levels, --conns and --keys must be at least 1".into());
+    }
+    let etcd_bin = etcd::find_etcd(args.etcd.as_deref());
+    if etcd_bin.is_none() {
+        eprintln!("[kv] no `etcd` on PATH (Debian: apt install etcd-server); peerwire-kv only");
+    }
+    let spec = LoadSpec::new(common.warmup(), common.measure());
+    let client_rt = RuntimeThread::start("kv-client", common.threads)?;
+    // measurements[impl][clients level] = one per run.
+    let mut pw: Vec<Vec<Measurement>> = vec![Vec::new(); args.clients.len()];
+    let mut et: Vec<Vec<Measurement>> = vec![Vec::new(); args.clients.len()];
+    for run in 1..=common.runs {
+        eprintln!("[kv] run {run}/{}", common.runs);
+        for (i, load) in peerwire_kv_runs(args, &client_rt, spec)?.iter().enumerate() {
+            let m = Measurement::from_load(load);
+            eprintln!(
+                "[kv] peerwire-kv {} clients: {:.0} puts/s, p50 {} µs, p99 {} µs",
+                args.clients[i], m.ops_per_sec, m.p50_us, m.p99_us
+            );
+            pw[i].push(m);
+        }
+        if let Some(bin) = &etcd_bin {
+            for (i, load) in etcd_runs(args, bin, &client_rt, spec)?.iter().enumerate() {
+                let m = Measurement::from_load(load);
+                eprintln!(
+                    "[kv] etcd {} clients: {:.0} puts/s, p50 {} µs, p99 {} µs",
+                    args.clients[i], m.ops_per_sec, m.p50_us, m.p99_us
+                );
+                et[i].push(m);
+            }
+        }
+    }
+    client_rt.shutdown();
+
+    let mut rows = Vec::new();
+    for (i, &n) in args.clients.iter().enumerate() {
+        let params = vec![
+            ("clients".to_owned(), json!(n)),
+            ("key_bytes".to_owned(), json!(8)),
+            ("value_bytes".to_owned(), json!(args.value_bytes)),
+            ("conns".to_owned(), json!(args.conns)),
+            ("runs".to_owned(), json!(common.runs)),
+        ];
+        rows.extend(Row::from_runs("kv", "peerwire-kv", params.clone(), &pw[i]));
+        rows.extend(Row::from_runs("kv", "etcd", params, &et[i]));
+    }
+    report::apply_ratios(&mut rows, &BASELINES);
+    if common.json {
+        for row in &rows {
+            println!("{}", report::json_line(row));
+        }
+    } else {
+        println!(
+            "kv: puts of {} B values, 8 B keys, {} connections; 3-node clusters with fsync; \
+             {} s measured after {} s warm-up; median of {} run(s)",
+            args.value_bytes, args.conns, common.secs, common.warmup, common.runs
+        );
+        print!("{}", report::render_table(&rows, &COLUMNS, &BASELINES));
+    }
+    Ok(())
+}
