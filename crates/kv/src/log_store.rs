@@ -9,17 +9,19 @@
 //! | `entries` | index (u64) | `eraftpb::Entry`, protobuf |
 //! | `meta` | `"hard_state"` | `eraftpb::HardState`, protobuf |
 //! | `meta` | `"snapshot"` | `eraftpb::Snapshot` (metadata and state-machine data), protobuf |
+//! | `meta` | `"snapshot_index"` | the snapshot's index, u64 little-endian |
 
 use std::path::Path;
 
 use raft::eraftpb::{Entry, HardState, Snapshot};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const HARD_STATE: &str = "hard_state";
 const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT_INDEX: &str = "snapshot_index";
 
 /// A failure of the log store: the database, or a record that does not decode.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,9 @@ impl LogStore {
             if let Some(snap) = batch.snapshot {
                 entries.retain(|_, _| false).map_err(db)?;
                 meta.insert(SNAPSHOT, encode(snap).as_slice()).map_err(db)?;
+                let index = snap.get_metadata().index;
+                meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
+                    .map_err(db)?;
             }
             if let Some(first) = batch.entries.first() {
                 entries.retain_in(first.index.., |_, _| false).map_err(db)?;
@@ -154,16 +159,30 @@ impl LogStore {
     }
 
     /// Saves a snapshot this node made and drops the entries before `compact_to` (entries from
-    /// there on stay, so slightly lagging followers catch up from the log).
-    pub fn save_snapshot(&self, snap: &Snapshot, compact_to: u64) -> Result<(), LogStoreError> {
+    /// there on stay, so slightly lagging followers catch up from the log). Returns `false`, and
+    /// changes nothing, if a snapshot at the same or a later index is already stored (one from
+    /// the leader may land while this one was being written).
+    pub fn save_snapshot(&self, snap: &Snapshot, compact_to: u64) -> Result<bool, LogStoreError> {
+        let index = snap.get_metadata().index;
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut meta = txn.open_table(META).map_err(db)?;
+            let stored = meta
+                .get(SNAPSHOT_INDEX)
+                .map_err(db)?
+                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                .map(u64::from_le_bytes);
+            if stored.is_some_and(|s| s >= index) {
+                return Ok(false);
+            }
             meta.insert(SNAPSHOT, encode(snap).as_slice()).map_err(db)?;
+            meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
+                .map_err(db)?;
             let mut entries = txn.open_table(ENTRIES).map_err(db)?;
             entries.retain_in(..compact_to, |_, _| false).map_err(db)?;
         }
-        txn.commit().map_err(db)
+        txn.commit().map_err(db)?;
+        Ok(true)
     }
 }
 
@@ -181,7 +200,6 @@ fn decode<M: protobuf::Message>(what: &str, bytes: &[u8]) -> Result<M, LogStoreE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::ReadableTable;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
@@ -282,7 +300,9 @@ mod tests {
                 ..Batch::default()
             })
             .unwrap();
-        store.save_snapshot(&snapshot(15, 1), 12).unwrap();
+        assert!(store.save_snapshot(&snapshot(15, 1), 12).unwrap());
+        // An older one does not replace it.
+        assert!(!store.save_snapshot(&snapshot(14, 1), 13).unwrap());
         let r = store.recover().unwrap();
         // Recovery returns only what follows the snapshot.
         let idx: Vec<u64> = r.entries.iter().map(|e| e.index).collect();

@@ -326,6 +326,7 @@ impl Node {
             next_seq: fastrand::u64(..u64::MAX / 2),
             last_leader: 0,
             ticks: 0,
+            snapshot_task: None,
         };
         let raft_loop = tokio::spawn(raft_loop.run(peer_rx, req_rx, stop.clone()));
         let http = match cfg.http {

@@ -69,11 +69,18 @@ pub(crate) struct RaftLoop {
     pub(crate) next_seq: u64,
     pub(crate) last_leader: u64,
     pub(crate) ticks: u64,
+    pub(crate) snapshot_task:
+        Option<tokio::task::JoinHandle<Result<Option<(Snapshot, u64)>, LogStoreError>>>,
 }
 
 /// Ticks after which an unconfirmed read is handed to raft again (raft drops reads while a new
 /// leader has not committed in its term, and while no leader is known).
 const READ_RETRY_TICKS: u64 = 2;
+
+/// How a background snapshot ended: the snapshot and the compaction mark, or `None` if a newer
+/// snapshot was stored first.
+type SnapshotOutcome =
+    Result<Result<Option<(Snapshot, u64)>, LogStoreError>, tokio::task::JoinError>;
 
 /// Most inputs taken before handling a `Ready`: bounds the batch (and one fsync's size).
 const MAX_INPUTS_PER_READY: usize = 4096;
@@ -107,6 +114,17 @@ impl RaftLoop {
                 }
                 Some(input) = peers.recv() => self.on_peer(input),
                 Some(req) = requests.recv() => self.on_request(req),
+                done = async { self.snapshot_task.as_mut().expect("guarded by the condition").await },
+                    if self.snapshot_task.is_some() =>
+                {
+                    self.snapshot_task = None;
+                    if let Err(e) = self.snapshot_done(done) {
+                        tracing::error!(node = self.shared.id, error = %e, "saving a snapshot failed; the node stops serving");
+                        self.fail_all(KvError::Storage(e.to_string()));
+                        self.shared.set_failed(e.to_string());
+                        break;
+                    }
+                }
             }
             let mut taken = 0;
             while taken < MAX_INPUTS_PER_READY {
@@ -312,7 +330,8 @@ impl RaftLoop {
         self.transport.send(light.take_messages());
         self.apply(light.take_committed_entries());
         self.node.advance_apply();
-        self.maybe_snapshot().await
+        self.maybe_snapshot();
+        Ok(())
     }
 
     fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), LogStoreError> {
@@ -437,33 +456,52 @@ impl RaftLoop {
         ctx.id
     }
 
-    /// Snapshots the state every `snapshots.every` applied entries and compacts the log.
-    async fn maybe_snapshot(&mut self) -> Result<(), LogStoreError> {
+    /// Every `snapshots.every` applied entries (or when raft needs a snapshot the stored one
+    /// cannot serve), starts writing a snapshot in the background: the state is copied here,
+    /// then encoded and saved on a blocking thread while the loop goes on. At most one runs.
+    fn maybe_snapshot(&mut self) {
+        if self.snapshot_task.is_some() {
+            return;
+        }
         let applied = self.shared.applied();
         let last = self.storage.snapshot_index();
         let requested = self.storage.take_snapshot_request() && applied > last;
         if applied < last + self.snapshots.every && !requested {
-            return Ok(());
+            return;
         }
-        let term = match raft::Storage::term(&self.storage, applied) {
-            Ok(t) => t,
-            Err(_) => return Ok(()),
+        let Ok(term) = raft::Storage::term(&self.storage, applied) else {
+            return;
         };
-        let mut snap = Snapshot {
-            data: self.shared.state().encode().into(),
-            ..Snapshot::default()
-        };
-        let meta = snap.mut_metadata();
-        meta.index = applied;
-        meta.term = term;
-        meta.set_conf_state(self.node.raft.prs().conf().to_conf_state());
+        let state = self.shared.state().clone();
+        let conf = self.node.raft.prs().conf().to_conf_state();
         let compact_to = applied.saturating_sub(self.snapshots.keep).max(1);
         let store = self.store.clone();
-        let snap = tokio::task::spawn_blocking(move || {
-            store.save_snapshot(&snap, compact_to).map(|()| snap)
-        })
-        .await
-        .map_err(|e| LogStoreError::Io(format!("the snapshot task failed: {e}")))??;
+        self.snapshot_task = Some(tokio::task::spawn_blocking(move || {
+            let mut snap = Snapshot {
+                data: state.encode().into(),
+                ..Snapshot::default()
+            };
+            let meta = snap.mut_metadata();
+            meta.index = applied;
+            meta.term = term;
+            meta.set_conf_state(conf);
+            let saved = store.save_snapshot(&snap, compact_to)?;
+            Ok(saved.then_some((snap, compact_to)))
+        }));
+    }
+
+    /// A background snapshot ended: serve it to followers and compact the log cache.
+    fn snapshot_done(&mut self, result: SnapshotOutcome) -> Result<(), LogStoreError> {
+        let saved =
+            result.map_err(|e| LogStoreError::Io(format!("the snapshot task failed: {e}")))??;
+        // `None`: a newer snapshot (from the leader) was stored meanwhile.
+        let Some((snap, compact_to)) = saved else {
+            return Ok(());
+        };
+        let index = snap.get_metadata().index;
+        if index <= self.storage.snapshot_index() {
+            return Ok(());
+        }
         self.storage.set_snapshot(snap);
         if let Err(e) = self.storage.core.wl().compact(compact_to) {
             return Err(LogStoreError::Io(format!("compacting the log cache: {e}")));
@@ -471,7 +509,7 @@ impl RaftLoop {
         metrics::counter!("peerwire_kv_snapshots_total").increment(1);
         tracing::debug!(
             node = self.shared.id,
-            index = applied,
+            index,
             compact_to,
             "snapshot saved, log compacted"
         );
