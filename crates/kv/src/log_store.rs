@@ -8,8 +8,8 @@
 //! |---|---|---|
 //! | `entries` | index (u64) | `eraftpb::Entry`, protobuf |
 //! | `meta` | `"hard_state"` | `eraftpb::HardState`, protobuf |
-//! | `meta` | `"snapshot"` | `eraftpb::Snapshot` (metadata and state-machine data), protobuf |
 //! | `meta` | `"snapshot_index"` | the snapshot's index, u64 little-endian |
+//! | `snapshots` | `"snapshot"` | `eraftpb::Snapshot` (metadata and state-machine data), protobuf |
 
 use std::path::Path;
 
@@ -18,6 +18,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The snapshot has a table of its own: redb keeps values inside B-tree leaves, so a snapshot
+/// sharing a leaf with the hard state would be rewritten by every hard-state update.
+const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 
 const HARD_STATE: &str = "hard_state";
 const SNAPSHOT: &str = "snapshot";
@@ -96,6 +99,7 @@ impl LogStore {
         let txn = database.begin_write().map_err(db)?;
         txn.open_table(ENTRIES).map_err(db)?;
         txn.open_table(META).map_err(db)?;
+        txn.open_table(SNAPSHOTS).map_err(db)?;
         txn.commit().map_err(db)?;
         Ok(Self { db: database })
     }
@@ -108,7 +112,8 @@ impl LogStore {
         if let Some(v) = meta.get(HARD_STATE).map_err(db)? {
             out.hard_state = decode(HARD_STATE, v.value())?;
         }
-        if let Some(v) = meta.get(SNAPSHOT).map_err(db)? {
+        let snapshots = txn.open_table(SNAPSHOTS).map_err(db)?;
+        if let Some(v) = snapshots.get(SNAPSHOT).map_err(db)? {
             out.snapshot = Some(decode::<Snapshot>(SNAPSHOT, v.value())?);
         }
         let after = out.snapshot.as_ref().map_or(0, |s| s.get_metadata().index);
@@ -140,7 +145,10 @@ impl LogStore {
             let mut meta = txn.open_table(META).map_err(db)?;
             if let Some(snap) = batch.snapshot {
                 entries.retain(|_, _| false).map_err(db)?;
-                meta.insert(SNAPSHOT, encode(snap).as_slice()).map_err(db)?;
+                txn.open_table(SNAPSHOTS)
+                    .map_err(db)?
+                    .insert(SNAPSHOT, encode(snap).as_slice())
+                    .map_err(db)?;
                 let index = snap.get_metadata().index;
                 meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
                     .map_err(db)?;
@@ -175,7 +183,10 @@ impl LogStore {
             if stored.is_some_and(|s| s >= index) {
                 return Ok(false);
             }
-            meta.insert(SNAPSHOT, encode(snap).as_slice()).map_err(db)?;
+            txn.open_table(SNAPSHOTS)
+                .map_err(db)?
+                .insert(SNAPSHOT, encode(snap).as_slice())
+                .map_err(db)?;
             meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
                 .map_err(db)?;
             let mut entries = txn.open_table(ENTRIES).map_err(db)?;
