@@ -69,18 +69,20 @@ pub(crate) struct RaftLoop {
     pub(crate) next_seq: u64,
     pub(crate) last_leader: u64,
     pub(crate) ticks: u64,
-    pub(crate) snapshot_task:
-        Option<tokio::task::JoinHandle<Result<Option<(Snapshot, u64)>, LogStoreError>>>,
+    pub(crate) snapshot_task: Option<SnapshotTask>,
 }
 
 /// Ticks after which an unconfirmed read is handed to raft again (raft drops reads while a new
 /// leader has not committed in its term, and while no leader is known).
 const READ_RETRY_TICKS: u64 = 2;
 
-/// How a background snapshot ended: the snapshot and the compaction mark, or `None` if a newer
+/// What a background snapshot saved: the snapshot and the compaction mark, or `None` if a newer
 /// snapshot was stored first.
-type SnapshotOutcome =
-    Result<Result<Option<(Snapshot, u64)>, LogStoreError>, tokio::task::JoinError>;
+type Saved = Result<Option<(Snapshot, u64)>, LogStoreError>;
+/// A background snapshot.
+type SnapshotTask = tokio::task::JoinHandle<Saved>;
+/// How a background snapshot ended.
+type SnapshotOutcome = Result<Saved, tokio::task::JoinError>;
 
 /// Most inputs taken before handling a `Ready`: bounds the batch (and one fsync's size).
 const MAX_INPUTS_PER_READY: usize = 4096;
