@@ -28,7 +28,6 @@ use crate::command::Op;
 use crate::error::KvError;
 use crate::node::KvHandle;
 use crate::node::Role;
-use crate::state::Value;
 
 /// The protocol's name.
 pub const PROTOCOL: &str = "peerwire.kv.KvProtocol";
@@ -229,6 +228,3 @@ impl Forwarder {
             .map_err(|e| forward_error(leader, e))?
     }
 }
-
-/// `Value` is part of this protocol's replies.
-pub type GetReply = Result<Value, KvError>;

@@ -57,40 +57,50 @@ const BASELINES: [Baseline; 1] = [Baseline {
     header: "vs etcd",
 }];
 
-fn key(i: u64) -> String {
-    format!("{i:08x}")
+/// The 8-byte keys one client writes: a stride through the key space from a per-client start.
+struct Keys {
+    next: u64,
+    keys: u64,
+}
+
+impl Keys {
+    fn for_client(i: u64, keys: u64) -> Self {
+        Self {
+            next: (i * 7919) % keys,
+            keys,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        self.next = (self.next + 104_729) % self.keys;
+        format!("{:08x}", self.next)
+    }
 }
 
 struct KvWorker {
     client: Arc<KvClient>,
-    next: u64,
-    stride: u64,
-    keys: u64,
+    keys: Keys,
     value: Arc<Vec<u8>>,
 }
 
 impl Worker for KvWorker {
     async fn op(&mut self) -> Result<(), BoxError> {
-        self.next = (self.next + self.stride) % self.keys;
-        self.client.put(&key(self.next), &self.value).await?;
+        self.client.put(&self.keys.next(), &self.value).await?;
         Ok(())
     }
 }
 
 struct EtcdWorker {
     client: etcd::pb::kv_client::KvClient<tonic::transport::Channel>,
-    next: u64,
-    stride: u64,
-    keys: u64,
+    keys: Keys,
     value: Arc<Vec<u8>>,
 }
 
 impl Worker for EtcdWorker {
     async fn op(&mut self) -> Result<(), BoxError> {
-        self.next = (self.next + self.stride) % self.keys;
         self.client
             .put(etcd::pb::PutRequest {
-                key: key(self.next).into_bytes(),
+                key: self.keys.next().into_bytes(),
                 value: self.value.to_vec(),
                 ..Default::default()
             })
@@ -122,9 +132,7 @@ fn peerwire_kv_runs(
         let workers: Vec<KvWorker> = (0..n as u64)
             .map(|i| KvWorker {
                 client: client.clone(),
-                next: i * 7919,
-                stride: 104_729,
-                keys: args.keys,
+                keys: Keys::for_client(i, args.keys),
                 value: value.clone(),
             })
             .collect();
@@ -161,9 +169,7 @@ fn etcd_runs(
                 client: etcd::pb::kv_client::KvClient::new(
                     channels[i as usize % channels.len()].clone(),
                 ),
-                next: i * 7919,
-                stride: 104_729,
-                keys: args.keys,
+                keys: Keys::for_client(i, args.keys),
                 value: value.clone(),
             })
             .collect();

@@ -176,12 +176,7 @@ impl KvHandle {
                     other => return other,
                 }
             };
-            // Wait for the view to change (a leader elected, a new term) and try again.
-            match tokio::time::timeout_at(deadline, views.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(KvError::Stopping),
-                Err(_) => return Err(err),
-            }
+            next_view(&mut views, deadline, err).await?;
         }
     }
 
@@ -220,11 +215,7 @@ impl KvHandle {
             match self.ask(deadline, Request::Read).await {
                 Err(e) if e.is_retryable() => {
                     views.borrow_and_update();
-                    match tokio::time::timeout_at(deadline, views.changed()).await {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(_)) => return Err(KvError::Stopping),
-                        Err(_) => return Err(e),
-                    }
+                    next_view(&mut views, deadline, e).await?;
                 }
                 other => return other,
             }
@@ -381,5 +372,19 @@ impl KvHandle {
         let mut views = self.shared.watch();
         let view = views.wait_for(|v| v.leader != 0).await;
         view.map(|v| v.leader).unwrap_or(0)
+    }
+}
+
+/// Waits for the node's view to change (a leader elected, a new term) before a retry; at
+/// `deadline` gives up with `last`, the error that made the caller wait.
+async fn next_view(
+    views: &mut tokio::sync::watch::Receiver<View>,
+    deadline: Instant,
+    last: KvError,
+) -> Result<(), KvError> {
+    match tokio::time::timeout_at(deadline, views.changed()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(KvError::Stopping),
+        Err(_) => Err(last),
     }
 }

@@ -121,9 +121,7 @@ impl RaftLoop {
                 {
                     self.snapshot_task = None;
                     if let Err(e) = self.snapshot_done(done) {
-                        tracing::error!(node = self.shared.id, error = %e, "saving a snapshot failed; the node stops serving");
-                        self.fail_all(KvError::Storage(e.to_string()));
-                        self.shared.set_failed(e.to_string());
+                        self.storage_failed(&e);
                         break;
                     }
                 }
@@ -140,14 +138,19 @@ impl RaftLoop {
                 taken += 1;
             }
             if let Err(e) = self.on_ready().await {
-                tracing::error!(node = self.shared.id, error = %e, "raft storage failed; the node stops serving");
-                self.fail_all(KvError::Storage(e.to_string()));
-                self.shared.set_failed(e.to_string());
+                self.storage_failed(&e);
                 break;
             }
             self.publish();
         }
         self.fail_all(KvError::Stopping);
+    }
+
+    /// The raft log failed: nothing more can be made durable, so the node refuses requests.
+    fn storage_failed(&mut self, e: &LogStoreError) {
+        tracing::error!(node = self.shared.id, error = %e, "raft storage failed; the node stops serving");
+        self.fail_all(KvError::Storage(e.to_string()));
+        self.shared.set_failed(e.to_string());
     }
 
     fn fail_all(&mut self, err: KvError) {
