@@ -3,15 +3,26 @@
 //! when one cannot be reached.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bytes::Bytes;
+use peerwire::datastream::{
+    DataStreamClient, DataStreamConfig, DataStreamOutput, RoutingTable, StreamFlags,
+};
 use peerwire::service::{ProtocolClient, Serde};
 use peerwire::{CallOptions, Client, ClientConfig, Identity};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::blobs::MAX_CHUNK;
 use crate::cluster::cluster_id;
+use crate::command::{BlobRef, hex};
 use crate::error::KvError;
-use crate::service::{GetRequest, PROTOCOL, PutRequest, Status, VERSION};
+use crate::service::{
+    BlobChunkRequest, GetRequest, PROTOCOL, PutBlobRequest, PutRequest, Status, VERSION,
+};
 use crate::state::Value;
 
 /// How a native call failed.
@@ -26,6 +37,20 @@ pub enum ClientError {
     /// The client was given no endpoints.
     #[error("no endpoints given")]
     NoEndpoints,
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Streaming a blob failed.
+    #[error("streaming the blob: {0}")]
+    Stream(#[from] peerwire::datastream::DataStreamError),
+    /// A node's answer does not fit (no such member, a bad address).
+    #[error("{0}")]
+    Protocol(String),
 }
 
 /// Default deadline of one native call: 10 s (a node waits up to 5 s for the cluster).
@@ -35,6 +60,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct KvClient {
     rpc: ProtocolClient,
+    cluster_id: u64,
     endpoints: Vec<SocketAddr>,
     preferred: Mutex<Option<SocketAddr>>,
     timeout: Duration,
@@ -60,6 +86,7 @@ impl KvClient {
             epoch: 0,
         };
         Self {
+            cluster_id: cfg.identity.cluster_id,
             rpc: ProtocolClient::new(Client::new(cfg), PROTOCOL, VERSION),
             endpoints,
             preferred: Mutex::new(None),
@@ -193,5 +220,186 @@ impl KvClient {
             .call_with::<Serde, (), Status>(addr, "status", Serde, &(), options)
             .await
             .map_err(ClientError::Unreachable)
+    }
+
+    /// Stores the file at `path` as a blob under `key`: streams it through the data stream to
+    /// the first node that answers (the primary) and every member it reaches, then has that
+    /// node commit the reference. `progress` is called with the bytes sent so far.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a stream dropped half-way is aborted by the servers' idle timeout; a
+    /// dropped commit may still be applied.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<BlobRef, ClientError> {
+        let file_error = |source| ClientError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(file_error)?;
+        let status = self.status().await?;
+        let member_addr = |id: u64| -> Result<SocketAddr, ClientError> {
+            status
+                .members
+                .iter()
+                .find(|m| m.id == id)
+                .and_then(|m| m.address.parse().ok())
+                .ok_or_else(|| ClientError::Protocol(format!("node {id} has no known address")))
+        };
+        let primary = member_addr(status.id)?;
+        let replicas: Vec<u64> = status
+            .members
+            .iter()
+            .filter(|m| m.id != status.id && m.active)
+            .map(|m| m.id)
+            .collect();
+        let routing = RoutingTable::star(status.id, &replicas)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let streams = DataStreamClient::new(DataStreamConfig {
+            identity: Identity {
+                cluster_id: self.cluster_id,
+                node_id: 0,
+                epoch: 0,
+            },
+            ..DataStreamConfig::default()
+        })
+        .map_err(ClientError::Unreachable)?;
+        let result = async {
+            let mut out = streams.open(primary, Bytes::new(), routing).await?;
+            let (sha256, size) = send_file(&mut out, &mut file, &mut progress)
+                .await
+                .map_err(file_error)?;
+            let stream = out.stream();
+            let reply = out.close().await?;
+            if reply.bytes != size {
+                return Err(ClientError::Protocol(format!(
+                    "the replicas hold {} bytes of {size}",
+                    reply.bytes
+                )));
+            }
+            let mut on_route = vec![status.id];
+            on_route.extend(&replicas);
+            Ok(BlobRef {
+                sha256,
+                size,
+                stream: (stream.client_id, stream.stream_id),
+                replicas: on_route,
+            })
+        }
+        .await;
+        streams.shutdown().await;
+        let blob = result?;
+        let req = PutBlobRequest {
+            key: key.to_owned(),
+            blob: blob.clone(),
+        };
+        self.rpc
+            .call_with::<Serde, PutBlobRequest, Result<(), KvError>>(
+                primary,
+                "put_blob",
+                Serde,
+                &req,
+                CallOptions::deadline(self.timeout),
+            )
+            .await
+            .map_err(ClientError::Unreachable)??;
+        Ok(blob)
+    }
+
+    /// Reads the blob under `key` into the file at `path` (created or truncated), checking its
+    /// SHA-256; an inline value is written as is. `progress` is called with the bytes received
+    /// so far. Returns the bytes written.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the file may be left half-written.
+    pub async fn get_file(
+        &self,
+        key: &str,
+        path: &Path,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64, ClientError> {
+        let file_error = |source| ClientError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let blob = match self.get(key, false).await? {
+            Value::Inline(v) => {
+                tokio::fs::write(path, &v).await.map_err(file_error)?;
+                progress(v.len() as u64, v.len() as u64);
+                return Ok(v.len() as u64);
+            }
+            Value::Blob(b) => b,
+        };
+        let mut file = tokio::fs::File::create(path).await.map_err(file_error)?;
+        let mut hasher = Sha256::new();
+        let mut offset = 0u64;
+        while offset < blob.size {
+            let req = BlobChunkRequest {
+                sha256: blob.sha256.clone(),
+                offset,
+                len: (blob.size - offset).min(MAX_CHUNK as u64) as usize,
+            };
+            let chunk: Vec<u8> = self.call("blob.read", &req).await?;
+            if chunk.is_empty() {
+                return Err(ClientError::Protocol(format!(
+                    "the blob ended at {offset} of {} bytes",
+                    blob.size
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(file_error)?;
+            offset += chunk.len() as u64;
+            progress(offset, blob.size);
+        }
+        file.sync_all().await.map_err(file_error)?;
+        let got = hex(&hasher.finalize());
+        if got != blob.sha256 {
+            return Err(ClientError::Protocol(format!(
+                "the blob read hashes to {got}, not {}",
+                blob.sha256
+            )));
+        }
+        Ok(blob.size)
+    }
+}
+
+/// Sends `file` as packets of the stream's packet size, hashing it; returns its SHA-256 and
+/// length.
+async fn send_file(
+    out: &mut DataStreamOutput,
+    file: &mut tokio::fs::File,
+    progress: &mut impl FnMut(u64),
+) -> std::io::Result<(String, u64)> {
+    let packet = DataStreamConfig::default().packet_size;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let mut buf = Vec::with_capacity(packet);
+        while buf.len() < packet {
+            let n = (&mut *file)
+                .take((packet - buf.len()) as u64)
+                .read_to_end(&mut buf)
+                .await?;
+            if n == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            return Ok((hex(&hasher.finalize()), size));
+        }
+        hasher.update(&buf);
+        size += buf.len() as u64;
+        // Acknowledgements come in order: the close's covers this packet.
+        drop(
+            out.write(Bytes::from(buf), StreamFlags::NONE)
+                .await
+                .map_err(std::io::Error::other)?,
+        );
+        progress(size);
     }
 }

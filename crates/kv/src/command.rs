@@ -37,17 +37,57 @@ pub struct ProposalId {
 }
 
 /// A value stored through the data stream: the log carries this reference, the bytes live in
-/// each replica's blob directory.
+/// each replica's blob directory under their SHA-256 (content-addressed, so two keys holding
+/// the same bytes share one file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRef {
-    /// The file name of the blob in each replica's blob directory.
-    pub file: String,
+    /// Its SHA-256 as 64 lowercase hex digits: also its file name on every replica.
+    pub sha256: String,
     /// Its length.
     pub size: u64,
-    /// Its SHA-256, hex.
-    pub sha256: String,
-    /// The nodes that acknowledged every byte.
+    /// The data stream that carried it (client id, stream id): each replica on its route
+    /// links the stream's file when it applies the entry.
+    pub stream: (u64, u64),
+    /// The nodes that acknowledged every byte; the others fetch it from them.
     pub replicas: Vec<u64>,
+}
+
+impl BlobRef {
+    /// The data stream that carried the blob.
+    pub fn stream_ref(&self) -> peerwire::datastream::StreamRef {
+        peerwire::datastream::StreamRef {
+            client_id: self.stream.0,
+            stream_id: self.stream.1,
+        }
+    }
+}
+
+/// Checks that `sha256` is 64 lowercase hex digits (it names a file, so nothing else may
+/// pass).
+pub fn check_sha256(sha256: &str) -> Result<(), KvError> {
+    if sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(KvError::Blob(format!(
+            "`{}` is not a SHA-256 (64 lowercase hex digits)",
+            sha256.escape_debug()
+        )))
+    }
+}
+
+/// Hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// An operation on the map.
@@ -113,5 +153,21 @@ mod tests {
         assert!(check_key(&"x".repeat(MAX_KEY_BYTES)).is_ok());
         assert!(matches!(check_key(""), Err(KvError::BadKey { len: 0, .. })));
         assert!(check_key(&"x".repeat(MAX_KEY_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn only_hex_digests_name_blob_files() {
+        let good = hex(&[0xab; 32]);
+        assert_eq!(good.len(), 64);
+        assert!(check_sha256(&good).is_ok());
+        for bad in [
+            String::new(),
+            "../".repeat(21) + "x",
+            good.to_uppercase(),
+            good[..63].to_string(),
+            format!("{good}0"),
+        ] {
+            assert!(check_sha256(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -66,6 +66,17 @@ pub enum KvError {
         /// Why.
         reason: String,
     },
+    /// A blob over the blob limit.
+    #[error("blob of at least {len} bytes is over the limit of {max} bytes")]
+    BlobTooLarge {
+        /// The bytes received before giving up.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Too few members are reachable to store a blob on a majority.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A blob transfer failed.
     #[error("blob: {0}")]
     Blob(String),
@@ -81,12 +92,12 @@ impl KvError {
             Self::BadKey { .. } | Self::BadMember(_) => 400,
             Self::NotFound => 404,
             Self::Removed(_) => 410,
-            Self::ValueTooLarge { .. } => 413,
+            Self::ValueTooLarge { .. } | Self::BlobTooLarge { .. } => 413,
             Self::Blob(_) => 502,
             Self::NotLeader { .. } | Self::NoLeader(_) | Self::Stopping | Self::Forward { .. } => {
                 503
             }
-            Self::Dropped => 503,
+            Self::Dropped | Self::Unavailable(_) => 503,
             Self::Timeout(_) | Self::Indeterminate(_) => 504,
             Self::Storage(_) => 500,
         }
@@ -97,7 +108,11 @@ impl KvError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::NotLeader { .. } | Self::NoLeader(_) | Self::Dropped | Self::Stopping
+            Self::NotLeader { .. }
+                | Self::NoLeader(_)
+                | Self::Dropped
+                | Self::Stopping
+                | Self::Unavailable(_)
         )
     }
 }

@@ -7,6 +7,8 @@
 //! | `GET /{key}[?serializable=true]` | linearizable read (ReadIndex), or local | 200 value; 404 |
 //! | `POST /{id}` (body: peer URL) | adds member `id` | 204 |
 //! | `DELETE /{id}` | removes member `id` | 204 |
+//! | `PUT /blob/{key}` (body: any size) | streams the body to the replicas through the data stream, then commits a reference | 204 with `x-sha256`; 503 when a majority is unreachable |
+//! | `GET /blob/{key}[?serializable=true]` | streams the blob (fetched from a replica first if this node lacks it), or an inline value | 200 with `content-length` and `x-sha256`; 404 |
 //! | `GET /status` | this node's view and its peers (JSON) | 200 |
 //! | `GET /metrics` | Prometheus text | 200 |
 //!
@@ -28,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::parse_peer_url;
 use crate::error::KvError;
-use crate::node::KvHandle;
+use crate::node::{BlobValue, KvHandle};
 use crate::state::Value;
 
 /// A running HTTP server.
@@ -82,6 +84,7 @@ pub fn router(handle: KvHandle) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics_text))
+        .route("/blob/{key}", get(get_blob).put(put_blob))
         .route(
             "/{key}",
             get(get_key)
@@ -130,6 +133,61 @@ async fn get_key(
             ),
         )
             .into_response(),
+        Err(e) => error(e),
+    }
+}
+
+/// The header naming a blob's SHA-256.
+const SHA256_HEADER: &str = "x-sha256";
+
+async fn put_blob(
+    State(h): State<KvHandle>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > h.blob_max()
+    {
+        return error(KvError::BlobTooLarge {
+            len,
+            max: h.blob_max(),
+        });
+    }
+    match h.put_blob(key, body.into_data_stream()).await {
+        Ok(blob) => (StatusCode::NO_CONTENT, [(SHA256_HEADER, blob.sha256)]).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn get_blob(
+    State(h): State<KvHandle>,
+    Path(key): Path<String>,
+    Query(opts): Query<ReadOptions>,
+) -> Response {
+    match h.get_blob(&key, opts.serializable).await {
+        Ok(BlobValue::Inline(v)) => (StatusCode::OK, v).into_response(),
+        Ok(BlobValue::File { path, blob }) => match tokio::fs::File::open(&path).await {
+            Ok(file) => (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_LENGTH, blob.size.to_string()),
+                    (header::CONTENT_TYPE, "application/octet-stream".into()),
+                    (header::HeaderName::from_static(SHA256_HEADER), blob.sha256),
+                ],
+                Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                    file,
+                    256 * 1024,
+                )),
+            )
+                .into_response(),
+            // Released between the read and the open: the key holds something else now.
+            Err(e) => error(KvError::Blob(format!("the blob went away: {e}"))),
+        },
         Err(e) => error(e),
     }
 }

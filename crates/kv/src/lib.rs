@@ -10,6 +10,7 @@
 //! | `rafthttp.Transport` | `peerwire::raft::Transport` |
 //! | (none) | [`service`]: native protocol and leader forwarding; [`client`]: native client |
 
+mod blobs;
 pub mod client;
 pub mod cluster;
 pub mod command;

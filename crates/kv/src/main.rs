@@ -32,22 +32,29 @@ enum Command {
     Node(NodeArgs),
     /// Starts a local 3-node cluster as child processes and stops it on Ctrl-C.
     Local(local::LocalArgs),
-    /// Sets a key.
+    /// Sets a key to a value, or (with --file) to a file's bytes as a blob.
     Put {
         /// The key.
         key: String,
         /// The value.
-        value: String,
+        #[arg(required_unless_present = "file")]
+        value: Option<String>,
+        /// Store this file as a blob (streamed to the replicas, with a progress bar).
+        #[arg(long, conflicts_with = "value")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         conn: ConnArgs,
     },
-    /// Reads a key.
+    /// Reads a key (with --file, into a file, with a progress bar).
     Get {
         /// The key.
         key: String,
         /// Read the node's local state without a ReadIndex round.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "file")]
         serializable: bool,
+        /// Write the value (a blob's bytes) to this file.
+        #[arg(long)]
+        file: Option<PathBuf>,
         #[command(flatten)]
         conn: ConnArgs,
     },
@@ -123,23 +130,36 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Node(args) => run_node(args).await,
         Command::Local(args) => local::run(args).await,
-        Command::Put { key, value, conn } => {
+        Command::Put {
+            key,
+            value,
+            file,
+            conn,
+        } => {
             async {
                 let client = conn.client()?;
-                client
-                    .put(&key, value.as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())
+                match (value, file) {
+                    (_, Some(path)) => put_file(&client, &key, &path).await,
+                    (Some(value), None) => client
+                        .put(&key, value.as_bytes())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    (None, None) => Err("a value or --file is needed".into()),
+                }
             }
             .await
         }
         Command::Get {
             key,
             serializable,
+            file,
             conn,
         } => {
             async {
                 let client = conn.client()?;
+                if let Some(path) = file {
+                    return get_file(&client, &key, &path).await;
+                }
                 match client
                     .get(&key, serializable)
                     .await
@@ -185,6 +205,47 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+async fn put_file(client: &KvClient, key: &str, path: &std::path::Path) -> Result<(), String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    let bar = progress_bar(len);
+    let blob = client
+        .put_file(key, path, |sent| bar.set_position(sent))
+        .await;
+    bar.finish_and_clear();
+    let blob = blob.map_err(|e| e.to_string())?;
+    println!(
+        "stored {} bytes under `{key}` (sha256 {}, on nodes {:?})",
+        blob.size, blob.sha256, blob.replicas
+    );
+    Ok(())
+}
+
+async fn get_file(client: &KvClient, key: &str, path: &std::path::Path) -> Result<(), String> {
+    let bar = progress_bar(0);
+    let got = client
+        .get_file(key, path, |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await;
+    bar.finish_and_clear();
+    let bytes = got.map_err(|e| e.to_string())?;
+    println!("wrote {bytes} bytes to {}", path.display());
+    Ok(())
 }
 
 async fn run_node(args: NodeArgs) -> Result<(), String> {

@@ -4,6 +4,7 @@
 //! unless asked to be served locally.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ use tokio::time::Instant;
 
 use super::raft_loop::Request;
 use super::shared::{ConfContext, Shared, View};
-use crate::command::{Op, check_key};
+use crate::blobs::Blobs;
+use crate::command::{BlobRef, Op, check_key};
 use crate::error::KvError;
 use crate::service::{Forwarder, MemberStatus, Status};
 use crate::state::Value;
@@ -26,6 +28,8 @@ pub struct KvHandle {
     pub(crate) forwarder: Forwarder,
     pub(crate) request_timeout: Duration,
     pub(crate) inline_max: usize,
+    pub(crate) blob_max: u64,
+    pub(crate) blobs: Blobs,
     pub(crate) peer_status: Arc<dyn Fn(u64) -> PeerReport + Send + Sync>,
 }
 
@@ -35,6 +39,20 @@ impl std::fmt::Debug for KvHandle {
             .field("id", &self.shared.id)
             .finish_non_exhaustive()
     }
+}
+
+/// What a read of `/blob/{key}` finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobValue {
+    /// The key holds an inline value.
+    Inline(Vec<u8>),
+    /// The key holds a blob, present on this node at `path`.
+    File {
+        /// Where it is.
+        path: PathBuf,
+        /// What it is.
+        blob: BlobRef,
+    },
 }
 
 /// What the transport knows of one peer, for [`Status`].
@@ -80,6 +98,103 @@ impl KvHandle {
             });
         }
         self.write(Op::Put { key, value }).await
+    }
+
+    /// The largest blob.
+    pub fn blob_max(&self) -> u64 {
+        self.blob_max
+    }
+
+    /// Streams `body` to this node and every member a lane reaches (a majority at least)
+    /// through the data stream, then commits a reference to it under `key`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future may leave the stream half-sent (the servers' idle
+    /// timeout aborts it) or the reference proposed.
+    pub async fn put_blob<E: std::fmt::Display>(
+        &self,
+        key: String,
+        body: impl futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    ) -> Result<BlobRef, KvError> {
+        check_key(&key)?;
+        if let Some(refusal) = self.shared.refusal() {
+            return Err(refusal);
+        }
+        let replicas = self.blob_replicas()?;
+        let blob = self.blobs.stream_in(&replicas, body, self.blob_max).await?;
+        self.write(Op::PutBlob {
+            key,
+            blob: blob.clone(),
+        })
+        .await?;
+        Ok(blob)
+    }
+
+    /// Commits `blob` under `key` after a native client streamed it with this node as the
+    /// primary: the stream must have closed here with the claimed length and SHA-256.
+    pub(crate) async fn put_received_blob(
+        &self,
+        key: String,
+        blob: BlobRef,
+    ) -> Result<(), KvError> {
+        check_key(&key)?;
+        if blob.size > self.blob_max {
+            return Err(KvError::BlobTooLarge {
+                len: blob.size,
+                max: self.blob_max,
+            });
+        }
+        self.blobs.verify_received(&blob).await?;
+        self.write(Op::PutBlob { key, blob }).await
+    }
+
+    /// The members a new blob streams to beside this node: those a lane reaches now. Fails
+    /// unless they and this node make a majority of the members.
+    fn blob_replicas(&self) -> Result<Vec<u64>, KvError> {
+        let me = self.id();
+        let members: Vec<u64> = self.shared.state().members.keys().copied().collect();
+        let others: Vec<u64> = members
+            .iter()
+            .copied()
+            .filter(|id| *id != me && (self.peer_status)(*id).active)
+            .collect();
+        let quorum = members.len() / 2 + 1;
+        if others.len() + 1 < quorum {
+            return Err(KvError::Unavailable(format!(
+                "node {me} reaches {} of {} members; a blob must reach a majority ({quorum})",
+                others.len() + 1,
+                members.len()
+            )));
+        }
+        Ok(others)
+    }
+
+    /// Waits until this node is linking, fetching or removing no blob (its blob directory
+    /// matches what it applied, as far as the replicas could serve).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn blobs_settled(&self) {
+        self.blobs.settled().await
+    }
+
+    /// Reads `key` for `GET /blob/{key}`: an inline value, or the blob's file on this node
+    /// (fetched from a replica first if this node lacks it).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a fetch goes on in the background.
+    pub async fn get_blob(&self, key: &str, serializable: bool) -> Result<BlobValue, KvError> {
+        match self.get(key, serializable).await? {
+            Value::Inline(v) => Ok(BlobValue::Inline(v)),
+            Value::Blob(blob) => {
+                let deadline = Instant::now() + self.request_timeout;
+                let path = self.blobs.ensure(&blob, deadline).await?;
+                Ok(BlobValue::File { path, blob })
+            }
+        }
     }
 
     /// Replicates `op` through the leader (this node or another) and waits until applied.

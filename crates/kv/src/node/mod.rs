@@ -26,10 +26,11 @@ use raft::{Config, RawNode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use handle::{KvHandle, PeerReport};
+pub use handle::{BlobValue, KvHandle, PeerReport};
 pub use inputs::Inputs;
 pub use shared::{Role, View};
 
+use crate::blobs::Blobs;
 use crate::cluster::cluster_id;
 use crate::command::DEFAULT_INLINE_MAX;
 use crate::error::StartError;
@@ -37,7 +38,7 @@ use crate::log_store::{Batch, LogStore};
 use crate::state::KvState;
 use crate::storage::KvStorage;
 use raft_loop::{RaftLoop, SnapshotPolicy};
-use shared::Shared;
+pub(crate) use shared::Shared;
 
 /// Default raft tick: 100 ms, etcd's heartbeat interval.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
@@ -55,6 +56,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Handler tasks of the node's server: each waits for its write to commit, so they bound the
 /// writes in flight through one node (Hadoop's `ipc.server.handler.count`).
 pub const DEFAULT_HANDLERS: usize = 1024;
+
+/// Default largest blob: 16 GiB.
+pub const DEFAULT_BLOB_MAX: u64 = 16 << 30;
 
 /// How to run one node.
 #[derive(Debug, Clone)]
@@ -83,6 +87,8 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// The largest inline value.
     pub inline_max: usize,
+    /// The largest blob.
+    pub blob_max: u64,
 }
 
 impl NodeConfig {
@@ -101,6 +107,7 @@ impl NodeConfig {
             catchup_entries: DEFAULT_CATCHUP_ENTRIES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             inline_max: DEFAULT_INLINE_MAX,
+            blob_max: DEFAULT_BLOB_MAX,
         }
     }
 
@@ -124,6 +131,7 @@ pub struct Node {
     handle: KvHandle,
     transport: Transport<Message, Inputs>,
     server: Server,
+    blobs: Blobs,
     http: Option<crate::http::HttpServer>,
     stop: CancellationToken,
     raft_loop: tokio::task::JoinHandle<()>,
@@ -206,6 +214,7 @@ impl Node {
                 .map_err(|e| StartError::Storage(e.to_string()))?;
         }
 
+        let start_commit = recovered.hard_state.commit;
         let storage = KvStorage::default();
         let mut state = KvState::default();
         let mut applied = 0;
@@ -275,6 +284,13 @@ impl Node {
             },
             ..ClientConfig::default()
         });
+        let blobs = Blobs::new(
+            &cfg.data_dir,
+            identity,
+            client.clone(),
+            shared.clone(),
+            start_commit,
+        )?;
         let peer_status = {
             let t = transport.clone();
             Arc::new(move |id: u64| peer_report(&t, id))
@@ -285,15 +301,19 @@ impl Node {
             forwarder: crate::service::Forwarder::new(client),
             request_timeout: cfg.request_timeout,
             inline_max: cfg.inline_max,
+            blob_max: cfg.blob_max,
+            blobs: blobs.clone(),
             peer_status,
         };
         let builder = Server::builder(server_cfg)
             .raft(&transport)
+            .datastream(blobs.server())
             .protocol(crate::service::protocol(handle.clone()));
         let server = match listener {
             Some(l) => builder.serve(peerwire::transport::TcpListener::from_tokio(l))?,
             None => builder.bind(listen).await?,
         };
+        blobs.start(server.local_addr());
 
         let raft_cfg = Config {
             id: cfg.id,
@@ -315,6 +335,7 @@ impl Node {
             storage,
             store,
             transport: transport.clone(),
+            blobs: blobs.clone(),
             shared,
             tick: cfg.tick,
             snapshots: SnapshotPolicy {
@@ -338,6 +359,7 @@ impl Node {
             handle,
             transport,
             server,
+            blobs,
             http,
             stop,
             raft_loop,
@@ -379,6 +401,7 @@ impl Node {
         self.stop.cancel();
         let _ = self.raft_loop.await;
         tracing::debug!(node = id, "stopping: raft loop stopped");
+        self.blobs.stop().await;
         self.transport.stop().await;
         tracing::debug!(node = id, "stopping: transport stopped");
         self.server.shutdown().await;
@@ -400,11 +423,9 @@ fn peer_report(t: &Transport<Message, Inputs>, id: u64) -> PeerReport {
 /// The snapshot at index 1 that founds a cluster: its members as voters, their addresses in the
 /// state.
 fn bootstrap_snapshot(cfg: &NodeConfig) -> Snapshot {
-    let state = KvState {
-        members: cfg.peers.iter().copied().collect(),
-        applied: 1,
-        ..KvState::default()
-    };
+    let mut state = KvState::default();
+    state.members = cfg.peers.iter().copied().collect();
+    state.applied = 1;
     let mut snap = Snapshot {
         data: state.encode().into(),
         ..Snapshot::default()

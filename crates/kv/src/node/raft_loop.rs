@@ -61,6 +61,7 @@ pub(crate) struct RaftLoop {
     pub(crate) storage: KvStorage,
     pub(crate) store: Arc<LogStore>,
     pub(crate) transport: Transport<Message, Inputs>,
+    pub(crate) blobs: crate::blobs::Blobs,
     pub(crate) shared: Arc<Shared>,
     pub(crate) tick: Duration,
     pub(crate) snapshots: SnapshotPolicy,
@@ -356,6 +357,7 @@ impl RaftLoop {
         *current = state;
         current.applied = index;
         drop(current);
+        self.blobs.on_snapshot(index);
         self.proposals.snapshot_applied(index);
         self.reads.applied(index);
         tracing::info!(
@@ -372,9 +374,11 @@ impl RaftLoop {
             if id != self.shared.id {
                 let _ = self.transport.add_peer(id, vec![addr]);
             }
+            self.blobs.add_peer(id, addr);
         }
         for &id in &state.removed {
             self.transport.remove_peer(id);
+            self.blobs.remove_peer(id);
         }
     }
 
@@ -394,7 +398,12 @@ impl RaftLoop {
                 }
                 EntryType::EntryNormal => match Command::decode(&e.data) {
                     Ok(cmd) => {
-                        state.apply(cmd.op);
+                        if let Op::PutBlob { blob, .. } = &cmd.op {
+                            self.blobs.on_applied(blob);
+                        }
+                        if let Some(released) = state.apply(cmd.op) {
+                            self.blobs.on_released(released);
+                        }
                         self.proposals.applied(e.index, Some(cmd.id));
                     }
                     Err(err) => {
@@ -419,6 +428,7 @@ impl RaftLoop {
         let applied = state.applied;
         drop(state);
         self.reads.applied(applied);
+        self.blobs.applied(applied);
         metrics::gauge!("peerwire_kv_applied_index").set(applied as f64);
     }
 
@@ -444,6 +454,7 @@ impl RaftLoop {
                     if who != self.shared.id {
                         let _ = self.transport.add_peer(who, vec![addr]);
                     }
+                    self.blobs.add_peer(who, addr);
                 }
                 tracing::info!(node = self.shared.id, added = who, "member added");
             }
@@ -455,6 +466,7 @@ impl RaftLoop {
                 } else {
                     self.transport.remove_peer(who);
                 }
+                self.blobs.remove_peer(who);
                 tracing::info!(node = self.shared.id, removed = who, "member removed");
             }
         }

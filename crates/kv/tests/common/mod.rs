@@ -175,6 +175,16 @@ impl Cluster {
 
 /// One HTTP request; returns the status and the body as text.
 pub async fn http(method: &str, url: &str, body: impl Into<Bytes>) -> (u16, String) {
+    let (status, _, body) = http_bytes(method, url, body).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One HTTP request; returns the status, the headers and the body.
+pub async fn http_bytes(
+    method: &str,
+    url: &str,
+    body: impl Into<Bytes>,
+) -> (u16, hyper::HeaderMap, Bytes) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let req = hyper::Request::builder()
         .method(method)
@@ -185,6 +195,10 @@ pub async fn http(method: &str, url: &str, body: impl Into<Bytes>) -> (u16, Stri
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let headers = resp.headers().clone();
+    let body = bounded("an HTTP body", resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, headers, body)
 }
