@@ -78,7 +78,16 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
     println!("  curl -L http://127.0.0.1:{}/status", args.port);
     println!("  curl -L http://127.0.0.1:{}/metrics", args.port);
     println!(
-        "\nor natively: peerwire-kv put my-key hello; peerwire-kv get my-key; peerwire-kv status"
+        "  curl -L http://127.0.0.1:{}/blob/big -T FILE     (any size, through the data stream)",
+        args.port
+    );
+    println!(
+        "  curl -L http://127.0.0.1:{}/blob/big -o copy",
+        args.port + 20_000
+    );
+    println!(
+        "\nor natively: peerwire-kv put my-key hello; peerwire-kv get my-key; peerwire-kv status;\n\
+         peerwire-kv put --file FILE big; peerwire-kv get --file copy big"
     );
     println!("Ctrl-C stops all nodes.\n");
 
