@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Cluster, http, http_bytes};
+use common::{Cluster, http, http_bytes, raw_http};
 use peerwire_kv::KvClient;
 use peerwire_kv::cluster::DEFAULT_CLUSTER_TOKEN;
 use peerwire_kv::state::Value;
@@ -16,17 +16,6 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     rng.fill(&mut buf);
     buf
-}
-
-async fn raw_http(addr: std::net::SocketAddr, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    bounded("an HTTP answer", s.read_to_end(&mut out))
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -202,3 +202,16 @@ pub async fn http_bytes(
         .to_bytes();
     (status, headers, body)
 }
+
+/// Sends `request` as is over a new connection and returns everything the server answers
+/// (for requests whose body the server refuses before reading it).
+pub async fn raw_http(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    bounded("an HTTP answer", s.read_to_end(&mut out))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
