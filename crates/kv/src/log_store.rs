@@ -136,31 +136,39 @@ impl LogStore {
 
     /// Makes `batch` durable: one transaction, one fsync.
     pub fn persist(&self, batch: &Batch<'_>) -> Result<(), LogStoreError> {
-        if batch.is_empty() {
+        self.persist_all(std::slice::from_ref(batch))
+    }
+
+    /// Writes `batches` in order in one transaction with one fsync (group commit of several
+    /// raft `Ready`s).
+    pub fn persist_all(&self, batches: &[Batch<'_>]) -> Result<(), LogStoreError> {
+        if batches.iter().all(Batch::is_empty) {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut entries = txn.open_table(ENTRIES).map_err(db)?;
             let mut meta = txn.open_table(META).map_err(db)?;
-            if let Some(snap) = batch.snapshot {
-                entries.retain(|_, _| false).map_err(db)?;
-                txn.open_table(SNAPSHOTS)
-                    .map_err(db)?
-                    .insert(SNAPSHOT, encode(snap).as_slice())
-                    .map_err(db)?;
-                let index = snap.get_metadata().index;
-                meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
-                    .map_err(db)?;
-            }
-            if let Some(first) = batch.entries.first() {
-                entries.retain_in(first.index.., |_, _| false).map_err(db)?;
-                for e in batch.entries {
-                    entries.insert(e.index, encode(e).as_slice()).map_err(db)?;
+            for batch in batches {
+                if let Some(snap) = batch.snapshot {
+                    entries.retain(|_, _| false).map_err(db)?;
+                    txn.open_table(SNAPSHOTS)
+                        .map_err(db)?
+                        .insert(SNAPSHOT, encode(snap).as_slice())
+                        .map_err(db)?;
+                    let index = snap.get_metadata().index;
+                    meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
+                        .map_err(db)?;
                 }
-            }
-            if let Some(hs) = batch.hard_state {
-                meta.insert(HARD_STATE, encode(hs).as_slice()).map_err(db)?;
+                if let Some(first) = batch.entries.first() {
+                    entries.retain_in(first.index.., |_, _| false).map_err(db)?;
+                    for e in batch.entries {
+                        entries.insert(e.index, encode(e).as_slice()).map_err(db)?;
+                    }
+                }
+                if let Some(hs) = batch.hard_state {
+                    meta.insert(HARD_STATE, encode(hs).as_slice()).map_err(db)?;
+                }
             }
         }
         txn.commit().map_err(db)
@@ -271,6 +279,44 @@ mod tests {
         assert_eq!(r.hard_state.commit, 3);
         let got: Vec<(u64, u64)> = r.entries.iter().map(|e| (e.index, e.term)).collect();
         assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 2)]);
+    }
+
+    #[test]
+    fn batches_written_together_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        let first: Vec<Entry> = (1..=5).map(|i| entry(i, 1)).collect();
+        let hs1 = HardState {
+            term: 1,
+            commit: 2,
+            ..HardState::default()
+        };
+        let hs2 = HardState {
+            term: 2,
+            commit: 3,
+            ..HardState::default()
+        };
+        let second = [entry(4, 2), entry(5, 2), entry(6, 2)];
+        store
+            .persist_all(&[
+                Batch {
+                    entries: &first,
+                    hard_state: Some(&hs1),
+                    ..Batch::default()
+                },
+                Batch::default(),
+                Batch {
+                    entries: &second,
+                    hard_state: Some(&hs2),
+                    ..Batch::default()
+                },
+            ])
+            .unwrap();
+        let r = store.recover().unwrap();
+        assert_eq!(r.hard_state, hs2);
+        let got: Vec<(u64, u64)> = r.entries.iter().map(|e| (e.index, e.term)).collect();
+        assert_eq!(got, vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]);
+        store.persist_all(&[Batch::default()]).unwrap();
     }
 
     #[test]

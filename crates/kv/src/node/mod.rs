@@ -10,6 +10,7 @@
 
 mod handle;
 mod inputs;
+mod log_writer;
 mod raft_loop;
 mod shared;
 mod waiters;
@@ -348,6 +349,7 @@ impl Node {
             last_leader: 0,
             ticks: 0,
             snapshot_task: None,
+            unpersisted: 0,
         };
         let raft_loop = tokio::spawn(raft_loop.run(peer_rx, req_rx, stop.clone()));
         let http = match cfg.http {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, HardState, Message, Snapshot};
 use raft::{RawNode, StateRole};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ use crate::storage::KvStorage;
 use peerwire::raft::{SnapshotStatus, Transport};
 
 use super::inputs::Inputs;
+use super::log_writer::{self, Persisted, WriteJob};
 
 /// What the API asks of the raft loop.
 #[derive(Debug)]
@@ -71,7 +72,12 @@ pub(crate) struct RaftLoop {
     pub(crate) last_leader: u64,
     pub(crate) ticks: u64,
     pub(crate) snapshot_task: Option<SnapshotTask>,
+    /// `Ready`s handed to the log writer and not yet reported durable.
+    pub(crate) unpersisted: usize,
 }
+
+/// Reports of the log writer.
+type WriterReports = mpsc::UnboundedReceiver<Result<Persisted, LogStoreError>>;
 
 /// Ticks after which an unconfirmed read is handed to raft again (raft drops reads while a new
 /// leader has not committed in its term, and while no leader is known).
@@ -99,6 +105,9 @@ impl RaftLoop {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
+        let (writes, jobs) = mpsc::channel(log_writer::WRITE_QUEUE);
+        let (reports_tx, mut reports) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(log_writer::run(self.store.clone(), jobs, reports_tx));
         loop {
             tokio::select! {
                 biased;
@@ -117,6 +126,12 @@ impl RaftLoop {
                 }
                 Some(input) = peers.recv() => self.on_peer(input),
                 Some(req) = requests.recv() => self.on_request(req),
+                report = reports.recv() => {
+                    if let Err(e) = self.on_persisted(report) {
+                        self.storage_failed(&e);
+                        break;
+                    }
+                }
                 done = async { self.snapshot_task.as_mut().expect("guarded by the condition").await },
                     if self.snapshot_task.is_some() =>
                 {
@@ -138,13 +153,27 @@ impl RaftLoop {
                 }
                 taken += 1;
             }
-            if let Err(e) = self.on_ready().await {
+            if let Err(e) = self.on_ready(&writes, &mut reports).await {
                 self.storage_failed(&e);
                 break;
             }
             self.publish();
         }
         self.fail_all(KvError::Stopping);
+        drop(writes);
+        let _ = writer.await;
+    }
+
+    /// The log writer made `Ready`s durable: tell raft and send what waited for it.
+    fn on_persisted(
+        &mut self,
+        report: Option<Result<Persisted, LogStoreError>>,
+    ) -> Result<(), LogStoreError> {
+        let done = report.ok_or_else(|| LogStoreError::Io("the log writer stopped".into()))??;
+        self.unpersisted -= done.jobs;
+        self.node.on_persist_ready(done.number);
+        self.transport.send(done.messages);
+        Ok(())
     }
 
     /// The raft log failed: nothing more can be made durable, so the node refuses requests.
@@ -277,58 +306,106 @@ impl RaftLoop {
         }
     }
 
-    async fn on_ready(&mut self) -> Result<(), LogStoreError> {
+    /// Handles one `Ready`: its entries and hard state go to the log cache at once and to the
+    /// log writer (durable later, see `log_writer`); a `Ready` with a snapshot is written here
+    /// after every earlier write finished.
+    async fn on_ready(
+        &mut self,
+        writes: &mpsc::Sender<WriteJob>,
+        reports: &mut WriterReports,
+    ) -> Result<(), LogStoreError> {
         if !self.node.has_ready() {
             return Ok(());
         }
         let mut ready = self.node.ready();
+        if !ready.snapshot().is_empty() {
+            while self.unpersisted > 0 {
+                let report = reports.recv().await;
+                self.on_persisted(report)?;
+            }
+            return self.on_snapshot_ready(ready).await;
+        }
         // A leader sends its appends while it writes them (raft's parallel disk write).
         self.transport.send(ready.take_messages());
-
-        let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
-        let entries = ready.take_entries();
-        let hard_state = ready.hs().cloned();
-        let (snapshot, entries) =
-            if snapshot.is_some() || !entries.is_empty() || hard_state.is_some() {
-                let store = self.store.clone();
-                let hs = hard_state.clone();
-                tokio::task::spawn_blocking(move || {
-                    store
-                        .persist(&Batch {
-                            snapshot: snapshot.as_ref(),
-                            entries: &entries,
-                            hard_state: hs.as_ref(),
-                        })
-                        .map(|()| (snapshot, entries))
-                })
-                .await
-                .map_err(|e| LogStoreError::Io(format!("the persisting task failed: {e}")))??
-            } else {
-                (None, entries)
-            };
-        if let Some(snap) = snapshot {
-            self.install_snapshot(snap)?;
-        }
-        {
-            let mut core = self.storage.core.wl();
-            if let Err(e) = core.append(&entries) {
-                return Err(LogStoreError::Io(format!(
-                    "appending to the log cache: {e}"
-                )));
-            }
-            if let Some(hs) = hard_state {
-                core.set_hardstate(hs);
-            }
-        }
-        self.transport.send(ready.take_persisted_messages());
+        let job = WriteJob {
+            number: ready.number(),
+            entries: ready.take_entries(),
+            hard_state: ready.hs().cloned(),
+            messages: ready.take_persisted_messages(),
+        };
+        self.cache(&job.entries, job.hard_state.as_ref())?;
         self.apply(ready.take_committed_entries());
+        self.confirm_reads(ready.take_read_states());
+        self.node.advance_append_async(ready);
+        if job.entries.is_empty() && job.hard_state.is_none() && self.unpersisted == 0 {
+            // Nothing to write and nothing before it in flight: durable already.
+            self.node.on_persist_ready(job.number);
+            self.transport.send(job.messages);
+        } else {
+            self.unpersisted += 1;
+            writes
+                .send(job)
+                .await
+                .map_err(|_| LogStoreError::Io("the log writer stopped".into()))?;
+        }
+        self.node.advance_apply();
+        self.maybe_snapshot();
+        Ok(())
+    }
+
+    /// Puts entries and the hard state in the log cache raft reads.
+    fn cache(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+    ) -> Result<(), LogStoreError> {
+        let mut core = self.storage.core.wl();
+        if let Err(e) = core.append(entries) {
+            return Err(LogStoreError::Io(format!(
+                "appending to the log cache: {e}"
+            )));
+        }
+        if let Some(hs) = hard_state {
+            core.set_hardstate(hs.clone());
+        }
+        Ok(())
+    }
+
+    fn confirm_reads(&mut self, states: Vec<raft::ReadState>) {
         let applied = self.shared.applied();
-        for rs in ready.take_read_states() {
+        for rs in states {
             if let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
                 self.reads
                     .confirmed(u64::from_be_bytes(ctx), rs.index, applied);
             }
         }
+    }
+
+    /// A `Ready` carrying a snapshot from the leader: written (with its entries and hard state)
+    /// before anything else happens, then installed.
+    async fn on_snapshot_ready(&mut self, mut ready: raft::Ready) -> Result<(), LogStoreError> {
+        self.transport.send(ready.take_messages());
+        let snapshot = ready.snapshot().clone();
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        let store = self.store.clone();
+        let hs = hard_state.clone();
+        let (snapshot, entries) = tokio::task::spawn_blocking(move || {
+            store
+                .persist(&Batch {
+                    snapshot: Some(&snapshot),
+                    entries: &entries,
+                    hard_state: hs.as_ref(),
+                })
+                .map(|()| (snapshot, entries))
+        })
+        .await
+        .map_err(|e| LogStoreError::Io(format!("the persisting task failed: {e}")))??;
+        self.install_snapshot(snapshot)?;
+        self.cache(&entries, hard_state.as_ref())?;
+        self.transport.send(ready.take_persisted_messages());
+        self.apply(ready.take_committed_entries());
+        self.confirm_reads(ready.take_read_states());
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.storage.core.wl().mut_hard_state().set_commit(commit);
