@@ -20,8 +20,9 @@ pub enum Value {
 /// The state every member reaches by applying the log in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvState {
-    /// The map.
-    pub map: BTreeMap<String, Value>,
+    /// The map: a persistent (structurally shared) ordered map, so the raft loop copies it for
+    /// a snapshot in O(1) and the copy is encoded on another thread while writes go on.
+    pub map: imbl::OrdMap<String, Value>,
     /// Where each member serves peerwire (raft, data stream, native clients).
     pub members: BTreeMap<u64, SocketAddr>,
     /// Members removed from the cluster; they may not rejoin under the same id.
