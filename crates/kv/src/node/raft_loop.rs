@@ -1,8 +1,9 @@
 //! The raft loop: one task that owns the raft-rs `RawNode`. It ticks, takes messages from the
-//! transport and requests from the API, and handles each `Ready` in raft-rs's order: send what
-//! may go before persisting, persist (one fsync for the whole batch), install a snapshot,
-//! apply committed entries, answer waiters, advance; then snapshots and compacts every N
-//! applied entries.
+//! transport and requests from the API, and handles each `Ready` in raft-rs's asynchronous
+//! order: send what may go before persisting, put entries and hard state in the log cache and
+//! hand them to the log writer (`log_writer`, durable later, several `Ready`s per fsync),
+//! apply committed entries, answer waiters, advance; when the writer reports, tell raft and
+//! send what waited for the write. Then it snapshots and compacts every N applied entries.
 
 use std::sync::Arc;
 use std::time::Duration;
