@@ -571,16 +571,27 @@ impl RaftLoop {
         let conf = self.node.raft.prs().conf().to_conf_state();
         let compact_to = applied.saturating_sub(self.snapshots.keep).max(1);
         let store = self.store.clone();
+        let node = self.shared.id;
         self.snapshot_task = Some(tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let mut snap = Snapshot {
                 data: state.encode().into(),
                 ..Snapshot::default()
             };
+            let encoded = started.elapsed();
             let meta = snap.mut_metadata();
             meta.index = applied;
             meta.term = term;
             meta.set_conf_state(conf);
             let saved = store.save_snapshot(&snap, compact_to)?;
+            tracing::info!(
+                node,
+                index = applied,
+                bytes = snap.data.len(),
+                encode_ms = encoded.as_millis() as u64,
+                save_ms = (started.elapsed() - encoded).as_millis() as u64,
+                "snapshot saved"
+            );
             Ok(saved.then_some((snap, compact_to)))
         }));
     }
