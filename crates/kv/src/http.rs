@@ -146,11 +146,7 @@ async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared
+    if let Some(len) = declared_length(&headers)
         && len > h.blob_max()
     {
         return error(KvError::BlobTooLarge {
@@ -192,12 +188,17 @@ async fn get_blob(
     }
 }
 
-/// Reads a body of at most `max` bytes, or says how large it was.
-async fn read_limited(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, KvError> {
-    let declared = headers
+/// The body length the request declares, if it does.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads a body of at most `max` bytes, or says how large it was.
+async fn read_limited(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, KvError> {
+    let declared = declared_length(headers).map(|len| usize::try_from(len).unwrap_or(usize::MAX));
     if let Some(len) = declared
         && len > max
     {
