@@ -8,15 +8,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use peerwire::datastream::{
-    DataStreamClient, DataStreamConfig, DataStreamOutput, RoutingTable, StreamFlags,
-};
+use peerwire::datastream::{DataStreamClient, DataStreamConfig, RoutingTable};
 use peerwire::service::{ProtocolClient, Serde};
 use peerwire::{CallOptions, Client, ClientConfig, Identity};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::blobs::MAX_CHUNK;
+use crate::blobs::upload::{UploadError, upload};
 use crate::cluster::cluster_id;
 use crate::command::{BlobRef, hex};
 use crate::error::KvError;
@@ -240,7 +239,7 @@ impl KvClient {
             path: path.display().to_string(),
             source,
         };
-        let mut file = tokio::fs::File::open(path).await.map_err(file_error)?;
+        let file = tokio::fs::File::open(path).await.map_err(file_error)?;
         let status = self.status().await?;
         let member_addr = |id: u64| -> Result<SocketAddr, ClientError> {
             status
@@ -268,27 +267,18 @@ impl KvClient {
             ..DataStreamConfig::default()
         })
         .map_err(ClientError::Unreachable)?;
+        let mut route = vec![status.id];
+        route.extend(&replicas);
         let result = async {
-            let mut out = streams.open(primary, Bytes::new(), routing).await?;
-            let (sha256, size) = send_file(&mut out, &mut file, &mut progress)
+            let out = streams.open(primary, Bytes::new(), routing).await?;
+            let body = tokio_util::io::ReaderStream::with_capacity(file, MAX_CHUNK);
+            upload(out, body, u64::MAX, route, &mut progress)
                 .await
-                .map_err(file_error)?;
-            let stream = out.stream();
-            let reply = out.close().await?;
-            if reply.bytes != size {
-                return Err(ClientError::Protocol(format!(
-                    "the replicas hold {} bytes of {size}",
-                    reply.bytes
-                )));
-            }
-            let mut on_route = vec![status.id];
-            on_route.extend(&replicas);
-            Ok(BlobRef {
-                sha256,
-                size,
-                stream: (stream.client_id, stream.stream_id),
-                replicas: on_route,
-            })
+                .map_err(|e| match e {
+                    UploadError::Body(_) => file_error(std::io::Error::other(e.to_string())),
+                    UploadError::Stream(e) => ClientError::Stream(e),
+                    other => ClientError::Protocol(other.to_string()),
+                })
         }
         .await;
         streams.shutdown().await;
@@ -365,41 +355,5 @@ impl KvClient {
             )));
         }
         Ok(blob.size)
-    }
-}
-
-/// Sends `file` as packets of the stream's packet size, hashing it; returns its SHA-256 and
-/// length.
-async fn send_file(
-    out: &mut DataStreamOutput,
-    file: &mut tokio::fs::File,
-    progress: &mut impl FnMut(u64),
-) -> std::io::Result<(String, u64)> {
-    let packet = DataStreamConfig::default().packet_size;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    loop {
-        let mut buf = Vec::with_capacity(packet);
-        while buf.len() < packet {
-            let n = (&mut *file)
-                .take((packet - buf.len()) as u64)
-                .read_to_end(&mut buf)
-                .await?;
-            if n == 0 {
-                break;
-            }
-        }
-        if buf.is_empty() {
-            return Ok((hex(&hasher.finalize()), size));
-        }
-        hasher.update(&buf);
-        size += buf.len() as u64;
-        // Acknowledgements come in order: the close's covers this packet.
-        drop(
-            out.write(Bytes::from(buf), StreamFlags::NONE)
-                .await
-                .map_err(std::io::Error::other)?,
-        );
-        progress(size);
     }
 }

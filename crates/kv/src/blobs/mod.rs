@@ -10,6 +10,7 @@
 
 mod fetch;
 pub(crate) mod files;
+pub(crate) mod upload;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,20 +18,19 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use bytes::Bytes;
+use futures::Stream;
 use peerwire::datastream::{
-    DataStreamClient, DataStreamConfig, DataStreamServer, FileSink, RoutingTable, StreamFlags,
+    DataStreamClient, DataStreamConfig, DataStreamServer, FileSink, RoutingTable,
 };
 use peerwire::service::ProtocolClient;
 use peerwire::{Client, Identity};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::command::{BlobRef, check_sha256, hex};
+use crate::command::{BlobRef, check_sha256};
 use crate::error::KvError;
 use crate::node::Shared;
 use files::Layout;
@@ -347,7 +347,7 @@ impl Blobs {
     pub(crate) async fn stream_in<E: std::fmt::Display>(
         &self,
         replicas: &[u64],
-        mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        body: impl Stream<Item = Result<Bytes, E>> + Unpin,
         max: u64,
     ) -> Result<BlobRef, KvError> {
         let primary = self
@@ -358,60 +358,20 @@ impl Blobs {
             .ok_or(KvError::Stopping)?;
         let routing = RoutingTable::star(self.inner.id, replicas)
             .map_err(|e| KvError::Blob(format!("bad route: {e}")))?;
-        let mut out = self
+        let out = self
             .inner
             .streams
             .open(primary, Bytes::new(), routing)
             .await
             .map_err(|e| KvError::Blob(e.to_string()))?;
-        let stream = out.stream();
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let packet = DataStreamConfig::default().packet_size;
-        let mut buf = BytesMut::with_capacity(packet);
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| KvError::Blob(format!("reading the body: {e}")))?;
-            size += chunk.len() as u64;
-            if size > max {
-                return Err(KvError::BlobTooLarge { len: size, max });
-            }
-            hasher.update(&chunk);
-            buf.extend_from_slice(&chunk);
-            while buf.len() >= packet {
-                let data = buf.split_to(packet).freeze();
-                // Acknowledgements come in order: the close's covers this packet.
-                drop(
-                    out.write(data, StreamFlags::NONE)
-                        .await
-                        .map_err(|e| KvError::Blob(e.to_string()))?,
-                );
-            }
-        }
-        if !buf.is_empty() {
-            drop(
-                out.write(buf.freeze(), StreamFlags::NONE)
-                    .await
-                    .map_err(|e| KvError::Blob(e.to_string()))?,
-            );
-        }
-        let reply = out
-            .close()
+        let mut route = vec![self.inner.id];
+        route.extend_from_slice(replicas);
+        upload::upload(out, body, max, route, |_| {})
             .await
-            .map_err(|e| KvError::Blob(e.to_string()))?;
-        if reply.bytes != size {
-            return Err(KvError::Blob(format!(
-                "the replicas hold {} bytes of {size}",
-                reply.bytes
-            )));
-        }
-        let mut on_route = vec![self.inner.id];
-        on_route.extend_from_slice(replicas);
-        Ok(BlobRef {
-            sha256: hex(&hasher.finalize()),
-            size,
-            stream: (stream.client_id, stream.stream_id),
-            replicas: on_route,
-        })
+            .map_err(|e| match e {
+                upload::UploadError::TooLarge { len, max } => KvError::BlobTooLarge { len, max },
+                other => KvError::Blob(other.to_string()),
+            })
     }
 
     /// Checks that the stream named by `blob` closed on this node with `blob`'s length and
