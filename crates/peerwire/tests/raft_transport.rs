@@ -183,6 +183,49 @@ async fn full_queues_drop_and_report() {
     b.stop().await;
 }
 
+/// A lane's batches never exceed its batch limit or the peer's frame limit: a message that
+/// would overflow a batch starts the next, and one too large for any frame is dropped and
+/// reported while the lane stays up and delivers what follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_stay_within_their_limit_and_oversized_messages_are_dropped() {
+    let config = |id| {
+        let mut cfg = test_config(7, id);
+        cfg.max_batch_bytes = 4096;
+        cfg.snapshot_chunk = 16 * 1024;
+        cfg.connection.max_frame_body = 64 * 1024;
+        cfg
+    };
+    let a = FakeNode::start(config(1), "127.0.0.1:0".parse().unwrap()).await;
+    let mut b = FakeNode::start(config(2), "127.0.0.1:0".parse().unwrap()).await;
+    let t = a.transport.clone();
+    t.add_peer(2, vec![b.addr()]).unwrap();
+    lanes_up(&a, 2).await;
+    let since = t.active_since(2);
+    let append = |seq: u64, len: usize| {
+        msg(MessageKind::Append, 1, 2, seq).with_payload(Bytes::from(vec![seq as u8; len]))
+    };
+    // Sent at once, so the lane's writer finds them queued together: two never fit a batch.
+    t.send((0..50).map(|seq| append(seq, 3000)));
+    t.send([append(50, 100 * 1024)]);
+    t.send((51..60).map(|seq| append(seq, 3000)));
+    let mut seqs = Vec::new();
+    while seqs.len() < 59 {
+        let m = b.next_message().await;
+        assert_eq!(m.payload.len(), 3000);
+        seqs.push(m.seq);
+    }
+    let expected: Vec<u64> = (0..50).chain(51..60).collect();
+    assert_eq!(seqs, expected, "in order, without the oversized one");
+    wait_until("the oversized message reported", || {
+        t.handler().unreachable_reports() == 1
+    })
+    .await;
+    assert_eq!(t.lanes_up(2), Some(BOTH));
+    assert_eq!(t.active_since(2), since, "no lane broke on the way");
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_flow_while_a_snapshot_is_held_up_and_an_interrupted_snapshot_fails() {
     const SIZE: u64 = 64 << 20;

@@ -100,6 +100,7 @@ impl ClientInner {
             cfg,
             self.inbound.clone(),
             &self.tasks,
+            None,
         ))
     }
 

@@ -36,16 +36,43 @@ const DRAIN_POLL: Duration = Duration::from_millis(2);
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Runs the connection until it is closed.
+///
+/// # Cancel safety
+///
+/// Dropping it (its runtime went away) closes the connection as if it had ended: callers are
+/// answered and whoever waits for the close is woken.
 pub(crate) async fn run(conn: Arc<Conn>, mut reader: FrameReader) {
-    let why = read_loop(&conn, &mut reader).await;
-    tracing::debug!(%why, "connection closed");
-    conn.open.store(false, Ordering::Release);
-    conn.calls.lock().expect("calls lock poisoned").close(&why);
-    conn.abort.cancel();
-    conn.closing.cancel();
-    conn.closed.cancel();
-    metrics::counter!("peerwire_connections_closed_total").increment(1);
-    conn.inbound.on_disconnected(&conn, &why);
+    let mut ending = Ending {
+        conn: &conn,
+        why: None,
+    };
+    ending.why = Some(read_loop(&conn, &mut reader).await);
+}
+
+/// Closes the connection when the driver ends, however it ends.
+struct Ending<'a> {
+    conn: &'a Arc<Conn>,
+    why: Option<String>,
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        let conn = self.conn;
+        let why = self
+            .why
+            .take()
+            .unwrap_or_else(|| "the connection's task was dropped".into());
+        tracing::debug!(%why, "connection closed");
+        conn.open.store(false, Ordering::Release);
+        if let Ok(mut calls) = conn.calls.lock() {
+            calls.close(&why);
+        }
+        conn.abort.cancel();
+        conn.closing.cancel();
+        conn.closed.cancel();
+        metrics::counter!("peerwire_connections_closed_total").increment(1);
+        conn.inbound.on_disconnected(conn, &why);
+    }
 }
 
 async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {

@@ -203,7 +203,9 @@ impl std::fmt::Debug for Conn {
 const MAX_ROUTE: usize = peerwire_wire::limits::DEFAULT_MAX_ROUTE as usize;
 
 impl Conn {
-    /// Starts the tasks of an established connection on `tracker` and returns its handle.
+    /// Starts the tasks of an established connection on `tracker` — on `runtime`, or else on
+    /// the current runtime — and returns its handle.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         reader: FrameReader,
         writer: BoxWrite,
@@ -212,7 +214,14 @@ impl Conn {
         cfg: &ConnectionConfig,
         inbound: Arc<dyn Inbound>,
         tracker: &TaskTracker,
+        runtime: Option<&tokio::runtime::Handle>,
     ) -> Connection {
+        let spawn = |task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+            match runtime {
+                Some(rt) => tracker.spawn_on(task, rt),
+                None => tracker.spawn(task),
+            };
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(writer::Room::default());
@@ -259,7 +268,7 @@ impl Conn {
             serve_slots: conn.serve_slots.clone(),
             max_inflight: conn.max_inflight,
         };
-        tracker.spawn(tracing::Instrument::instrument(
+        spawn(Box::pin(tracing::Instrument::instrument(
             async move {
                 let ctx = writer::WriterContext {
                     queued,
@@ -277,17 +286,17 @@ impl Conn {
                 }
             },
             span.clone(),
-        ));
+        )));
         let policy = keepalive::KeepalivePolicy {
             heartbeat_interval: cfg.heartbeat_interval,
             read_timeout: cfg.read_timeout,
             idle_timeout: cfg.idle_timeout,
         };
-        tracker.spawn(keepalive::run(conn.clone(), policy));
-        tracker.spawn(tracing::Instrument::instrument(
+        spawn(Box::pin(keepalive::run(conn.clone(), policy)));
+        spawn(Box::pin(tracing::Instrument::instrument(
             driver::run(conn.clone(), reader),
             span,
-        ));
+        )));
         metrics::counter!("peerwire_connections_opened_total").increment(1);
         Connection { conn }
     }
@@ -430,6 +439,11 @@ impl Conn {
             });
         }
         Ok(())
+    }
+
+    /// The largest one-way payload on `route` the peer accepts.
+    pub(crate) fn max_oneway_payload(&self, route: &Route) -> usize {
+        self.peer_max_body.saturating_sub(2 + route.0.len())
     }
 
     fn not_executed(&self, reason: NotExecuted) -> Error {

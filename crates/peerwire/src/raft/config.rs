@@ -38,6 +38,13 @@ pub struct TransportConfig {
     /// Interval between probes of each peer (round trip and clock drift); `None` disables
     /// probing.
     pub probe_interval: Option<Duration>,
+    /// Run the snapshot lane — sending, receiving, and [`RaftHandler::receive_snapshot`] —
+    /// on a thread of its own, so that streaming a snapshot does not take the CPU time the
+    /// message lane needs for heartbeats and votes (default `true`). With `false` it runs on
+    /// the transport's runtime.
+    ///
+    /// [`RaftHandler::receive_snapshot`]: super::RaftHandler::receive_snapshot
+    pub bulk_thread: bool,
 }
 
 impl Default for TransportConfig {
@@ -64,6 +71,7 @@ impl Default for TransportConfig {
                 jitter: 0.2,
             },
             probe_interval: Some(Duration::from_secs(5)),
+            bulk_thread: true,
         }
     }
 }

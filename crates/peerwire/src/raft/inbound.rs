@@ -92,7 +92,7 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inbound for RaftInbound<M, H> {
             .insert(Arc::as_ptr(conn) as usize, tx);
         self.inner
             .link
-            .spawn(snapshot_recv::run(self.inner.clone(), conn.clone(), rx));
+            .spawn_bulk(snapshot_recv::run(self.inner.clone(), conn.clone(), rx));
     }
 
     fn on_disconnected(&self, conn: &Arc<Conn>, _why: &str) {
@@ -214,5 +214,9 @@ impl<M: RaftMessage, H: RaftHandler<M>> LaneService for RaftLanes<M, H> {
 
     fn identity(&self) -> Identity {
         self.inbound.inner.link.cfg.identity
+    }
+
+    fn runtime(&self, lane: Lane) -> Option<tokio::runtime::Handle> {
+        (lane == Lane::RaftSnapshot).then(|| self.inbound.inner.link.bulk_runtime().clone())
     }
 }

@@ -10,6 +10,7 @@ use peerwire_wire::Lane;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::bulk::BulkThread;
 use super::config::TransportConfig;
 use super::faults::FaultTable;
 use super::handler::{RaftHandler, SnapshotStatus};
@@ -67,6 +68,8 @@ pub(crate) struct Link {
     pub(crate) tasks: TaskTracker,
     /// The runtime the transport was started on: its tasks run there whoever calls.
     runtime: tokio::runtime::Handle,
+    /// Where the snapshot lane runs, if not on `runtime` ([`TransportConfig::bulk_thread`]).
+    bulk: Option<BulkThread>,
 }
 
 impl std::fmt::Debug for Link {
@@ -115,6 +118,16 @@ impl Link {
             runtime: tokio::runtime::Handle::try_current().map_err(|_| {
                 Error::Config("the raft transport must be started within a tokio runtime".into())
             })?,
+            bulk: if cfg.bulk_thread {
+                let name = format!("peerwire-bulk-{}", cfg.identity.node_id);
+                Some(BulkThread::start(name).map_err(|e| {
+                    Error::Config(format!(
+                        "cannot start the raft transport's bulk thread: {e}"
+                    ))
+                })?)
+            } else {
+                None
+            },
             cfg,
         })
     }
@@ -125,6 +138,19 @@ impl Link {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.tasks.spawn_on(task, &self.runtime);
+    }
+
+    /// The runtime of the snapshot lane.
+    pub(crate) fn bulk_runtime(&self) -> &tokio::runtime::Handle {
+        self.bulk.as_ref().map_or(&self.runtime, BulkThread::handle)
+    }
+
+    /// Spawns a task of the snapshot lane on its runtime.
+    pub(crate) fn spawn_bulk<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn_on(task, self.bulk_runtime());
     }
 
     /// The client whose connections carry `lane`.

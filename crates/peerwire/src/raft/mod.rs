@@ -30,6 +30,7 @@
 
 mod addr_pick;
 mod batch;
+mod bulk;
 mod config;
 mod faults;
 mod handler;

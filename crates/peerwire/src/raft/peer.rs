@@ -174,7 +174,7 @@ impl<M: RaftMessage> RaftPeer<M> {
             self.snapshot_busy.clone(),
             progress.clone(),
         );
-        link.clone().spawn(async move {
+        link.clone().spawn_bulk(async move {
             let result = tokio::select! {
                 r = snapshot_send::send(&link, &state, snapshot, &p) => r,
                 _ = state.stop.cancelled() => Err(SnapshotError::Interrupted("peer removed or transport stopped".into())),

@@ -19,7 +19,7 @@
 //! data).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use prost::encoding::{decode_varint, encode_varint};
+use prost::encoding::decode_varint;
 use protobuf::{Message as _, ProtobufEnum as _};
 use raft::eraftpb::{Entry, EntryType, Message, MessageType};
 
@@ -79,9 +79,10 @@ fn compactable(m: &Message) -> bool {
 }
 
 fn encode_compact(m: &Message, out: &mut BytesMut) {
-    let data: usize = m.entries.iter().map(|e| e.data.len() + 12).sum();
-    out.reserve(64 + data);
-    out.put_u8(FORMAT_COMPACT_APPEND);
+    let data: usize = m.entries.iter().map(|e| e.data.len() + 21).sum();
+    out.reserve(81 + data);
+    let mut head = Varints::<81>::default();
+    head.byte(FORMAT_COMPACT_APPEND);
     for v in [
         m.to,
         m.from,
@@ -92,13 +93,53 @@ fn encode_compact(m: &Message, out: &mut BytesMut) {
         m.commit_term,
         m.entries.len() as u64,
     ] {
-        encode_varint(v, out);
+        head.varint(v);
     }
+    out.extend_from_slice(head.bytes());
     for e in m.entries.iter() {
-        out.put_u8(e.get_entry_type().value() as u8);
-        encode_varint(e.term, out);
-        encode_varint(e.data.len() as u64, out);
+        // Each entry is two copies: its small head, then its data.
+        let mut head = Varints::<21>::default();
+        head.byte(e.get_entry_type().value() as u8);
+        head.varint(e.term);
+        head.varint(e.data.len() as u64);
+        out.extend_from_slice(head.bytes());
         out.extend_from_slice(&e.data);
+    }
+}
+
+/// A few varints built on the stack, to be copied out at once; `N` bytes of room (a varint
+/// takes at most 10).
+struct Varints<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for Varints<N> {
+    fn default() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> Varints<N> {
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    /// LEB128, as protobuf writes it.
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 

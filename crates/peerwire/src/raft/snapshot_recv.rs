@@ -114,7 +114,7 @@ fn begin<M: RaftMessage, H: RaftHandler<M>>(
     let (done_tx, done) = oneshot::channel();
     let handler = inner.handler.clone();
     let data = SnapshotData::new(size, data_rx);
-    inner.link.spawn(async move {
+    inner.link.spawn_bulk(async move {
         let _ = done_tx.send(handler.receive_snapshot(msg, data).await);
     });
     *current = Some(Receiving {

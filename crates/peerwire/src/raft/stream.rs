@@ -119,6 +119,10 @@ async fn run<M: RaftMessage>(
 }
 
 /// Writes batches on `conn` until it breaks or the peer stops.
+///
+/// A batch holds at most `max_batch_bytes` (and never more than the peer accepts in one
+/// frame): a message that would overflow it starts the next batch, and a single message too
+/// large for any frame is dropped and reported.
 async fn serve<M: RaftMessage>(
     conn: &Connection,
     rx: &mut mpsc::Receiver<M>,
@@ -127,42 +131,74 @@ async fn serve<M: RaftMessage>(
     peer: &PeerShared,
     buf: &mut BytesMut,
 ) -> Ended {
-    let max = link.cfg.max_batch_bytes;
+    let frame_max = conn.conn.max_oneway_payload(route);
+    let max = link.cfg.max_batch_bytes.min(frame_max);
     let lane = conn.peer().lane;
+    // Whether `buf` already holds a message: one left over from the previous batch, or from
+    // the previous connection.
+    let mut carried = !buf.is_empty();
     loop {
         let fault = link.faults.changed();
         if link.faults.streams_down(peer.id) {
             return Ended::Broken("lane broken by a test hook".into());
         }
-        let first = tokio::select! {
-            biased;
-            _ = peer.stop.cancelled() => return Ended::Stopped,
-            _ = conn.closed() => return Ended::Broken("connection closed".into()),
-            _ = fault => continue,
-            m = rx.recv() => match m {
-                Some(m) => m,
-                None => return Ended::Stopped,
-            },
-        };
-        batch::push(buf, &first);
+        if !carried {
+            let first = tokio::select! {
+                biased;
+                _ = peer.stop.cancelled() => return Ended::Stopped,
+                _ = conn.closed() => return Ended::Broken("connection closed".into()),
+                _ = fault => continue,
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return Ended::Stopped,
+                },
+            };
+            // One allocation per batch: growing the buffer message by message would copy it
+            // again at every doubling.
+            buf.reserve(max + max / 8);
+            batch::push(buf, &first);
+        }
+        carried = false;
         let mut count = 1u64;
+        let mut next = BytesMut::new();
         while buf.len() < max {
-            match rx.try_recv() {
-                Ok(m) => {
-                    batch::push(buf, &m);
-                    count += 1;
-                }
-                Err(_) => break,
+            let Ok(m) = rx.try_recv() else { break };
+            let start = buf.len();
+            batch::push(buf, &m);
+            if buf.len() > max {
+                // It starts the next batch instead.
+                next = buf.split_off(start);
+                carried = true;
+                break;
             }
+            count += 1;
         }
-        let body = buf.split().freeze();
-        if let Err(e) = conn.conn.send_oneway_wait(route, body).await {
-            metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "lane_broken")
-                .increment(count);
+        if buf.len() > frame_max {
+            // One message, too large for any frame: raft will have to send it differently.
+            buf.clear();
+            metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "too_large")
+                .increment(1);
+            tracing::warn!(
+                peer = peer.id,
+                lane = lane_label(lane),
+                limit = frame_max,
+                "dropped a raft message larger than a frame"
+            );
             link.report.unreachable(peer.id);
-            return Ended::Broken(e.to_string());
+        } else {
+            let body = buf.split().freeze();
+            if let Err(e) = conn.conn.send_oneway_wait(route, body).await {
+                metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "lane_broken")
+                    .increment(count + u64::from(carried));
+                link.report.unreachable(peer.id);
+                return Ended::Broken(e.to_string());
+            }
+            metrics::counter!("peerwire_raft_messages_sent_total", "lane" => lane_label(lane))
+                .increment(count);
         }
-        metrics::counter!("peerwire_raft_messages_sent_total", "lane" => lane_label(lane))
-            .increment(count);
+        if carried {
+            buf.reserve(max + max / 8);
+            buf.extend_from_slice(&next);
+        }
     }
 }

@@ -95,9 +95,12 @@ async fn serve_connection<I: Io>(
             return;
         }
     };
-    let inbound = match shared.lanes.get(&hello.lane) {
-        Some(service) => service.inbound(),
-        None => shared.inbound.clone(),
+    let (inbound, runtime) = match shared.lanes.get(&hello.lane) {
+        Some(service) => (service.inbound(), service.runtime(hello.lane)),
+        None => (
+            shared.inbound.clone() as Arc<dyn crate::connection::Inbound>,
+            None,
+        ),
     };
     let connection = Conn::start(
         reader,
@@ -107,6 +110,7 @@ async fn serve_connection<I: Io>(
         &cfg.connection,
         inbound,
         &shared.conn_tasks,
+        runtime.as_ref(),
     );
     let key = shared.register(connection.clone());
     if shared.shutting_down.is_cancelled() {

@@ -54,6 +54,10 @@ pub(crate) trait LaneService: Send + Sync + 'static {
     fn inbound(&self) -> Arc<dyn Inbound>;
     /// The identity the service expects the server to have.
     fn identity(&self) -> crate::config::Identity;
+    /// Where the tasks of a connection on `lane` run, if not on the server's runtime.
+    fn runtime(&self, _lane: Lane) -> Option<tokio::runtime::Handle> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn LaneService {
