@@ -202,6 +202,9 @@ impl std::fmt::Debug for Conn {
 /// Largest route a request may carry.
 const MAX_ROUTE: usize = peerwire_wire::limits::DEFAULT_MAX_ROUTE as usize;
 
+/// Bytes of a one-way frame's body besides its route and payload.
+const ONEWAY_OVERHEAD: usize = 2;
+
 impl Conn {
     /// Starts the tasks of an established connection on `tracker` — on `runtime`, or else on
     /// the current runtime — and returns its handle.
@@ -216,12 +219,9 @@ impl Conn {
         tracker: &TaskTracker,
         runtime: Option<&tokio::runtime::Handle>,
     ) -> Connection {
-        let spawn = |task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
-            match runtime {
-                Some(rt) => tracker.spawn_on(task, rt),
-                None => tracker.spawn(task),
-            };
-        };
+        let rt = runtime
+            .cloned()
+            .unwrap_or_else(tokio::runtime::Handle::current);
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(writer::Room::default());
@@ -268,35 +268,38 @@ impl Conn {
             serve_slots: conn.serve_slots.clone(),
             max_inflight: conn.max_inflight,
         };
-        spawn(Box::pin(tracing::Instrument::instrument(
-            async move {
-                let ctx = writer::WriterContext {
-                    queued,
-                    room,
-                    load,
-                    activity,
-                    closing,
-                    abort,
-                    max_batch_bytes: max_batch,
-                };
-                let result = writer::run(writer, rx, ctx).await;
-                if let Err(e) = result {
-                    writer_conn
-                        .begin_close_hard(GoAwayReason::Normal, format!("write failed: {e}"));
-                }
-            },
-            span.clone(),
-        )));
+        tracker.spawn_on(
+            tracing::Instrument::instrument(
+                async move {
+                    let ctx = writer::WriterContext {
+                        queued,
+                        room,
+                        load,
+                        activity,
+                        closing,
+                        abort,
+                        max_batch_bytes: max_batch,
+                    };
+                    let result = writer::run(writer, rx, ctx).await;
+                    if let Err(e) = result {
+                        writer_conn
+                            .begin_close_hard(GoAwayReason::Normal, format!("write failed: {e}"));
+                    }
+                },
+                span.clone(),
+            ),
+            &rt,
+        );
         let policy = keepalive::KeepalivePolicy {
             heartbeat_interval: cfg.heartbeat_interval,
             read_timeout: cfg.read_timeout,
             idle_timeout: cfg.idle_timeout,
         };
-        spawn(Box::pin(keepalive::run(conn.clone(), policy)));
-        spawn(Box::pin(tracing::Instrument::instrument(
-            driver::run(conn.clone(), reader),
-            span,
-        )));
+        tracker.spawn_on(keepalive::run(conn.clone(), policy), &rt);
+        tracker.spawn_on(
+            tracing::Instrument::instrument(driver::run(conn.clone(), reader), span),
+            &rt,
+        );
         metrics::counter!("peerwire_connections_opened_total").increment(1);
         Connection { conn }
     }
@@ -443,7 +446,8 @@ impl Conn {
 
     /// The largest one-way payload on `route` the peer accepts.
     pub(crate) fn max_oneway_payload(&self, route: &Route) -> usize {
-        self.peer_max_body.saturating_sub(2 + route.0.len())
+        self.peer_max_body
+            .saturating_sub(ONEWAY_OVERHEAD + route.0.len())
     }
 
     fn not_executed(&self, reason: NotExecuted) -> Error {
@@ -610,7 +614,7 @@ impl Conn {
 
     /// Queues a one-way message. `Ok` means queued for writing.
     pub(crate) fn send_oneway(&self, route: &Route, payload: Bytes) -> Result<(), Error> {
-        self.check_sizes(route, &payload, 2)
+        self.check_sizes(route, &payload, ONEWAY_OVERHEAD)
             .map_err(|r| self.not_executed(r))?;
         if let CallsState::Draining(reason, message) =
             self.calls.lock().expect("calls lock poisoned").state()

@@ -134,15 +134,23 @@ async fn serve<M: RaftMessage>(
     let frame_max = conn.conn.max_oneway_payload(route);
     let max = link.cfg.max_batch_bytes.min(frame_max);
     let lane = conn.peer().lane;
-    // Whether `buf` already holds a message: one left over from the previous batch, or from
-    // the previous connection.
-    let mut carried = !buf.is_empty();
+    // A message that did not fit the previous batch (or was left by the previous connection):
+    // it starts the next one.
+    let mut carried = (!buf.is_empty()).then(|| buf.split());
     loop {
         let fault = link.faults.changed();
         if link.faults.streams_down(peer.id) {
+            if let Some(m) = carried.take() {
+                buf.unsplit(m);
+            }
             return Ended::Broken("lane broken by a test hook".into());
         }
-        if !carried {
+        // One allocation per batch: growing the buffer message by message would copy it
+        // again at every doubling.
+        if let Some(m) = carried.take() {
+            buf.reserve(max + max / 8);
+            buf.extend_from_slice(&m);
+        } else {
             let first = tokio::select! {
                 biased;
                 _ = peer.stop.cancelled() => return Ended::Stopped,
@@ -153,22 +161,16 @@ async fn serve<M: RaftMessage>(
                     None => return Ended::Stopped,
                 },
             };
-            // One allocation per batch: growing the buffer message by message would copy it
-            // again at every doubling.
             buf.reserve(max + max / 8);
             batch::push(buf, &first);
         }
-        carried = false;
         let mut count = 1u64;
-        let mut next = BytesMut::new();
         while buf.len() < max {
             let Ok(m) = rx.try_recv() else { break };
             let start = buf.len();
             batch::push(buf, &m);
             if buf.len() > max {
-                // It starts the next batch instead.
-                next = buf.split_off(start);
-                carried = true;
+                carried = Some(buf.split_off(start));
                 break;
             }
             count += 1;
@@ -189,16 +191,12 @@ async fn serve<M: RaftMessage>(
             let body = buf.split().freeze();
             if let Err(e) = conn.conn.send_oneway_wait(route, body).await {
                 metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "lane_broken")
-                    .increment(count + u64::from(carried));
+                    .increment(count + u64::from(carried.is_some()));
                 link.report.unreachable(peer.id);
                 return Ended::Broken(e.to_string());
             }
             metrics::counter!("peerwire_raft_messages_sent_total", "lane" => lane_label(lane))
                 .increment(count);
-        }
-        if carried {
-            buf.reserve(max + max / 8);
-            buf.extend_from_slice(&next);
         }
     }
 }
