@@ -103,6 +103,9 @@ pub struct ConnectionConfig {
     pub handshake_timeout: Duration,
     /// How long a graceful close waits for in-flight calls before closing anyway.
     pub drain_timeout: Duration,
+    /// TLS with mutual authentication (`None`: plaintext). When set, every connection made
+    /// or accepted with this configuration runs TLS 1.3 and nothing else.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ConnectionConfig {
@@ -118,6 +121,7 @@ impl Default for ConnectionConfig {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            tls: None,
         }
     }
 }

@@ -271,6 +271,15 @@ pub enum HandshakeError {
         /// The peer's message.
         message: String,
     },
+    /// TLS failed or refused the peer (or the peer refused us): no certificate, wrong CA,
+    /// expired, a certificate naming another node, or plaintext where TLS is required.
+    #[error("tls ({failure}): {message}")]
+    Tls {
+        /// What kind of failure.
+        failure: crate::tls::TlsFailure,
+        /// Detail.
+        message: String,
+    },
     /// The handshake did not complete in time.
     #[error("no hello within {0:?} (setting `handshake_timeout`)")]
     Timeout(Duration),
@@ -283,4 +292,24 @@ pub enum HandshakeError {
     /// IO failed during the handshake.
     #[error("io: {0}")]
     Io(String),
+}
+
+impl HandshakeError {
+    /// A short label of the kind of failure, for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ClusterMismatch(_) => "cluster_mismatch",
+            Self::VersionMismatch(_) => "version_mismatch",
+            Self::WrongNode(_) => "wrong_node",
+            Self::UnsupportedLane(_) => "unsupported_lane",
+            Self::TooManyConnections(_) => "too_many_connections",
+            Self::MemberRemoved(_) => "member_removed",
+            Self::Refused { .. } => "refused",
+            Self::Tls { failure, .. } => failure.label(),
+            Self::Timeout(_) => "timeout",
+            Self::Protocol(_) => "protocol",
+            Self::Closed => "closed",
+            Self::Io(_) => "io",
+        }
+    }
 }

@@ -35,6 +35,7 @@ pub mod raft;
 pub mod rpc;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod transport;
 
 pub use client::{CallOptions, Client, Peer, RetryPolicy};

@@ -350,11 +350,21 @@ impl FakeNode {
 /// Starts `n` members of cluster `cluster_id` (ids 1..=n) on ephemeral ports, each a peer of
 /// every other.
 pub async fn fake_cluster(cluster_id: u64, n: u64) -> Vec<FakeNode> {
+    fake_cluster_with(cluster_id, n, |_| {}).await
+}
+
+/// [`fake_cluster`] with each member's [`test_config`] adjusted by `configure` first (for
+/// example to give each member its TLS certificate).
+pub async fn fake_cluster_with(
+    cluster_id: u64,
+    n: u64,
+    configure: impl Fn(&mut TransportConfig),
+) -> Vec<FakeNode> {
     let mut nodes = Vec::new();
     for id in 1..=n {
-        nodes.push(
-            FakeNode::start(test_config(cluster_id, id), "127.0.0.1:0".parse().unwrap()).await,
-        );
+        let mut cfg = test_config(cluster_id, id);
+        configure(&mut cfg);
+        nodes.push(FakeNode::start(cfg, "127.0.0.1:0".parse().unwrap()).await);
     }
     let addrs: Vec<(u64, SocketAddr)> = nodes.iter().map(|n| (n.id, n.addr())).collect();
     for node in &nodes {

@@ -130,6 +130,10 @@ wire_code! {
         MemberRemoved = 11 => "member removed",
         /// The peer exceeded a per-connection resource limit.
         LimitExceeded = 12 => "limit exceeded",
+        /// This side requires TLS and the peer spoke plaintext.
+        TlsRequired = 13 => "tls required",
+        /// The peer's certificate does not name the node id its hello claims.
+        IdentityMismatch = 14 => "identity mismatch",
     }
 }
 

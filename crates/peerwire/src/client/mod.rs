@@ -22,7 +22,7 @@ use crate::config::ClientConfig;
 use crate::connection::frame_reader::FrameReader;
 use crate::connection::{Conn, Connection, Inbound, Route, ServeNothing, handshake};
 use crate::error::{ConnectError, Error, NotExecuted};
-use crate::transport::{Connector, DynConnector, TcpConnector};
+use crate::transport::{ConnectFailure, Connected, Connector, DynConnector, TcpConnector};
 
 /// Per-call options.
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,25 +76,31 @@ impl ClientInner {
     /// Opens and handshakes a new connection to `peer`.
     pub(crate) async fn open(&self, peer: Peer) -> Result<Connection, ConnectError> {
         let cfg = &self.cfg.connection;
-        let (r, mut w) = self
-            .connector
-            .connect_split(peer.addr)
-            .await
-            .map_err(|e| ConnectError::Io(Arc::new(e)))?;
-        let mut reader = FrameReader::new(r, Limits::handshake(), cfg.read_buffer);
+        let opened = self.connector.connect_split(peer.addr, cfg.tls.as_ref());
+        let Connected {
+            read,
+            mut write,
+            peer_cert,
+        } = match opened.await {
+            Ok(connected) => connected,
+            Err(ConnectFailure::Io(e)) => return Err(ConnectError::Io(Arc::new(e))),
+            Err(ConnectFailure::Tls(e)) => return Err(ConnectError::Handshake(e)),
+        };
+        let mut reader = FrameReader::new(read, Limits::handshake(), cfg.read_buffer);
         let ack = handshake::initiate(
             &mut reader,
-            &mut w,
+            &mut write,
             &self.cfg.identity,
             cfg,
             self.lane,
             peer.node_id,
+            peer_cert.as_ref(),
         )
         .await
         .map_err(ConnectError::Handshake)?;
         Ok(Conn::start(
             reader,
-            w,
+            write,
             peer.addr,
             ack,
             cfg,

@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 use super::frame_reader::{FrameReader, ReadError};
 use crate::config::{ConnectionConfig, Identity};
 use crate::error::HandshakeError;
+use crate::tls::{PeerCert, TlsFailure};
 use crate::transport::BoxWrite;
 
 /// Checks a received hello against this node. Pure: returns the go-away reason and message
@@ -71,6 +72,14 @@ pub(crate) fn refusal_error(goaway: GoAway) -> HandshakeError {
         GoAwayReason::UnsupportedLane => HandshakeError::UnsupportedLane(message),
         GoAwayReason::TooManyConnections => HandshakeError::TooManyConnections(message),
         GoAwayReason::MemberRemoved => HandshakeError::MemberRemoved(message),
+        GoAwayReason::TlsRequired => HandshakeError::Tls {
+            failure: TlsFailure::NotTls,
+            message,
+        },
+        GoAwayReason::IdentityMismatch => HandshakeError::Tls {
+            failure: TlsFailure::WrongIdentity,
+            message,
+        },
         reason => HandshakeError::Refused { reason, message },
     }
 }
@@ -78,7 +87,9 @@ pub(crate) fn refusal_error(goaway: GoAway) -> HandshakeError {
 fn read_error(e: ReadError) -> HandshakeError {
     match e {
         ReadError::Eof => HandshakeError::Closed,
-        ReadError::Io(e) => HandshakeError::Io(e.to_string()),
+        ReadError::Io(e) => {
+            crate::tls::classify_io(&e).unwrap_or_else(|| HandshakeError::Io(e.to_string()))
+        }
         ReadError::Wire(e) => HandshakeError::Protocol(e.to_string()),
     }
 }
@@ -120,7 +131,9 @@ fn hello(local: &Identity, lane: Lane, target: u64, cfg: &ConnectionConfig) -> H
 }
 
 /// Acceptor side: reads the peer's hello, checks it, answers. On success the reader's limits
-/// are raised to the connection limits and the peer's hello is returned.
+/// are raised to the connection limits and the peer's hello is returned. Over TLS,
+/// `peer_cert` is the certificate the peer proved it holds: it must name the node the hello
+/// claims to be.
 ///
 /// # Cancel safety
 ///
@@ -130,6 +143,7 @@ pub(crate) async fn accept(
     writer: &mut BoxWrite,
     local: &Identity,
     cfg: &ConnectionConfig,
+    peer_cert: Option<&PeerCert>,
     serves_lane: impl Fn(Lane) -> bool,
     admit: impl Fn(&Hello) -> Result<(), (GoAwayReason, String)>,
 ) -> Result<Hello, HandshakeError> {
@@ -161,7 +175,9 @@ pub(crate) async fn accept(
             return Err(HandshakeError::Protocol(message));
         }
     };
-    let checked = check_hello(local, &peer_hello, serves_lane(peer_hello.lane))
+    let checked = check_claim(peer_cert, peer_hello.node_id)
+        .map_err(|m| (GoAwayReason::IdentityMismatch, m))
+        .and_then(|()| check_hello(local, &peer_hello, serves_lane(peer_hello.lane)))
         .and_then(|()| admit(&peer_hello));
     if let Err((reason, message)) = checked {
         refuse(writer, reason, message.clone()).await;
@@ -178,7 +194,8 @@ pub(crate) async fn accept(
 }
 
 /// Initiator side: sends our hello and waits for the ack. `target` is the node id we expect
-/// (0 = any). On success the reader's limits are raised and the peer's ack is returned.
+/// (0 = any). Over TLS, `peer_cert` (the acceptor's certificate) must name the node that
+/// acks. On success the reader's limits are raised and the peer's ack is returned.
 ///
 /// # Cancel safety
 ///
@@ -190,6 +207,7 @@ pub(crate) async fn initiate(
     cfg: &ConnectionConfig,
     lane: Lane,
     target: u64,
+    peer_cert: Option<&PeerCert>,
 ) -> Result<Hello, HandshakeError> {
     reader.set_limits(Limits::handshake());
     let exchange = async {
@@ -227,8 +245,22 @@ pub(crate) async fn initiate(
             ack.node_id
         )));
     }
+    check_claim(peer_cert, ack.node_id).map_err(|message| HandshakeError::Tls {
+        failure: TlsFailure::WrongIdentity,
+        message,
+    })?;
     reader.set_limits(cfg.limits());
     Ok(ack)
+}
+
+/// Over TLS, whether the peer's certificate names the node its hello (or ack) claims.
+fn check_claim(peer_cert: Option<&PeerCert>, node_id: u64) -> Result<(), String> {
+    match peer_cert {
+        None => Ok(()),
+        Some(cert) => cert
+            .check_claim(node_id)
+            .map_err(|why| format!("the peer claims to be node {node_id}, but {why}")),
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::ServerShared;
+use crate::HandshakeError;
 use crate::connection::frame_reader::FrameReader;
 use crate::connection::{Conn, handshake};
 use crate::transport::{Io, Listener};
@@ -73,13 +74,26 @@ async fn serve_connection<I: Io>(
     shared: Arc<ServerShared>,
 ) {
     let cfg = &shared.cfg;
-    let (r, mut w) = io.split_io();
+    let (r, mut w, peer_cert) = match &cfg.connection.tls {
+        None => {
+            let (r, w) = io.split_io();
+            (r, w, None)
+        }
+        Some(tls) => match crate::tls::accept(io, tls, cfg.connection.handshake_timeout).await {
+            Ok(secured) => (secured.read, secured.write, Some(secured.peer_cert)),
+            Err(e) => {
+                handshake_failed(addr, &e);
+                return;
+            }
+        },
+    };
     let mut reader = FrameReader::new(r, Limits::handshake(), cfg.connection.read_buffer);
     let hello = match handshake::accept(
         &mut reader,
         &mut w,
         &cfg.identity,
         &cfg.connection,
+        peer_cert.as_ref(),
         |lane| lane == Lane::Rpc || shared.lanes.contains_key(&lane),
         |hello| match shared.lanes.get(&hello.lane) {
             Some(service) => service.admit(hello),
@@ -90,8 +104,7 @@ async fn serve_connection<I: Io>(
     {
         Ok(hello) => hello,
         Err(e) => {
-            metrics::counter!("peerwire_handshakes_failed_total").increment(1);
-            tracing::info!(peer = %addr, error = %e, "handshake refused");
+            handshake_failed(addr, &e);
             return;
         }
     };
@@ -121,4 +134,10 @@ async fn serve_connection<I: Io>(
     connection.closed().await;
     shared.unregister(key);
     drop(permit);
+}
+
+/// Counts and logs a refused or failed handshake, labelled by its kind.
+fn handshake_failed(addr: SocketAddr, e: &HandshakeError) {
+    metrics::counter!("peerwire_handshakes_failed_total", "reason" => e.label()).increment(1);
+    tracing::info!(peer = %addr, error = %e, "handshake refused");
 }

@@ -15,6 +15,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::HandshakeError;
+use crate::tls::{PeerCert, TlsConfig};
+
 pub use tcp::{TcpConnector, TcpListener};
 
 /// The read half of a transport stream.
@@ -89,13 +92,58 @@ pub trait Listener: Send + 'static {
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A connected stream, split, ready for the hello exchange.
+pub(crate) struct Connected {
+    pub(crate) read: BoxRead,
+    pub(crate) write: BoxWrite,
+    /// Over TLS, the certificate the peer proved it holds.
+    pub(crate) peer_cert: Option<PeerCert>,
+}
+
+/// Why a stream could not be opened: the transport, or the TLS handshake on top of it.
+pub(crate) enum ConnectFailure {
+    Io(io::Error),
+    Tls(HandshakeError),
+}
+
 /// Object-safe form of [`Connector`] used inside the client.
 pub(crate) trait DynConnector: Send + Sync + 'static {
-    fn connect_split(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<(BoxRead, BoxWrite)>>;
+    /// Connects to `addr` and, with `tls`, runs the TLS handshake.
+    fn connect_split<'a>(
+        &'a self,
+        addr: SocketAddr,
+        tls: Option<&'a TlsConfig>,
+    ) -> BoxFuture<'a, Result<Connected, ConnectFailure>>;
 }
 
 impl<C: Connector> DynConnector for C {
-    fn connect_split(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<(BoxRead, BoxWrite)>> {
-        Box::pin(async move { Ok(self.connect(addr).await?.split_io()) })
+    fn connect_split<'a>(
+        &'a self,
+        addr: SocketAddr,
+        tls: Option<&'a TlsConfig>,
+    ) -> BoxFuture<'a, Result<Connected, ConnectFailure>> {
+        Box::pin(async move {
+            let io = self.connect(addr).await.map_err(ConnectFailure::Io)?;
+            match tls {
+                None => {
+                    let (read, write) = io.split_io();
+                    Ok(Connected {
+                        read,
+                        write,
+                        peer_cert: None,
+                    })
+                }
+                Some(tls) => {
+                    let secured = crate::tls::connect(io, tls)
+                        .await
+                        .map_err(ConnectFailure::Tls)?;
+                    Ok(Connected {
+                        read: secured.read,
+                        write: secured.write,
+                        peer_cert: Some(secured.peer_cert),
+                    })
+                }
+            }
+        })
     }
 }
