@@ -63,6 +63,8 @@ pub struct KvClient {
     endpoints: Vec<SocketAddr>,
     preferred: Mutex<Option<SocketAddr>>,
     timeout: Duration,
+    /// The TLS settings of `rpc`'s connections, for the data streams of blob uploads too.
+    tls: Option<peerwire::tls::TlsConfig>,
 }
 
 impl KvClient {
@@ -86,6 +88,7 @@ impl KvClient {
         };
         Self {
             cluster_id: cfg.identity.cluster_id,
+            tls: cfg.connection.tls.clone(),
             rpc: ProtocolClient::new(Client::new(cfg), PROTOCOL, VERSION),
             endpoints,
             preferred: Mutex::new(None),
@@ -258,15 +261,16 @@ impl KvClient {
             .collect();
         let routing = RoutingTable::star(status.id, &replicas)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let streams = DataStreamClient::new(DataStreamConfig {
+        let mut stream_cfg = DataStreamConfig {
             identity: Identity {
                 cluster_id: self.cluster_id,
                 node_id: 0,
                 epoch: 0,
             },
             ..DataStreamConfig::default()
-        })
-        .map_err(ClientError::Unreachable)?;
+        };
+        stream_cfg.connection.tls = self.tls.clone();
+        let streams = DataStreamClient::new(stream_cfg).map_err(ClientError::Unreachable)?;
         let mut route = vec![status.id];
         route.extend(&replicas);
         let result = async {

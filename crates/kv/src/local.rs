@@ -26,23 +26,36 @@ pub(crate) struct LocalArgs {
     /// How long to wait for a leader.
     #[arg(long, default_value_t = 30)]
     wait_secs: u64,
+    /// Run with mutual TLS between the nodes: a directory `peerwire-kv certs` wrote.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
 }
 
 /// Runs the local cluster until Ctrl-C (or a node exits).
 pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
     let peers = parse_cluster(DEFAULT_CLUSTER).map_err(|e| e.to_string())?;
+    // Checked here, before any node starts, so a missing file is one clear error.
+    let client_tls = crate::load_tls(args.tls_dir.as_deref(), "client")?;
+    for (id, _) in &peers {
+        crate::load_tls(args.tls_dir.as_deref(), &format!("node-{id}"))?;
+    }
     let mut children: Vec<(u64, Child)> = Vec::new();
     for (id, _) in &peers {
         let port = args.port + 10_000 * (*id as u16 - 1);
         let data_dir = args.base_dir.join(format!("peerwire-kv-{id}"));
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .arg("node")
             .args(["--id", &id.to_string()])
             .args(["--cluster", DEFAULT_CLUSTER])
             .args(["--port", &port.to_string()])
             .arg("--data-dir")
-            .arg(&data_dir)
+            .arg(&data_dir);
+        if let Some(dir) = &args.tls_dir {
+            command.arg("--tls-dir").arg(dir);
+        }
+        let child = command
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -56,7 +69,9 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
     }
 
     let endpoints: Vec<SocketAddr> = peers.iter().map(|(_, a)| *a).collect();
-    let client = KvClient::new(endpoints.clone(), DEFAULT_CLUSTER_TOKEN);
+    let mut client_cfg = peerwire::ClientConfig::default();
+    client_cfg.connection.tls = client_tls;
+    let client = KvClient::with_config(endpoints.clone(), DEFAULT_CLUSTER_TOKEN, client_cfg);
     let leader = tokio::select! {
         l = wait_for_leader(&client, &endpoints, Duration::from_secs(args.wait_secs)) => l,
         exit = first_exit(&mut children) => Err(exit),
@@ -68,7 +83,13 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
             return Err(e);
         }
     };
-    println!("\npeerwire-kv: 3 nodes up, node {leader} leads. Try (raftexample's commands):\n");
+    let security = match &args.tls_dir {
+        Some(dir) => format!("mutual TLS between nodes, certificates in {}", dir.display()),
+        None => "plaintext".to_string(),
+    };
+    println!(
+        "\npeerwire-kv: 3 nodes up ({security}), node {leader} leads. Try (raftexample's commands):\n"
+    );
     println!(
         "  curl -L http://127.0.0.1:{}/my-key -XPUT -d hello",
         args.port
@@ -85,9 +106,14 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
         "  curl -L http://127.0.0.1:{}/blob/big -o copy",
         args.port + 20_000
     );
+    let tls_flag = args
+        .tls_dir
+        .as_ref()
+        .map(|d| format!(" --tls-dir {}", d.display()))
+        .unwrap_or_default();
     println!(
-        "\nor natively: peerwire-kv put my-key hello; peerwire-kv get my-key; peerwire-kv status;\n\
-         peerwire-kv put --file FILE big; peerwire-kv get --file copy big"
+        "\nor natively: peerwire-kv put my-key hello{tls_flag}; peerwire-kv get my-key{tls_flag};\n\
+         peerwire-kv status{tls_flag}; peerwire-kv put --file FILE big{tls_flag}"
     );
     println!("Ctrl-C stops all nodes.\n");
 

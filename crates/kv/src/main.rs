@@ -1,12 +1,14 @@
 //! `peerwire-kv`: run a node, a local 3-node cluster, or talk to a cluster natively.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use peerwire_kv::cluster::{DEFAULT_CLUSTER_TOKEN, parse_cluster, parse_peer_url};
 use peerwire_kv::state::Value;
+use peerwire::tls::TlsConfig;
+use peerwire::tls::certs::CertAuthority;
 use peerwire_kv::{KvClient, Node, NodeConfig};
 
 mod local;
@@ -63,6 +65,16 @@ enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Creates a test CA and certificates for nodes 1..=N and a client, for `--tls-dir`.
+    Certs {
+        /// The directory to write `ca.pem`, `node-<id>.pem`/`.key` and `client.pem`/`.key`
+        /// into.
+        #[arg(long, default_value = "tls")]
+        dir: PathBuf,
+        /// How many nodes to issue certificates for.
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +103,10 @@ struct NodeArgs {
     /// Snapshot after this many applied entries.
     #[arg(long, default_value_t = peerwire_kv::node::DEFAULT_SNAPSHOT_ENTRIES)]
     snapshot_entries: u64,
+    /// Mutual TLS on every peerwire connection: a directory with `ca.pem` and this node's
+    /// `node-<id>.pem` and `node-<id>.key` (`peerwire-kv certs` makes one).
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +117,9 @@ struct ConnArgs {
     /// The cluster token.
     #[arg(long, default_value = DEFAULT_CLUSTER_TOKEN)]
     cluster_token: String,
+    /// Connect with TLS: a directory with `ca.pem`, `client.pem` and `client.key`.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
 }
 
 impl ConnArgs {
@@ -111,7 +130,9 @@ impl ConnArgs {
             .map(parse_peer_url)
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
-        Ok(KvClient::new(endpoints, &self.cluster_token))
+        let mut cfg = peerwire::ClientConfig::default();
+        cfg.connection.tls = load_tls(self.tls_dir.as_deref(), "client")?;
+        Ok(KvClient::with_config(endpoints, &self.cluster_token, cfg))
     }
 }
 
@@ -130,6 +151,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Node(args) => run_node(args).await,
         Command::Local(args) => local::run(args).await,
+        Command::Certs { dir, nodes } => write_certs(&dir, nodes),
         Command::Put {
             key,
             value,
@@ -260,6 +282,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     cfg.http = Some(SocketAddr::new(args.http_host, args.port));
     cfg.cluster_token = args.cluster_token;
     cfg.snapshot_entries = args.snapshot_entries;
+    cfg.tls = load_tls(args.tls_dir.as_deref(), &format!("node-{}", args.id))?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
     let removed = node.handle().until_refused();
     tokio::select! {
@@ -268,6 +291,25 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
         _ = removed => tracing::warn!("this node no longer serves (removed, or its storage failed); stopping"),
     }
     node.stop().await;
+    Ok(())
+}
+
+/// The TLS settings in `dir` for the certificate `name`, if a directory is given.
+fn load_tls(dir: Option<&Path>, name: &str) -> Result<Option<TlsConfig>, String> {
+    dir.map(|d| TlsConfig::from_dir(d, name).map_err(|e| format!("--tls-dir: {e}")))
+        .transpose()
+}
+
+/// Writes a test CA and certificates for nodes `1..=nodes` and a client into `dir`.
+fn write_certs(dir: &Path, nodes: u64) -> Result<(), String> {
+    let ca = CertAuthority::generate("peerwire-kv test CA").map_err(|e| e.to_string())?;
+    let ids: Vec<u64> = (1..=nodes).collect();
+    ca.write_cluster(dir, &ids).map_err(|e| e.to_string())?;
+    println!(
+        "wrote a test CA and certificates for nodes 1..={nodes} and a client to {}; start a TLS cluster with\n  peerwire-kv local --tls-dir {}",
+        dir.display(),
+        dir.display()
+    );
     Ok(())
 }
 

@@ -90,15 +90,18 @@ impl Blobs {
         client: Client,
         shared: Arc<Shared>,
         sweep_after: u64,
+        tls: Option<peerwire::tls::TlsConfig>,
     ) -> Result<Self, crate::error::StartError> {
         let storage =
             |e: std::io::Error| crate::error::StartError::Storage(format!("blob directory: {e}"));
         let layout = Layout::create(data_dir).map_err(storage)?;
         let leftovers = files::open(&layout).map_err(storage)?;
-        let cfg = DataStreamConfig {
+        let mut cfg = DataStreamConfig {
             identity,
             ..DataStreamConfig::default()
         };
+        // The forwarding client and the uploads to other nodes use the node's TLS.
+        cfg.connection.tls = tls;
         let server = DataStreamServer::new(
             cfg.clone(),
             FileSink::new(&layout.incoming)

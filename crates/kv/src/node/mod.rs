@@ -90,6 +90,9 @@ pub struct NodeConfig {
     pub inline_max: usize,
     /// The largest blob.
     pub blob_max: u64,
+    /// TLS for every peerwire connection this node makes or accepts (`None`: plaintext). The
+    /// certificate must name this node (`node-<id>.peerwire`).
+    pub tls: Option<peerwire::tls::TlsConfig>,
 }
 
 impl NodeConfig {
@@ -109,6 +112,7 @@ impl NodeConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             inline_max: DEFAULT_INLINE_MAX,
             blob_max: DEFAULT_BLOB_MAX,
+            tls: None,
         }
     }
 
@@ -255,6 +259,7 @@ impl Node {
             identity,
             ..TransportConfig::default()
         };
+        tcfg.connection.tls = cfg.tls.clone();
         tcfg.connection.heartbeat_interval = cfg.tick.max(Duration::from_millis(50));
         tcfg.connection.read_timeout =
             (cfg.tick * cfg.election_ticks as u32).max(Duration::from_millis(500));
@@ -278,19 +283,22 @@ impl Node {
             }
         }
 
-        let client = Client::new(ClientConfig {
+        let mut client_cfg = ClientConfig {
             identity: Identity {
                 node_id: cfg.id,
                 ..identity
             },
             ..ClientConfig::default()
-        });
+        };
+        client_cfg.connection.tls = cfg.tls.clone();
+        let client = Client::new(client_cfg);
         let blobs = Blobs::new(
             &cfg.data_dir,
             identity,
             client.clone(),
             shared.clone(),
             start_commit,
+            cfg.tls.clone(),
         )?;
         let peer_status = {
             let t = transport.clone();

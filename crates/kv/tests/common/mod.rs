@@ -12,6 +12,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+
+use peerwire::tls::TlsConfig;
+use peerwire::tls::certs::CertAuthority;
 use peerwire_kv::{Node, NodeConfig};
 use peerwire_testkit::bounded;
 
@@ -26,6 +30,8 @@ pub struct Cluster {
     pub snapshot_entries: u64,
     pub catchup_entries: u64,
     pub request_timeout: Duration,
+    /// With TLS: the CA that issued every node's certificate.
+    pub ca: Option<Arc<CertAuthority>>,
 }
 
 pub fn config(
@@ -49,11 +55,44 @@ impl Cluster {
         Self::start_with(n, 10_000, 5_000, Duration::from_secs(5)).await
     }
 
+    /// Starts `n` nodes with mutual TLS, each with a certificate from a fresh test CA.
+    pub async fn start_tls(n: u64) -> Self {
+        let ca = Arc::new(CertAuthority::generate("test cluster").unwrap());
+        Self::start_full(n, 10_000, 5_000, Duration::from_secs(5), Some(ca)).await
+    }
+
     pub async fn start_with(
         n: u64,
         snapshot_entries: u64,
         catchup_entries: u64,
         request_timeout: Duration,
+    ) -> Self {
+        Self::start_full(
+            n,
+            snapshot_entries,
+            catchup_entries,
+            request_timeout,
+            None,
+        )
+        .await
+    }
+
+    /// The TLS settings of node `id` (or of a client, id 0), if the cluster runs TLS.
+    pub fn tls(&self, id: u64) -> Option<TlsConfig> {
+        let ca = self.ca.as_ref()?;
+        let cert = match id {
+            0 => ca.issue_client(),
+            id => ca.issue_node(id),
+        };
+        Some(ca.tls_config(&cert.unwrap()).unwrap())
+    }
+
+    async fn start_full(
+        n: u64,
+        snapshot_entries: u64,
+        catchup_entries: u64,
+        request_timeout: Duration,
+        ca: Option<Arc<CertAuthority>>,
     ) -> Self {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
@@ -75,6 +114,7 @@ impl Cluster {
             snapshot_entries,
             catchup_entries,
             request_timeout,
+            ca,
         };
         for (l, (id, _)) in listeners.into_iter().zip(peers.iter()) {
             let dir = tempfile::tempdir().unwrap();
@@ -86,6 +126,7 @@ impl Cluster {
                 catchup_entries,
             );
             cfg.request_timeout = request_timeout;
+            cfg.tls = c.tls(*id);
             let node = Node::start_on(cfg, l).await.unwrap();
             c.dirs.insert(*id, dir);
             c.nodes.insert(*id, node);
@@ -143,6 +184,7 @@ impl Cluster {
             self.catchup_entries,
         );
         cfg.request_timeout = self.request_timeout;
+        cfg.tls = self.tls(id);
         let node = Node::start(cfg).await.unwrap();
         self.nodes.insert(id, node);
     }
@@ -161,6 +203,7 @@ impl Cluster {
         );
         cfg.join = true;
         cfg.request_timeout = self.request_timeout;
+        cfg.tls = self.tls(id);
         let node = Node::start_on(cfg, listener).await.unwrap();
         self.dirs.insert(id, dir);
         self.nodes.insert(id, node);
