@@ -84,7 +84,10 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
         }
     };
     let security = match &args.tls_dir {
-        Some(dir) => format!("mutual TLS between nodes, certificates in {}", dir.display()),
+        Some(dir) => format!(
+            "mutual TLS between nodes, certificates in {}",
+            dir.display()
+        ),
         None => "plaintext".to_string(),
     };
     println!(

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use peerwire_kv::cluster::{DEFAULT_CLUSTER_TOKEN, parse_cluster, parse_peer_url};
-use peerwire_kv::state::Value;
 use peerwire::tls::TlsConfig;
 use peerwire::tls::certs::CertAuthority;
+use peerwire_kv::cluster::{DEFAULT_CLUSTER_TOKEN, parse_cluster, parse_peer_url};
+use peerwire_kv::state::Value;
 use peerwire_kv::{KvClient, Node, NodeConfig};
 
 mod local;

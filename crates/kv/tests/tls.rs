@@ -8,10 +8,10 @@ use common::Cluster;
 use peerwire::tls::TlsFailure;
 use peerwire::tls::certs::CertAuthority;
 use peerwire::{ClientConfig, ConnectError, Error, HandshakeError, NotExecuted};
-use peerwire_kv::cluster::DEFAULT_CLUSTER_TOKEN;
-use peerwire_kv::state::Value;
 use peerwire_kv::KvClient;
 use peerwire_kv::client::ClientError;
+use peerwire_kv::cluster::DEFAULT_CLUSTER_TOKEN;
+use peerwire_kv::state::Value;
 use peerwire_testkit::bounded;
 use sha2::{Digest, Sha256};
 
@@ -83,9 +83,12 @@ async fn a_tls_cluster_replicates_and_refuses_outsiders() {
     let new_leader = c.leader(Some(leader)).await;
     assert_ne!(new_leader, leader);
     let h = c.node(new_leader).handle();
-    bounded("a put after the change", h.put("after".into(), b"1".to_vec()))
-        .await
-        .unwrap();
+    bounded(
+        "a put after the change",
+        h.put("after".into(), b"1".to_vec()),
+    )
+    .await
+    .unwrap();
     for k in ["k1", "k2", "k3", "native"] {
         assert!(
             bounded("a read", h.get(k, false)).await.is_ok(),

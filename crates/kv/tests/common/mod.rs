@@ -67,14 +67,7 @@ impl Cluster {
         catchup_entries: u64,
         request_timeout: Duration,
     ) -> Self {
-        Self::start_full(
-            n,
-            snapshot_entries,
-            catchup_entries,
-            request_timeout,
-            None,
-        )
-        .await
+        Self::start_full(n, snapshot_entries, catchup_entries, request_timeout, None).await
     }
 
     /// The TLS settings of node `id` (or of a client, id 0), if the cluster runs TLS.

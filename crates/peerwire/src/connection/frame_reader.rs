@@ -1,5 +1,9 @@
 //! Reads frames from a transport stream: every frame a read delivered is decoded before the
 //! next read.
+//!
+//! Reads count as activity for the read timeout only when they make progress: a whole frame,
+//! or [`PROGRESS_BYTES`] of one. A peer that trickles a byte at a time (slowloris) keeps no
+//! connection alive, while a large frame arriving over a slow link does.
 
 use std::io;
 
@@ -9,6 +13,11 @@ use tokio::io::AsyncReadExt;
 
 use super::activity::Activity;
 use crate::transport::BoxRead;
+
+/// Bytes of an unfinished frame that count as activity: 16 KiB. At the default 5 s read
+/// timeout a frame must arrive at 3.3 KB/s or faster, far below any real link and far above
+/// a byte a second.
+pub(crate) const PROGRESS_BYTES: usize = 16 * 1024;
 
 /// Why reading stopped.
 #[derive(Debug)]
@@ -48,6 +57,8 @@ pub(crate) struct FrameReader {
     buf: BytesMut,
     decoder: FrameDecoder,
     chunk: usize,
+    /// Bytes read since activity was last reported.
+    unreported: usize,
 }
 
 impl std::fmt::Debug for FrameReader {
@@ -66,6 +77,7 @@ impl FrameReader {
             buf: BytesMut::with_capacity(chunk),
             decoder: FrameDecoder::new(limits),
             chunk,
+            unreported: 0,
         }
     }
 
@@ -104,6 +116,10 @@ impl FrameReader {
                 .decode(&mut self.buf)
                 .map_err(ReadError::Wire)?
             {
+                if let Some(activity) = activity {
+                    activity.touch_read();
+                }
+                self.unreported = 0;
                 return Ok(frame);
             }
             if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
@@ -117,8 +133,12 @@ impl FrameReader {
             if n == 0 {
                 return Err(ReadError::Eof);
             }
-            if let Some(activity) = activity {
-                activity.touch_read();
+            self.unreported += n;
+            if self.unreported >= PROGRESS_BYTES {
+                if let Some(activity) = activity {
+                    activity.touch_read();
+                }
+                self.unreported = 0;
             }
             metrics::counter!("peerwire_bytes_read_total").increment(n as u64);
         }

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::HandshakeError;
 use crate::tls::{PeerCert, TlsConfig};
 
-pub use tcp::{TcpConnector, TcpListener};
+pub use tcp::{LISTEN_BACKLOG, TcpConnector, TcpListener};
 
 /// The read half of a transport stream.
 pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;

@@ -65,6 +65,12 @@ impl Connector for TcpConnector {
     }
 }
 
+/// Connections the kernel queues for `accept`: 4,096 (Linux caps it at `net.core.somaxconn`,
+/// 4,096 by default). The common default of 128 overflows when hundreds of peers connect at
+/// once (a restart of a large cluster, or a flood of slow peers): the kernel then drops their
+/// handshakes and they wait seconds for a retransmission before the server sees them.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// Accepts TCP connections, setting `TCP_NODELAY` on each.
 #[derive(Debug)]
 pub struct TcpListener {
@@ -78,8 +84,14 @@ impl TcpListener {
     ///
     /// Dropping the future before it completes leaves no socket bound.
     pub async fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
         Ok(Self {
-            inner: tokio::net::TcpListener::bind(addr).await?,
+            inner: socket.listen(LISTEN_BACKLOG)?,
         })
     }
 
