@@ -4,6 +4,7 @@
 //! Every wait here is bounded by [`STEP_TIMEOUT`], so a broken test fails instead of hanging.
 
 pub mod datastream;
+pub mod fault_proxy;
 pub mod memory;
 pub mod raft;
 

@@ -107,7 +107,13 @@ pub(crate) async fn run(conn: Arc<Conn>, policy: KeepalivePolicy) {
                         policy.idle_timeout.unwrap_or_default()
                     ),
                 };
-                conn.begin_close(reason, message);
+                if reason == GoAwayReason::ReadTimeout {
+                    // The peer is presumed dead: waiting out the drain timeout for replies
+                    // that cannot come would only hold callers longer.
+                    conn.begin_close_hard(reason, message);
+                } else {
+                    conn.begin_close(reason, message);
+                }
                 return;
             }
         }
