@@ -6,10 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use peerwire::wire::{Frame, GoAwayReason, Hello, Lane};
 use peerwire::{
-    Client, ClientConfig, ConnectError, ConnectionConfig, Error, HandshakeError, Identity,
-    NotExecuted, Peer, ServerConfig,
+    Client, ClientConfig, ConnectionConfig, HandshakeError, Identity, Peer, ServerConfig,
 };
-use peerwire_testkit::{Gate, Received, ScriptedPeer, test_server};
+use peerwire_testkit::{Gate, Received, ScriptedPeer, handshake_error, test_server};
 
 fn node(cluster_id: u64, node_id: u64) -> Identity {
     Identity {
@@ -23,16 +22,6 @@ fn server_cfg() -> ServerConfig {
     ServerConfig {
         identity: node(7, 1),
         ..ServerConfig::default()
-    }
-}
-
-fn handshake_error(err: Error) -> HandshakeError {
-    match err {
-        Error::NotExecuted {
-            reason: NotExecuted::Connect(ConnectError::Handshake(e)),
-            ..
-        } => e,
-        other => panic!("expected a handshake error, got {other:?}"),
     }
 }
 

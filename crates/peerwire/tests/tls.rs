@@ -12,11 +12,11 @@ use peerwire::tls::TlsFailure;
 use peerwire::tls::certs::{CertAuthority, IssuedCert};
 use peerwire::transport::{Connector, TcpConnector};
 use peerwire::{
-    Client, ClientConfig, ConnectError, ConnectionConfig, Error, HandshakeError, Identity,
-    NotExecuted, Peer, Request, Server, ServerConfig, handler_fn,
+    Client, ClientConfig, ConnectionConfig, Error, HandshakeError, Identity, Peer, Request, Server,
+    ServerConfig, handler_fn,
 };
 use peerwire_testkit::raft::{Event, FakeMsg, fake_cluster_with};
-use peerwire_testkit::{bounded, wait_until};
+use peerwire_testkit::{bounded, handshake_error, wait_until};
 use tokio::io::AsyncReadExt;
 
 const CLUSTER: u64 = 7;
@@ -72,16 +72,6 @@ fn client(identity: Identity, connection: ConnectionConfig) -> Client {
         connection,
         ..ClientConfig::default()
     })
-}
-
-fn handshake_error(err: Error) -> HandshakeError {
-    match err {
-        Error::NotExecuted {
-            reason: NotExecuted::Connect(ConnectError::Handshake(e)),
-            ..
-        } => e,
-        other => panic!("expected a handshake error, got {other:?}"),
-    }
 }
 
 fn tls_failure(e: &HandshakeError) -> TlsFailure {

@@ -16,7 +16,10 @@ use bytes::{Bytes, BytesMut};
 use peerwire::wire::{
     Frame, FrameDecoder, GoAway, Hello, Lane, Limits, PROTOCOL_VERSION, WireError,
 };
-use peerwire::{BackoffConfig, HandlerError, Identity, Request, Server, ServerConfig, handler_fn};
+use peerwire::{
+    BackoffConfig, ConnectError, Error, HandlerError, HandshakeError, Identity, NotExecuted,
+    Request, Server, ServerConfig, handler_fn,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
@@ -287,4 +290,15 @@ pub async fn test_server(cfg: ServerConfig, gate: Arc<Gate>) -> Server {
         .bind("127.0.0.1:0".parse().expect("loopback address"))
         .await
         .expect("bind test server")
+}
+
+/// The handshake error a call failed with, panicking if it failed otherwise.
+pub fn handshake_error(err: Error) -> HandshakeError {
+    match err {
+        Error::NotExecuted {
+            reason: NotExecuted::Connect(ConnectError::Handshake(e)),
+            ..
+        } => e,
+        other => panic!("expected a handshake error, got {other:?}"),
+    }
 }
