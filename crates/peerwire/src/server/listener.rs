@@ -80,7 +80,7 @@ async fn serve_connection<I: Io>(
             (r, w, None)
         }
         Some(tls) => match crate::tls::accept(io, tls, cfg.connection.handshake_timeout).await {
-            Ok(secured) => (secured.read, secured.write, Some(secured.peer_cert)),
+            Ok(secured) => (secured.read, secured.write, secured.peer_cert),
             Err(e) => {
                 handshake_failed(addr, &e);
                 return;

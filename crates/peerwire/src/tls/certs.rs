@@ -138,12 +138,6 @@ pub enum WriteError {
     Io(#[from] io::Error),
 }
 
-impl From<rcgen::Error> for WriteError {
-    fn from(e: rcgen::Error) -> Self {
-        Self::Cert(CertError(e))
-    }
-}
-
 fn common_name(name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);

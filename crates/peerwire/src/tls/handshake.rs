@@ -10,14 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use super::{PeerCert, Prefixed, TLS_HANDSHAKE_RECORD, TlsConfig, TlsFailure, classify_io};
 use crate::HandshakeError;
 use crate::connection::handshake::refuse;
-use crate::transport::{BoxRead, BoxWrite, Io};
-
-/// A stream after a completed TLS handshake, split, with the certificate the peer proved.
-pub(crate) struct Secured {
-    pub(crate) read: BoxRead,
-    pub(crate) write: BoxWrite,
-    pub(crate) peer_cert: PeerCert,
-}
+use crate::transport::{Connected, Io};
 
 /// Server side: tells a TLS client from a plaintext one by its first byte (a plaintext peer
 /// gets a [`GoAwayReason::TlsRequired`] go-away it can read), then runs the TLS handshake.
@@ -30,7 +23,7 @@ pub(crate) async fn accept<I: Io>(
     mut io: I,
     tls: &TlsConfig,
     timeout: Duration,
-) -> Result<Secured, HandshakeError> {
+) -> Result<Connected, HandshakeError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let first = tokio::time::timeout_at(deadline, io.read_u8())
         .await
@@ -54,7 +47,7 @@ pub(crate) async fn accept<I: Io>(
         .map_err(|_| HandshakeError::Timeout(timeout))?
         .map_err(|e| handshake_error(&e))?;
     let cert = first_cert(stream.get_ref().1.peer_certificates())?;
-    Ok(Secured::split(stream, cert))
+    Ok(split(stream, cert))
 }
 
 /// Client side: runs the TLS handshake on a connected stream.
@@ -62,27 +55,26 @@ pub(crate) async fn accept<I: Io>(
 /// # Cancel safety
 ///
 /// Not cancel safe: dropping the future drops the stream mid-handshake.
-pub(crate) async fn connect<I: Io>(io: I, tls: &TlsConfig) -> Result<Secured, HandshakeError> {
+pub(crate) async fn connect<I: Io>(io: I, tls: &TlsConfig) -> Result<Connected, HandshakeError> {
     let stream = tls
         .client
         .connect(TlsConfig::server_name(), io)
         .await
         .map_err(|e| handshake_error(&e))?;
     let cert = first_cert(stream.get_ref().1.peer_certificates())?;
-    Ok(Secured::split(stream, cert))
+    Ok(split(stream, cert))
 }
 
-impl Secured {
-    fn split<S>(stream: S, peer_cert: PeerCert) -> Self
-    where
-        S: AsyncRead + AsyncWrite + Send + 'static,
-    {
-        let (read, write) = tokio::io::split(stream);
-        Self {
-            read: Box::new(read),
-            write: Box::new(write),
-            peer_cert,
-        }
+/// Splits a TLS stream into the halves a connection runs on.
+fn split<S>(stream: S, peer_cert: PeerCert) -> Connected
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    Connected {
+        read: Box::new(read),
+        write: Box::new(write),
+        peer_cert: Some(peer_cert),
     }
 }
 

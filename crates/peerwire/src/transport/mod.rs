@@ -133,16 +133,9 @@ impl<C: Connector> DynConnector for C {
                         peer_cert: None,
                     })
                 }
-                Some(tls) => {
-                    let secured = crate::tls::connect(io, tls)
-                        .await
-                        .map_err(ConnectFailure::Tls)?;
-                    Ok(Connected {
-                        read: secured.read,
-                        write: secured.write,
-                        peer_cert: Some(secured.peer_cert),
-                    })
-                }
+                Some(tls) => crate::tls::connect(io, tls)
+                    .await
+                    .map_err(ConnectFailure::Tls),
             }
         })
     }
