@@ -116,7 +116,7 @@ pub struct Status {
 
 fn deadline_of(req: &Request, fallback: Duration) -> Instant {
     match req.deadline() {
-        Some(d) => Instant::from_std(d),
+        Some(d) => d,
         None => Instant::now() + fallback,
     }
 }

@@ -106,6 +106,8 @@ pub struct ConnectionConfig {
     /// TLS with mutual authentication (`None`: plaintext). When set, every connection made
     /// or accepted with this configuration runs TLS 1.3 and nothing else.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// How streams to peers are opened (TCP unless set: a simulated network in tests).
+    pub network: crate::transport::Network,
 }
 
 impl Default for ConnectionConfig {
@@ -122,6 +124,7 @@ impl Default for ConnectionConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             tls: None,
+            network: crate::transport::Network::tcp(),
         }
     }
 }

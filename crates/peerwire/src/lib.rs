@@ -31,6 +31,8 @@ pub mod config;
 pub mod connection;
 pub mod datastream;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod raft;
 pub mod rpc;
 pub mod server;

@@ -7,6 +7,7 @@ pub mod datastream;
 pub mod fault_proxy;
 pub mod memory;
 pub mod raft;
+pub mod sim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

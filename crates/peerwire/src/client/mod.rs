@@ -22,7 +22,7 @@ use crate::config::ClientConfig;
 use crate::connection::frame_reader::FrameReader;
 use crate::connection::{Conn, Connection, Inbound, Route, ServeNothing, handshake};
 use crate::error::{ConnectError, Error, NotExecuted};
-use crate::transport::{ConnectFailure, Connected, Connector, DynConnector, TcpConnector};
+use crate::transport::{ConnectFailure, Connected, Connector, DynConnector};
 
 /// Per-call options.
 #[derive(Debug, Clone, Copy, Default)]
@@ -151,28 +151,30 @@ impl Client {
     ///
     /// If `cfg` is invalid; use [`Client::with_connector`] to get the error instead.
     pub fn new(cfg: ClientConfig) -> Self {
-        Self::with_connector(cfg, TcpConnector).expect("invalid client configuration")
+        let network = cfg.connection.network.connector();
+        Self::for_lane(cfg, network, Arc::new(ServeNothing), Lane::Rpc)
+            .expect("invalid client configuration")
     }
 
-    /// A client over any transport.
+    /// A client over any transport (instead of `cfg.connection.network`).
     pub fn with_connector<C: Connector>(cfg: ClientConfig, connector: C) -> Result<Self, Error> {
-        Self::with_inbound(cfg, connector, Arc::new(ServeNothing))
+        Self::for_lane(cfg, Arc::new(connector), Arc::new(ServeNothing), Lane::Rpc)
     }
 
     /// A client whose connections also serve the peer's calls through `inbound` (reverse calls
     /// over connections this side opened, as Spark's client-mode RpcEnv needs).
-    pub(crate) fn with_inbound<C: Connector>(
+    pub(crate) fn with_inbound(
         cfg: ClientConfig,
-        connector: C,
         inbound: Arc<dyn Inbound>,
     ) -> Result<Self, Error> {
-        Self::for_lane(cfg, connector, inbound, Lane::Rpc)
+        let network = cfg.connection.network.connector();
+        Self::for_lane(cfg, network, inbound, Lane::Rpc)
     }
 
     /// A client whose connections carry `lane` (the raft transport's lanes).
-    pub(crate) fn for_lane<C: Connector>(
+    pub(crate) fn for_lane(
         cfg: ClientConfig,
-        connector: C,
+        connector: Arc<dyn DynConnector>,
         inbound: Arc<dyn Inbound>,
         lane: Lane,
     ) -> Result<Self, Error> {
@@ -182,7 +184,7 @@ impl Client {
                 budget: Mutex::new(retry::RetryBudget::new(&cfg.retry)),
                 retries: std::sync::atomic::AtomicU64::new(0),
                 cfg,
-                connector: Arc::new(connector),
+                connector,
                 peers: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 closed: AtomicBool::new(false),

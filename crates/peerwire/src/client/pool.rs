@@ -130,13 +130,16 @@ impl PeerPool {
                 tokio::time::sleep_until(at).await;
             }
         }
-        let limit = client
-            .cfg
-            .connect_timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
+        let caller_left = deadline.saturating_duration_since(Instant::now());
+        let limit = client.cfg.connect_timeout.min(caller_left);
         let attempt = tokio::time::timeout(limit, client.open(self.peer)).await;
         let result = match attempt {
             Ok(result) => result,
+            // Cut short by this caller's deadline, not the connect timeout: the peer is not
+            // known to be unreachable, so no backoff for the callers after this one.
+            Err(_) if limit < client.cfg.connect_timeout => {
+                return Err(ConnectError::Timeout(limit));
+            }
             Err(_) => Err(ConnectError::Timeout(limit)),
         };
         match result {

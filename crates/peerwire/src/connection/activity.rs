@@ -5,7 +5,9 @@
 //! read, write or call pays for a clock read.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub(crate) struct Activity {

@@ -17,7 +17,6 @@ use crate::client::{Client, Peer, RetryPolicy};
 use crate::config::ClientConfig;
 use crate::connection::{Conn, PendingCall, Route, ServeNothing};
 use crate::error::Error;
-use crate::transport::TcpConnector;
 
 /// The pool slot of a stream: a mix of its client and stream ids.
 pub(crate) fn pool_hash(stream: StreamRef) -> u64 {
@@ -40,7 +39,7 @@ pub(crate) fn lane_client(
             retry: RetryPolicy::never(),
             ..ClientConfig::default()
         },
-        TcpConnector,
+        cfg.connection.network.connector(),
         Arc::new(ServeNothing),
         Lane::DataStream,
     )

@@ -19,7 +19,6 @@ use crate::client::{Client, RetryPolicy};
 use crate::config::{BackoffConfig, ClientConfig};
 use crate::connection::ServeNothing;
 use crate::error::{ConnectError, Error, HandshakeError, NotExecuted};
-use crate::transport::TcpConnector;
 
 /// Route of a batch of messages (one-way) on the append and message lanes.
 pub(crate) const BATCH_ROUTE: &str = "raft.batch";
@@ -100,7 +99,7 @@ impl Link {
                     },
                     retry: RetryPolicy::never(),
                 },
-                TcpConnector,
+                cfg.connection.network.connector(),
                 Arc::new(ServeNothing),
                 lane,
             )

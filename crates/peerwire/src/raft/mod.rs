@@ -29,7 +29,7 @@
 //! | raft-rs `eraftpb::Message` | `raft_rs.rs` (feature `raft-rs`, on by default) |
 
 mod addr_pick;
-mod batch;
+pub(crate) mod batch;
 mod bulk;
 mod config;
 mod faults;

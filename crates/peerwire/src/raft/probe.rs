@@ -4,7 +4,9 @@
 //! A probe carries nothing; the reply carries the peer's wall clock. The peer read its clock
 //! about half a round trip after we sent, so `drift = remote - (local_send + rtt / 2)`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Clock drift beyond which etcd warns (1 s): leases and read-index timing assume the
 /// members' clocks are close.

@@ -5,7 +5,9 @@
 //! [`PeerHealth`]: super::PeerHealth
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Buf, Bytes};
 use peerwire_wire::Lane;

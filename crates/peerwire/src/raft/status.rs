@@ -1,7 +1,7 @@
 //! A peer's health as the transport sees it (etcd's `peerStatus`): active or inactive, since
 //! when, and the error that made it inactive. Pure: the caller passes the time.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Active or inactive, with the time of the last change.
 #[derive(Debug, Clone, PartialEq, Eq)]

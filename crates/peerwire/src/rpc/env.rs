@@ -29,7 +29,7 @@ use crate::config::{ClientConfig, Identity, ServerConfig};
 use crate::connection::Route;
 use crate::error::{Error, Unknown, failure_to_error};
 use crate::server::Server;
-use crate::transport::{TcpConnector, TcpListener};
+use crate::transport::{Listener, TcpListener};
 
 /// Default ask timeout: 30 s. Spark's 120 s hides dead peers too long; asks that need longer
 /// say so with [`EndpointRef::ask_with_timeout`].
@@ -354,6 +354,26 @@ impl RpcEnv {
     ///
     /// Dropping the future before it completes starts nothing.
     pub async fn start(cfg: RpcEnvConfig) -> Result<Self, Error> {
+        let listener =
+            match cfg.bind {
+                Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                    Error::io(format!("binding rpc env `{}` to {addr}", cfg.name), e)
+                })?),
+                None => None,
+            };
+        Self::start_with(cfg, listener)
+    }
+
+    /// Starts an environment serving the streams `listener` accepts (instead of binding
+    /// `cfg.bind`; `None` for client mode). With [`ConnectionConfig::network`] this runs an
+    /// environment over any transport, a simulated network among them.
+    ///
+    /// [`ConnectionConfig::network`]: crate::ConnectionConfig::network
+    pub fn start_on<L: Listener>(cfg: RpcEnvConfig, listener: Option<L>) -> Result<Self, Error> {
+        Self::start_with(cfg, listener)
+    }
+
+    fn start_with<L: Listener>(cfg: RpcEnvConfig, listener: Option<L>) -> Result<Self, Error> {
         let mut client_cfg = cfg.client.clone();
         client_cfg.identity = cfg.identity;
         client_cfg.validate()?;
@@ -365,16 +385,9 @@ impl RpcEnv {
                 "inbox_capacity and message_loops must be at least 1".into(),
             ));
         }
-        let listener =
-            match cfg.bind {
-                Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-                    Error::io(format!("binding rpc env `{}` to {addr}", cfg.name), e)
-                })?),
-                None => None,
-            };
         let bound = match &listener {
             Some(l) => Some(
-                crate::transport::Listener::local_addr(l)
+                l.local_addr()
                     .map_err(|e| Error::io("reading the listener's address", e))?,
             ),
             None => None,
@@ -386,7 +399,7 @@ impl RpcEnv {
         };
         let inner = Arc::new_cyclic(|weak: &Weak<EnvInner>| {
             let inbound = Arc::new(RpcInbound { env: weak.clone() });
-            let client = Client::with_inbound(client_cfg, TcpConnector, inbound)
+            let client = Client::with_inbound(client_cfg, inbound)
                 .expect("client configuration validated above");
             EnvInner {
                 name: cfg.name.clone(),

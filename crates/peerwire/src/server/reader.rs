@@ -7,7 +7,9 @@
 //! room are counted.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use peerwire_wire::{OneWay, Request, Status};

@@ -5,6 +5,7 @@
 //! implementing these traits, without touching the protocol code. Tests can also hand
 //! [`tokio::io::duplex`] streams straight to the connection layer.
 
+mod network;
 mod tcp;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::HandshakeError;
 use crate::tls::{PeerCert, TlsConfig};
 
+pub use network::Network;
 pub use tcp::{LISTEN_BACKLOG, TcpConnector, TcpListener};
 
 /// The read half of a transport stream.

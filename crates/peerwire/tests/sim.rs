@@ -1,0 +1,200 @@
+//! Seeded simulations on turmoil's network: RpcEnv asks, the raft transport and a data stream
+//! under random partitions (both ways and one way), holds, crashes and restarts, and latency
+//! ([`Chaos`]). A run is a function of its seed. CI runs seeds `0..SEEDS`; more by hand with
+//! `PEERWIRE_SIM_SEEDS=200 cargo test -p peerwire --test sim --release` (docs/TESTING.md).
+//!
+//! What every run checks: no panic; every ask reaches an outcome by its deadline; no reply
+//! reaches the wrong caller; after the faults heal, every peer works again within 5 s.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use peerwire::rpc::{Endpoint, EndpointError, ReplyContext, RpcEnv, RpcEnvConfig};
+use peerwire::{ConnectionConfig, Error};
+use peerwire_testkit::sim::{Chaos, SimListener, network};
+use tokio::time::Instant;
+
+/// Seeds run by default.
+const SEEDS: u64 = 8;
+/// Simulated time with faults, before everything heals.
+const CHAOS: Duration = Duration::from_secs(20);
+/// After healing, every peer must work again within this.
+const RECOVERY: Duration = Duration::from_secs(5);
+const PORT: u16 = 7000;
+
+fn seeds() -> std::ops::Range<u64> {
+    let n = std::env::var("PEERWIRE_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEEDS);
+    let first = std::env::var("PEERWIRE_SIM_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    first..first + n
+}
+
+fn sim(seed: u64) -> turmoil::Sim<'static> {
+    turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(CHAOS + Duration::from_secs(60))
+        .tick_duration(Duration::from_millis(1))
+        .build()
+}
+
+/// Connection settings for the simulated network: quick heartbeats and timeouts, so a dead
+/// link is found within a second.
+fn connection() -> ConnectionConfig {
+    ConnectionConfig {
+        network: network(),
+        heartbeat_interval: Duration::from_millis(100),
+        read_timeout: Duration::from_millis(600),
+        handshake_timeout: Duration::from_millis(500),
+        drain_timeout: Duration::from_millis(200),
+        ..ConnectionConfig::default()
+    }
+}
+
+/// Runs the simulation, with `chaos` until [`CHAOS`] and healed after; `healed` tells the
+/// hosts when (simulated time since the start, as `turmoil::elapsed()` reads it).
+fn drive(
+    sim: &mut turmoil::Sim<'_>,
+    chaos: &mut Chaos,
+    healed: &Rc<Cell<Option<Duration>>>,
+) -> turmoil::Result {
+    loop {
+        if healed.get().is_none() {
+            if sim.elapsed() >= CHAOS {
+                chaos.heal(sim);
+                healed.set(Some(sim.elapsed()));
+            } else {
+                chaos.tick(sim);
+            }
+        }
+        if sim.step()? {
+            return Ok(());
+        }
+    }
+}
+
+struct Echo;
+
+impl Endpoint for Echo {
+    type Message = String;
+
+    async fn receive_and_reply(
+        &mut self,
+        msg: String,
+        reply: ReplyContext,
+    ) -> Result<(), EndpointError> {
+        reply.reply(&msg);
+        Ok(())
+    }
+}
+
+fn env_config(name: &str) -> RpcEnvConfig {
+    let mut cfg = RpcEnvConfig::client(name);
+    cfg.client.connection = connection();
+    cfg.client.connect_timeout = Duration::from_millis(300);
+    // Redials back off to at most 2 s (with jitter): a healed peer is redialled in time.
+    cfg.client.backoff.max = Duration::from_secs(2);
+    cfg.server.connection = connection();
+    cfg.message_loops = 2;
+    cfg
+}
+
+/// Asks from one worker until healed, then until the first success; returns (asks, answered).
+async fn asker(
+    echo: peerwire::rpc::EndpointRef<String>,
+    worker: usize,
+    healed: Rc<Cell<Option<Duration>>>,
+) -> (u64, u64) {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let (mut asks, mut answered) = (0, 0);
+    loop {
+        asks += 1;
+        let msg = format!("w{worker}-{asks}");
+        let started = Instant::now();
+        let started_sim = turmoil::elapsed();
+        let outcome = echo.ask_with_timeout::<String>(msg.clone(), TIMEOUT).await;
+        let took = started.elapsed();
+        assert!(
+            took <= TIMEOUT + Duration::from_millis(2),
+            "ask {msg} took {took:?}, past its {TIMEOUT:?} deadline: {outcome:?}"
+        );
+        match outcome {
+            Ok(reply) => {
+                assert_eq!(reply, msg, "a reply reached the wrong caller");
+                answered += 1;
+                if let Some(at) = healed.get() {
+                    assert!(
+                        started_sim.saturating_sub(at) <= RECOVERY,
+                        "first answer {:?} after healing",
+                        started_sim.saturating_sub(at)
+                    );
+                    return (asks, answered);
+                }
+            }
+            Err(Error::NotExecuted { .. } | Error::Unknown { .. }) => {
+                if let Some(at) = healed.get() {
+                    assert!(
+                        turmoil::elapsed().saturating_sub(at) <= RECOVERY,
+                        "no answer within {RECOVERY:?} of healing; last: {outcome:?}"
+                    );
+                }
+                // Refused at once (the server is down): pace the retries.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("ask {msg}: unexpected outcome {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn rpcenv_asks_survive_partitions_holds_crashes_and_latency() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    for seed in seeds() {
+        let mut sim = sim(seed);
+        let healed = Rc::new(Cell::new(None));
+        sim.host("server", || async {
+            let listener = SimListener::bind("server", PORT).await?;
+            let mut cfg = env_config("server");
+            cfg.advertise = Some(peerwire::transport::Listener::local_addr(&listener)?);
+            let env = RpcEnv::start_on(cfg, Some(listener))?;
+            env.setup_endpoint("echo", Echo)?;
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        let client_healed = healed.clone();
+        let totals = Rc::new(Cell::new((0, 0)));
+        let client_totals = totals.clone();
+        sim.client("client", async move {
+            let env = RpcEnv::start_on(env_config("client"), None::<SimListener>)?;
+            let server = SocketAddr::new(turmoil::lookup("server"), PORT);
+            let echo = env.endpoint_ref_unchecked::<String>(server, "echo");
+            let workers = (0..4).map(|w| asker(echo.clone(), w, client_healed.clone()));
+            let results = futures::future::join_all(workers).await;
+            client_totals.set(results.iter().fold((0, 0), |(a, b), (x, y)| (a + x, b + y)));
+            env.shutdown().await;
+            Ok(())
+        });
+        let mut chaos = Chaos::new(seed, &["server", "client"], &["server"]);
+        if let Err(e) = drive(&mut sim, &mut chaos, &healed) {
+            panic!("seed {seed}: {e}; faults: {:?}", chaos.log);
+        }
+        let (asks, answered) = totals.get();
+        assert!(
+            answered > 0 && asks >= answered,
+            "seed {seed}: {asks} asks, {answered} answered"
+        );
+        eprintln!(
+            "seed {seed}: {asks} asks, {answered} answered, {} faults",
+            chaos.log.len()
+        );
+    }
+}
