@@ -3,7 +3,7 @@
 //! [`pick`] names, or is dropped and reported when that lane's queue is full.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
@@ -29,6 +29,8 @@ pub(crate) struct PeerShared {
     pub(crate) addrs: Mutex<AddrPicker>,
     status: Mutex<PeerStatus>,
     pub(crate) health: Mutex<PeerHealth>,
+    /// Long-lived lanes connected now.
+    streams_up: AtomicUsize,
     /// Fires when the peer is removed or the transport stops.
     pub(crate) stop: CancellationToken,
 }
@@ -57,9 +59,26 @@ impl PeerShared {
         }
     }
 
-    /// A lane failed.
+    /// A long-lived lane connected: the peer is active at least until it disconnects.
+    pub(crate) fn stream_up(&self, lane: Lane) {
+        self.streams_up.fetch_add(1, Ordering::AcqRel);
+        self.activate(lane);
+    }
+
+    /// A long-lived lane's connection ended (call [`PeerShared::deactivate`] after, with why).
+    pub(crate) fn stream_down(&self) {
+        self.streams_up.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A lane failed. While a long-lived lane is still connected the peer stays active: the
+    /// failure of a pipeline call, a snapshot or the other stream does not make it
+    /// unreachable, and nothing would mark it active again while that lane stays up.
     pub(crate) fn deactivate(&self, lane: Lane, error: impl std::fmt::Display) {
         let error = format!("{lane} lane: {error}");
+        if self.streams_up.load(Ordering::Acquire) > 0 {
+            tracing::debug!(peer = self.id, %error, "a lane failed; a stream lane is still up");
+            return;
+        }
         if self
             .status
             .lock()
@@ -94,6 +113,7 @@ impl<M: RaftMessage> RaftPeer<M> {
             addrs: Mutex::new(addrs),
             status: Mutex::new(PeerStatus::new()),
             health: Mutex::new(PeerHealth::default()),
+            streams_up: AtomicUsize::new(0),
             stop: link.stop.child_token(),
         });
         let streams = (!remote).then(|| {

@@ -70,6 +70,7 @@ async fn run<M: RaftMessage>(
             return;
         }
         let addr = peer.addr();
+        tracing::trace!(peer = peer.id, %lane, %addr, "dialing the lane");
         let dialed = if link.faults.streams_down(peer.id) {
             None
         } else {
@@ -82,9 +83,10 @@ async fn run<M: RaftMessage>(
             Some(Ok(conn)) => {
                 failures = 0;
                 up.store(true, Ordering::Release);
-                peer.activate(lane);
+                peer.stream_up(lane);
                 let ended = serve(&conn, &mut rx, &route, &link, &peer, &mut buf).await;
                 up.store(false, Ordering::Release);
+                peer.stream_down();
                 match ended {
                     Ended::Stopped => {
                         conn.close();
