@@ -238,13 +238,19 @@ impl SnapshotData {
                 limit,
             });
         }
-        let mut all = bytes::BytesMut::with_capacity(self.size as usize);
+        // The size is the sender's claim: reserve for what arrives, not for what is announced
+        // (a peer announcing 4 GiB and sending nothing must not cost 4 GiB; found by fuzzing).
+        let mut all = bytes::BytesMut::with_capacity(self.size.min(COLLECT_RESERVE) as usize);
         while let Some(chunk) = self.chunk().await {
             all.extend_from_slice(&chunk?);
         }
         Ok(all.freeze())
     }
 }
+
+
+/// Most [`SnapshotData::collect`] reserves before data arrives.
+const COLLECT_RESERVE: u64 = 1 << 20;
 
 #[cfg(test)]
 mod tests {
