@@ -82,6 +82,9 @@ async fn serve_one(input: Bytes) -> Vec<u8> {
         identity: IDENTITY,
         connection: connection.clone(),
         probe_interval: None,
+        // One thread per input would outlive the input (it exits after the transport drops),
+        // and LeakSanitizer reports it at exit.
+        bulk_thread: false,
         ..TransportConfig::default()
     };
     let transport = Transport::start(transport_cfg, NoRaft).expect("transport config");
