@@ -248,7 +248,6 @@ impl SnapshotData {
     }
 }
 
-
 /// Most [`SnapshotData::collect`] reserves before data arrives.
 const COLLECT_RESERVE: u64 = 1 << 20;
 
