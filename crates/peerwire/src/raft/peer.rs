@@ -74,11 +74,11 @@ impl PeerShared {
     /// failure of a pipeline call, a snapshot or the other stream does not make it
     /// unreachable, and nothing would mark it active again while that lane stays up.
     pub(crate) fn deactivate(&self, lane: Lane, error: impl std::fmt::Display) {
-        let error = format!("{lane} lane: {error}");
         if self.streams_up.load(Ordering::Acquire) > 0 {
-            tracing::debug!(peer = self.id, %error, "a lane failed; a stream lane is still up");
+            tracing::debug!(peer = self.id, %lane, %error, "a lane failed; a stream lane is still up");
             return;
         }
+        let error = format!("{lane} lane: {error}");
         if self
             .status
             .lock()
