@@ -33,6 +33,11 @@ pub enum ClientError {
     /// No node could be reached; the last failure is given.
     #[error("no node reachable: {0}")]
     Unreachable(peerwire::Error),
+    /// A write reached a node but its answer did not come back (the node died, the connection
+    /// broke, the deadline passed): it may or may not have been applied. Read the key to find
+    /// out; it was not sent again.
+    #[error("the write's outcome is unknown (it may have been applied): {0}")]
+    OutcomeUnknown(peerwire::Error),
     /// The client was given no endpoints.
     #[error("no endpoints given")]
     NoEndpoints,
@@ -65,6 +70,12 @@ pub struct KvClient {
     timeout: Duration,
     /// The TLS settings of `rpc`'s connections, for the data streams of blob uploads too.
     tls: Option<peerwire::tls::TlsConfig>,
+}
+
+/// Whether calling `method` twice does no harm (so a call whose outcome is unknown may be sent
+/// again to another node).
+fn repeatable(method: &str) -> bool {
+    matches!(method, "get" | "status" | "blob.read")
 }
 
 impl KvClient {
@@ -119,6 +130,17 @@ impl KvClient {
                 Ok(reply) => {
                     *self.preferred.lock().expect("preferred lock poisoned") = Some(addr);
                     return Ok(reply?);
+                }
+                // A write that may have been applied is not sent again to another node as a
+                // new request: if both were applied, a newer write from another client could
+                // land in between and be overwritten by the copy. Its caller gets the unknown
+                // outcome (reads and other repeatable calls go on to the next node).
+                Err(e) if e.is_unknown() && !repeatable(method) => {
+                    let mut p = self.preferred.lock().expect("preferred lock poisoned");
+                    if *p == Some(addr) {
+                        *p = None;
+                    }
+                    return Err(ClientError::OutcomeUnknown(e));
                 }
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "node unreachable; trying the next");

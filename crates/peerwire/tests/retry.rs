@@ -101,6 +101,12 @@ async fn retries_are_bounded_by_the_budget() {
 /// A peer that drops its first connection after reading a request (the call's outcome is then
 /// unknown to the caller) and echoes on later connections.
 async fn flaky_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    peer_that_drops_the_first_call(false).await
+}
+
+/// As [`flaky_server`]; with `vanish`, the peer also stops listening once it dropped the first
+/// call, so later connects are refused.
+async fn peer_that_drops_the_first_call(vanish: bool) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -126,6 +132,9 @@ async fn flaky_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                 match next_frame(&mut stream, &mut buf, &mut dec).await {
                     Some(Frame::Request(req)) if connection == 0 => {
                         drop(req);
+                        if vanish {
+                            return; // drops the listener too
+                        }
                         break; // drop the connection mid-call
                     }
                     Some(Frame::Request(req)) => {
@@ -209,5 +218,43 @@ async fn idempotent_calls_retry_unknown_outcomes_and_others_do_not() {
     assert_eq!(reply, "y");
     assert!(client.retries() >= 1);
     server.abort();
+    client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retry_refused_after_an_unknown_outcome_still_reports_it_unknown() {
+    let client = Client::new(ClientConfig {
+        retry: RetryPolicy {
+            backoff: fixed_backoff(1),
+            ..RetryPolicy::default()
+        },
+        backoff: fixed_backoff(1),
+        ..ClientConfig::default()
+    });
+    // The first attempt reaches the peer, which then goes away: the retries are refused at
+    // connect, but the first may have run, so the call's outcome is unknown, not "not executed".
+    let (addr, server) = peer_that_drops_the_first_call(true).await;
+    let options = CallOptions {
+        idempotent: true,
+        ..CallOptions::default()
+    };
+    let err = bounded(
+        "the call",
+        client.call_with(addr, "echo", Bytes::from_static(b"z"), options),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unknown {
+                reason: Unknown::ConnectionLost(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(client.retries() >= 1, "the refused retries happened");
+    bounded("the peer to go", server).await.unwrap();
     client.shutdown().await;
 }

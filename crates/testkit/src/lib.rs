@@ -5,6 +5,7 @@
 
 pub mod datastream;
 pub mod fault_proxy;
+pub mod history;
 pub mod memory;
 pub mod raft;
 pub mod sim;

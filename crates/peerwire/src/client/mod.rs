@@ -239,6 +239,13 @@ impl Client {
             .deposit();
         let mut attempt = 1u32;
         let mut closing_retried = false;
+        // An earlier attempt whose outcome is unknown: it may have run, so a later attempt that
+        // was refused must not report the call as not executed.
+        let mut unknown: Option<Error> = None;
+        let outcome = |error: Error, unknown: Option<Error>| match unknown {
+            Some(earlier) if error.is_not_executed() => earlier,
+            _ => error,
+        };
         loop {
             let result = self
                 .attempt(
@@ -270,13 +277,13 @@ impl Client {
                 continue;
             }
             if attempt >= policy.max_attempts || !retry::retryable(&error, options.idempotent) {
-                return Err(error);
+                return Err(outcome(error, unknown));
             }
             let pause = backoff::delay(&policy.backoff, attempt, fastrand::f64())
                 .max(retry::retry_after(&error).unwrap_or_default());
             let now = Instant::now();
             if now + pause >= until {
-                return Err(error);
+                return Err(outcome(error, unknown));
             }
             if !self
                 .inner
@@ -287,11 +294,14 @@ impl Client {
             {
                 metrics::counter!("peerwire_retries_refused_total", "reason" => "budget")
                     .increment(1);
-                return Err(error);
+                return Err(outcome(error, unknown));
             }
             metrics::counter!("peerwire_retries_total").increment(1);
             self.inner.retries.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(peer = %peer.addr, attempt, ?pause, error = %error, "retrying call");
+            if error.is_unknown() {
+                unknown = Some(error);
+            }
             tokio::time::sleep(pause).await;
             attempt += 1;
         }

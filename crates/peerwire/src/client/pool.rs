@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -56,6 +56,9 @@ struct ConnectState {
 struct Slot {
     current: Mutex<Option<Connection>>,
     connect: tokio::sync::Mutex<ConnectState>,
+    /// Connect attempts finished on this slot (changed under `connect`): a caller that waited
+    /// for the lock while an attempt ran takes that attempt's outcome instead of making its own.
+    attempts: AtomicU64,
 }
 
 impl Slot {
@@ -105,6 +108,7 @@ impl PeerPool {
         if let Some(conn) = slot.open_connection() {
             return Ok(conn);
         }
+        let seen = slot.attempts.load(Ordering::Acquire);
         let mut state = match tokio::time::timeout_at(deadline, slot.connect.lock()).await {
             Ok(state) => state,
             Err(_) => return Err(ConnectError::Timeout(client.cfg.connect_timeout)),
@@ -112,6 +116,21 @@ impl PeerPool {
         // Another caller may have connected while we waited for the lock.
         if let Some(conn) = slot.open_connection() {
             return Ok(conn);
+        }
+        // Or failed to: one failed attempt answers every caller that waited for it, as a
+        // channel in transient failure fails its waiting calls. Each waiting caller making its
+        // own attempt in turn would push the backoff further per caller, so the last of n
+        // callers to a dead peer would wait out n growing backoffs before learning it is dead.
+        if slot.attempts.load(Ordering::Acquire) != seen
+            && let Some(last) = &state.last_error
+        {
+            let remaining = state.next_attempt.map_or(Duration::ZERO, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            return Err(ConnectError::Backoff {
+                remaining,
+                last: Box::new(last.clone()),
+            });
         }
         if let Some(at) = state.next_attempt {
             let now = Instant::now();
@@ -136,12 +155,14 @@ impl PeerPool {
         let result = match attempt {
             Ok(result) => result,
             // Cut short by this caller's deadline, not the connect timeout: the peer is not
-            // known to be unreachable, so no backoff for the callers after this one.
+            // known to be unreachable, so no backoff (and no verdict) for the callers after
+            // this one.
             Err(_) if limit < client.cfg.connect_timeout => {
                 return Err(ConnectError::Timeout(limit));
             }
             Err(_) => Err(ConnectError::Timeout(limit)),
         };
+        slot.attempts.fetch_add(1, Ordering::Release);
         match result {
             Ok(conn) => {
                 *state = ConnectState::default();
