@@ -323,3 +323,249 @@ fn raft_transport_lanes_recover_after_partitions_holds_crashes_and_latency() {
         eprintln!("seed {seed}: {} faults", chaos.log.len());
     }
 }
+
+/// The data-stream settings of the simulation: half-second requests, so a dead hop fails a
+/// stream quickly, and a two-second idle timeout, so abandoned streams leave soon.
+fn ds_config(id: u64) -> peerwire::datastream::DataStreamConfig {
+    peerwire::datastream::DataStreamConfig {
+        identity: peerwire::Identity {
+            cluster_id: 0xd5,
+            node_id: id,
+            epoch: 1,
+        },
+        connection: connection(),
+        request_timeout: DS_REQUEST,
+        max_outstanding: 4,
+        idle_timeout: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+const DS_REQUEST: Duration = Duration::from_millis(500);
+
+/// The data-stream servers the client host inspects (every host runs on this thread).
+type DsServers = Rc<std::cell::RefCell<Vec<Option<DataStreamServer<MemorySink>>>>>;
+
+use peerwire::datastream::DataStreamServer;
+use peerwire_testkit::datastream::{MemorySink, SinkState};
+
+/// One data-stream server on the simulated network, registered in `servers` until the
+/// simulation ends (or its host crashes).
+async fn ds_node(id: u64, sink: MemorySink, servers: DsServers) -> turmoil::Result {
+    let cfg = ds_config(id);
+    let listener = SimListener::bind(NODES[id as usize - 1], PORT).await?;
+    let ds = DataStreamServer::new(cfg.clone(), sink)?;
+    for p in (1..=3).filter(|p| *p != id) {
+        ds.add_peer(p, node_addr(p));
+    }
+    let _server = peerwire::Server::builder(peerwire::ServerConfig {
+        identity: cfg.identity,
+        connection: cfg.connection.clone(),
+        ..peerwire::ServerConfig::default()
+    })
+    .datastream(&ds)
+    .serve(listener)?;
+    servers.borrow_mut()[id as usize - 1] = Some(ds);
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The bytes of packet `k` of stream `s`: distinct per stream, so bytes routed to the wrong
+/// stream show.
+fn ds_packet(s: u64, k: u64) -> bytes::Bytes {
+    let mut rng = fastrand::Rng::with_seed(s << 16 | k);
+    let len = rng.usize(2_000..16_000);
+    bytes::Bytes::from((0..len).map(|_| rng.u8(..)).collect::<Vec<u8>>())
+}
+
+/// Checks that every replica's sink holds the first `acked` bytes it acknowledged of `sent`.
+fn check_acked(
+    sinks: &[MemorySink; 3],
+    stream: &peerwire::datastream::StreamRef,
+    replicas: &[peerwire::datastream::ReplicaBytes],
+    sent: &[u8],
+) {
+    for r in replicas {
+        assert!((1..=3).contains(&r.node), "an ack from node {}", r.node);
+        let record = sinks[r.node as usize - 1]
+            .record(stream)
+            .unwrap_or_else(|| panic!("node {} acknowledged {stream:?} it never opened", r.node));
+        let n = r.bytes as usize;
+        assert!(
+            n <= sent.len(),
+            "node {} acknowledged {n} of {} bytes",
+            r.node,
+            sent.len()
+        );
+        assert!(
+            record.data.len() >= n && record.data[..n] == sent[..n],
+            "node {} acknowledged {n} bytes of {stream:?} that its sink does not hold",
+            r.node
+        );
+    }
+}
+
+/// Opens streams to n1 (star and chain over all three) one after another, writing 8 packets
+/// each and closing. Every open, write and close must end by its bound; every acknowledged
+/// byte must be in the acknowledging replicas' sinks; a closed stream must be whole on all
+/// three. After healing, a stream must succeed within [`RECOVERY`], and then every server must
+/// drop its abandoned streams within the idle timeout. Returns (streams, completed).
+async fn ds_client(sinks: [MemorySink; 3], servers: DsServers, checks: Checks) -> (u64, u64) {
+    use peerwire::datastream::{DataStreamClient, RoutingTable, StreamFlags};
+
+    let client = DataStreamClient::new(ds_config(0)).expect("client config");
+    let (mut streams, mut completed) = (0u64, 0u64);
+    // Open: a connect (bounded by the request timeout) and the open request.
+    let open_bound = DS_REQUEST * 2 + Duration::from_millis(2);
+    // A write: room in the window, then the acknowledgement, each bounded.
+    let write_bound = DS_REQUEST * 2 + Duration::from_millis(2);
+    loop {
+        streams += 1;
+        let routing = if streams % 2 == 0 {
+            RoutingTable::chain(&[1, 2, 3]).unwrap()
+        } else {
+            RoutingTable::star(1, &[2, 3]).unwrap()
+        };
+        let began = Instant::now();
+        let began_sim = turmoil::elapsed();
+        let opened = client
+            .open(node_addr(1), bytes::Bytes::new(), routing)
+            .await;
+        assert!(
+            began.elapsed() <= open_bound,
+            "an open took {:?}",
+            began.elapsed()
+        );
+        let mut ok = false;
+        if let Ok(mut out) = opened {
+            let stream = out.stream();
+            let mut sent = Vec::new();
+            ok = true;
+            for k in 0..8 {
+                let data = ds_packet(streams, k);
+                sent.extend_from_slice(&data);
+                let t = Instant::now();
+                let acked = match out.write(data, StreamFlags::NONE).await {
+                    Ok(ack) => ack.await,
+                    Err(e) => Err(e),
+                };
+                assert!(t.elapsed() <= write_bound, "a write took {:?}", t.elapsed());
+                match acked {
+                    Ok(ack) => {
+                        let mut nodes: Vec<u64> = ack.replicas.iter().map(|r| r.node).collect();
+                        nodes.sort_unstable();
+                        assert_eq!(nodes, [1, 2, 3], "an ack must cover the whole route");
+                        check_acked(&sinks, &stream, &ack.replicas, &sent);
+                    }
+                    Err(e) => {
+                        assert!(e.node().is_some_and(|n| (1..=3).contains(&n)), "{e}");
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                let t = Instant::now();
+                match out.close().await {
+                    Ok(reply) => {
+                        assert_eq!(reply.bytes, sent.len() as u64);
+                        assert_eq!(reply.replicas.len(), 3);
+                        check_acked(&sinks, &stream, &reply.replicas, &sent);
+                        for (i, sink) in sinks.iter().enumerate() {
+                            let record = sink.record(&stream).unwrap();
+                            assert_eq!(record.data, sent, "node {} holds another stream", i + 1);
+                            assert_eq!(record.state, SinkState::Closed, "node {}", i + 1);
+                        }
+                        completed += 1;
+                    }
+                    Err(e) => {
+                        assert!(e.node().is_some_and(|n| (1..=3).contains(&n)), "{e}");
+                        ok = false;
+                    }
+                }
+                assert!(t.elapsed() <= write_bound, "a close took {:?}", t.elapsed());
+            }
+        }
+        let Some(healed) = checks.healed.get() else {
+            if !ok {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            continue;
+        };
+        if ok && began_sim >= healed {
+            break;
+        }
+        assert!(
+            turmoil::elapsed().saturating_sub(healed) <= RECOVERY,
+            "no stream completed within {RECOVERY:?} of healing"
+        );
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Every stream but the finished ones was abandoned or failed: each server must drop them
+    // within its idle timeout (plus a request timeout for a failure in flight).
+    let healthy_at = Instant::now();
+    let limit = ds_config(1).idle_timeout + DS_REQUEST * 2;
+    loop {
+        let left: Vec<(u64, usize, usize)> = servers
+            .borrow()
+            .iter()
+            .flatten()
+            .map(|ds| (ds.node_id(), ds.active_streams(), ds.buffered_bytes()))
+            .filter(|(_, streams, bytes)| *streams > 0 || *bytes > 0)
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            healthy_at.elapsed() <= limit,
+            "streams left after {limit:?} (node, streams, buffered bytes): {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client.shutdown().await;
+    (streams, completed)
+}
+
+#[test]
+fn data_streams_fail_cleanly_and_recover_after_partitions_holds_crashes_and_latency() {
+    logs();
+    for seed in seeds() {
+        let mut sim = sim(seed);
+        let checks = Checks::default();
+        let sinks = [MemorySink::new(), MemorySink::new(), MemorySink::new()];
+        let servers: DsServers = Rc::new(std::cell::RefCell::new(vec![None, None, None]));
+        // n3 may crash: its host function runs again on restart, with a fresh server.
+        for id in [1, 2] {
+            let (sink, servers) = (sinks[id as usize - 1].clone(), servers.clone());
+            sim.host(NODES[id as usize - 1], move || {
+                ds_node(id, sink.clone(), servers.clone())
+            });
+        }
+        {
+            let (sink, servers) = (sinks[2].clone(), servers.clone());
+            sim.host("n3", move || {
+                servers.borrow_mut()[2] = None;
+                ds_node(3, sink.clone(), servers.clone())
+            });
+        }
+        let totals = Rc::new(Cell::new((0, 0)));
+        let client_totals = totals.clone();
+        let client_checks = checks.clone();
+        sim.client("client", async move {
+            client_totals.set(ds_client(sinks, servers, client_checks).await);
+            Ok(())
+        });
+        let mut chaos = Chaos::new(seed, &["n1", "n2", "n3", "client"], &["n3"]);
+        if let Err(e) = drive(&mut sim, &mut chaos, &checks.healed) {
+            panic!("seed {seed}: {e}; faults: {:?}", chaos.log);
+        }
+        let (streams, completed) = totals.get();
+        assert!(completed > 0, "seed {seed}: no stream completed");
+        eprintln!(
+            "seed {seed}: {streams} streams, {completed} completed, {} faults",
+            chaos.log.len()
+        );
+    }
+}
