@@ -41,6 +41,9 @@ pub(crate) enum Command {
     /// Bulk streams of large packets: one hop, and a primary fanning out to two replicas
     /// (star, chain); goodput and CPU per GiB beside raw TCP.
     Datastream(DataStreamArgs),
+    /// A legitimate client's echo latency alone and beside 1,000 slow peers (silent, or a byte
+    /// a second, before or after the handshake): peerwire and tonic.
+    Slowloris(crate::slowloris::SlowlorisArgs),
     /// Puts against a local 3-node peerwire-kv cluster (native client) at several client
     /// counts, beside a local 3-member etcd (gRPC) when an `etcd` binary is on PATH.
     Kv(KvArgs),

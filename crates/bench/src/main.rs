@@ -20,6 +20,7 @@ mod report;
 mod rpc;
 mod rss;
 mod runtime;
+mod slowloris;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Raft(args) => raft::run(&args),
         Command::Datastream(args) => datastream::run(&args),
         Command::Kv(args) => kv::run(&args),
+        Command::Slowloris(args) => slowloris::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
