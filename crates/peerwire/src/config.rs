@@ -19,6 +19,12 @@ pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
 /// not count against it beyond the in-flight limit, so it must exceed `max_inflight`.
 pub const DEFAULT_WRITE_QUEUE: usize = 4096;
 
+/// Default bytes of one-way and control frames a connection's write queue holds: 64 MiB.
+/// With `write_queue` alone, a peer that stops reading could make a sender hold 4,096 frames
+/// of up to 16 MiB each; this caps the sum. Four maximum frames fit, and a frame larger than
+/// the budget still passes when the queue is empty.
+pub const DEFAULT_WRITE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Default bytes the writer gathers before it writes, even if more frames are queued:
 /// 256 KiB. Large enough to fill a socket send buffer in one vectored write, small enough
 /// that one batch does not delay the next for long.
@@ -89,6 +95,10 @@ pub struct ConnectionConfig {
     pub max_inflight: usize,
     /// Frames queued for the writer; a full queue fails a one-way send at once.
     pub write_queue: usize,
+    /// Bytes of one-way and control frames queued for the writer; past it a one-way send fails
+    /// at once (or, on a lane with back-pressure, waits), as with `write_queue`. A frame is
+    /// always accepted into an empty queue.
+    pub write_queue_bytes: usize,
     /// Bytes gathered into one vectored write at most.
     pub max_write_batch: usize,
     /// Initial read buffer size.
@@ -116,6 +126,7 @@ impl Default for ConnectionConfig {
             max_frame_body: DEFAULT_MAX_FRAME_BODY,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             write_queue: DEFAULT_WRITE_QUEUE,
+            write_queue_bytes: DEFAULT_WRITE_QUEUE_BYTES,
             max_write_batch: DEFAULT_MAX_WRITE_BATCH,
             read_buffer: DEFAULT_READ_BUFFER,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
@@ -140,6 +151,9 @@ impl ConnectionConfig {
                 "write_queue ({}) must exceed max_inflight ({}) so replies never wait for room",
                 self.write_queue, self.max_inflight
             )));
+        }
+        if self.write_queue_bytes == 0 {
+            return Err(Error::Config("write_queue_bytes must be at least 1".into()));
         }
         if self.heartbeat_interval >= self.read_timeout {
             return Err(Error::Config(format!(

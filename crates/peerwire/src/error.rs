@@ -164,12 +164,14 @@ pub enum NotExecuted {
         message: String,
     },
     /// A local queue was full; the setting named can be raised.
-    #[error("{queue} full at {limit} entries (setting `{setting}`)")]
+    #[error("{queue} full at {limit} {unit} (setting `{setting}`)")]
     LocalQueueFull {
         /// Which queue.
         queue: &'static str,
         /// Its capacity.
         limit: usize,
+        /// What `limit` counts: `entries` or `bytes`.
+        unit: &'static str,
         /// The configuration field that sets it.
         setting: &'static str,
     },

@@ -180,3 +180,84 @@ async fn a_thousand_slow_peers_are_closed_on_time_and_calls_keep_working() {
         .unwrap();
     server_rt.shutdown_background();
 }
+
+/// A peer that completes the handshake and then never reads: the sender's one-way frames pile
+/// up in its write queue until `write_queue_bytes`, and then sends fail at once with the
+/// setting named, long before the frame count (`write_queue`) would stop them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_cannot_grow_the_senders_write_queue_past_its_byte_budget() {
+    use peerwire::wire::{FrameDecoder, Hello, Lane, Limits, PROTOCOL_VERSION};
+    use peerwire::{Error, NotExecuted};
+
+    const BUDGET: usize = 2 << 20;
+    const PAYLOAD: usize = 256 << 10;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let peer = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = BytesMut::new();
+        let mut dec = FrameDecoder::new(Limits::default());
+        let hello = loop {
+            if let Some(Frame::Hello(h)) = dec.decode(&mut buf).unwrap() {
+                break h;
+            }
+            assert!(stream.read_buf(&mut buf).await.unwrap() > 0);
+        };
+        let mut ack = BytesMut::new();
+        Frame::HelloAck(Hello {
+            version: PROTOCOL_VERSION,
+            lane: Lane::Rpc,
+            node_id: 9,
+            target_node_id: hello.node_id,
+            ..hello
+        })
+        .encode(&mut ack);
+        stream.write_all(&ack).await.unwrap();
+        // Never reads again; holds the connection open until the test ends.
+        let _ = stopped.await;
+        drop(stream);
+    });
+    let client = Client::new(ClientConfig {
+        connection: ConnectionConfig {
+            write_queue_bytes: BUDGET,
+            // Nothing will answer the heartbeats: keep the connection up for the test.
+            read_timeout: Duration::from_secs(60),
+            ..ConnectionConfig::default()
+        },
+        ..ClientConfig::default()
+    });
+    let payload = Bytes::from(vec![0u8; PAYLOAD]);
+    let mut accepted = 0usize;
+    let err = bounded("the write queue to fill", async {
+        loop {
+            match client.send_oneway(addr, "sink", payload.clone()).await {
+                Ok(()) => accepted += 1,
+                Err(e) => break e,
+            }
+            // Let the writer move what the socket takes.
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    match err {
+        Error::NotExecuted {
+            reason: NotExecuted::LocalQueueFull { setting, limit, .. },
+            ..
+        } => {
+            assert_eq!(setting, "write_queue_bytes");
+            assert_eq!(limit, BUDGET);
+        }
+        other => panic!("expected a full write queue, got {other:?}"),
+    }
+    // What was accepted: the budget, the writer's batch and what the kernel's socket buffers
+    // took (a few MiB on loopback), far from the 4,096 frames `write_queue` allows (1 GiB).
+    assert!(
+        accepted * PAYLOAD < 64 << 20,
+        "{accepted} frames of {PAYLOAD} bytes accepted"
+    );
+    assert!(accepted < ConnectionConfig::default().write_queue);
+    client.shutdown().await;
+    let _ = stop.send(());
+    bounded("the peer task", peer).await.unwrap();
+}

@@ -161,8 +161,11 @@ pub(crate) struct Conn {
     tx: mpsc::UnboundedSender<Outgoing>,
     /// One-way and control frames queued and not yet written.
     queued: Arc<AtomicUsize>,
+    /// Their encoded bytes.
+    queued_bytes: Arc<AtomicUsize>,
     room: Arc<writer::Room>,
     write_queue: usize,
+    write_queue_bytes: usize,
     pub(crate) activity: Arc<Activity>,
     /// Fires when a close is requested (or the writer stops).
     pub(crate) closing: CancellationToken,
@@ -224,6 +227,7 @@ impl Conn {
             .unwrap_or_else(tokio::runtime::Handle::current);
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(writer::Room::default());
         let activity = Arc::new(Activity::new());
         let closing = CancellationToken::new();
@@ -238,8 +242,10 @@ impl Conn {
             peer_max_body: peer_hello.max_frame_body as usize,
             tx,
             queued: queued.clone(),
+            queued_bytes: queued_bytes.clone(),
             room: room.clone(),
             write_queue: cfg.write_queue,
+            write_queue_bytes: cfg.write_queue_bytes,
             activity: activity.clone(),
             closing: closing.clone(),
             open: AtomicBool::new(true),
@@ -273,6 +279,7 @@ impl Conn {
                 async move {
                     let ctx = writer::WriterContext {
                         queued,
+                        queued_bytes,
                         room,
                         load,
                         activity,
@@ -324,18 +331,31 @@ impl Conn {
         !self.calls_in_flight()
     }
 
-    /// Queues a one-way or control frame, counted against `write_queue`.
+    /// Queues a one-way or control frame, counted against `write_queue` and
+    /// `write_queue_bytes` (a frame always fits an empty queue).
     pub(crate) fn try_send_control(&self, frame: Frame) -> Result<(), NotExecuted> {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.write_queue {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(NotExecuted::LocalQueueFull {
                 queue: "write queue",
                 limit: self.write_queue,
+                unit: "frames",
                 setting: "write_queue",
             });
         }
+        let len = frame.encoded_len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > self.write_queue_bytes {
+            self.unqueue(len);
+            return Err(NotExecuted::LocalQueueFull {
+                queue: "write queue",
+                limit: self.write_queue_bytes,
+                unit: "bytes",
+                setting: "write_queue_bytes",
+            });
+        }
         self.tx.send(Outgoing::Queued(frame)).map_err(|_| {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.unqueue(len);
             NotExecuted::ConnectionClosing {
                 reason: GoAwayReason::Normal,
                 message: "connection closed".into(),
@@ -343,11 +363,19 @@ impl Conn {
         })
     }
 
-    /// Queues a frame regardless of the `write_queue` limit (go-away frames only).
+    /// Takes back the accounting of a frame that was not queued after all.
+    fn unqueue(&self, len: usize) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// Queues a frame regardless of the write-queue limits (go-away frames only).
     pub(crate) fn force_send(&self, frame: Frame) {
+        let len = frame.encoded_len();
         self.queued.fetch_add(1, Ordering::AcqRel);
+        self.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if self.tx.send(Outgoing::Queued(frame)).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.unqueue(len);
         }
     }
 

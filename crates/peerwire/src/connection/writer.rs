@@ -220,6 +220,8 @@ impl Room {
 pub(crate) struct WriterContext {
     /// One-way and control frames queued (decremented as they are written).
     pub(crate) queued: Arc<AtomicUsize>,
+    /// Their encoded bytes (decremented as they are written).
+    pub(crate) queued_bytes: Arc<AtomicUsize>,
     /// Producers waiting for `queued` to fall.
     pub(crate) room: Arc<Room>,
     /// In-flight calls, to decide whether to wait for more frames.
@@ -252,6 +254,7 @@ async fn write_loop(
 ) -> io::Result<()> {
     let WriterContext {
         queued,
+        queued_bytes,
         room,
         load,
         activity,
@@ -296,6 +299,7 @@ async fn write_loop(
                 Outgoing::Queued(frame) => {
                     batch.push(&frame);
                     queued.fetch_sub(1, Ordering::AcqRel);
+                    queued_bytes.fetch_sub(frame.encoded_len(), Ordering::AcqRel);
                 }
                 Outgoing::Call(frame) => batch.push(&frame),
                 Outgoing::Reply(frame, _slot) => batch.push(&frame),
@@ -339,6 +343,7 @@ mod tests {
     fn test_context(closing: CancellationToken) -> WriterContext {
         WriterContext {
             queued: Arc::new(AtomicUsize::new(0)),
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
             room: Arc::default(),
             load: Load {
                 call_slots: Arc::new(Semaphore::new(1)),

@@ -65,6 +65,7 @@ impl Outboxes {
                 reason: NotExecuted::LocalQueueFull {
                     queue: "outbox",
                     limit: capacity,
+                    unit: "entries",
                     setting: "outbox_capacity",
                 },
             });
