@@ -307,18 +307,12 @@ fn run_once<I: EchoImpl + 'static>(spec: &EchoSpec) -> Result<LoadResult, BoxErr
         }
     };
 
-    let payload = payload_bytes(spec.payload);
-    let inflight = spec.inflight;
-    let load = spec.load;
-    let result = client_rt.run(async move {
-        let client = I::connect(addr).await?;
-        let workers: Vec<_> = (0..inflight)
-            .map(|_| EchoWorker::new(I::caller(&client), payload.clone()))
-            .collect();
-        let result = harness::run_load(workers, load).await;
-        I::close(client).await;
-        result
-    });
+    let result = client_rt.run(echo_load::<I>(
+        addr,
+        payload_bytes(spec.payload),
+        spec.inflight,
+        spec.load,
+    ));
     // Client side first, so the server sees its connection close rather than a shutdown with
     // a live peer.
     client_rt.shutdown();
@@ -327,8 +321,25 @@ fn run_once<I: EchoImpl + 'static>(spec: &EchoSpec) -> Result<LoadResult, BoxErr
     result
 }
 
+/// Connects impl `I`'s client to `addr` and runs the echo load on it: `inflight` callers
+/// sending `payload`, then closes the client.
+pub(crate) async fn echo_load<I: EchoImpl>(
+    addr: std::net::SocketAddr,
+    payload: Bytes,
+    inflight: usize,
+    load: LoadSpec,
+) -> Result<LoadResult, BoxError> {
+    let client = I::connect(addr).await?;
+    let workers: Vec<_> = (0..inflight)
+        .map(|_| EchoWorker::new(I::caller(&client), payload.clone()))
+        .collect();
+    let result = harness::run_load(workers, load).await;
+    I::close(client).await;
+    result
+}
+
 /// A payload of `len` bytes with a non-trivial pattern.
-fn payload_bytes(len: usize) -> Bytes {
+pub(crate) fn payload_bytes(len: usize) -> Bytes {
     (0..len)
         .map(|i| (i % 251) as u8)
         .collect::<Vec<u8>>()

@@ -21,8 +21,8 @@ use tokio_util::task::TaskTracker;
 use crate::BoxError;
 use crate::baseline::tonic_echo::Tonic;
 use crate::cli::CommonArgs;
-use crate::echo::{EchoImpl, EchoWorker};
-use crate::harness::{self, LoadResult, LoadSpec};
+use crate::echo::EchoImpl;
+use crate::harness::{LoadResult, LoadSpec};
 use crate::impls::peerwire_echo::Peerwire;
 use crate::report::{Measurement, median_index};
 use crate::runtime::RuntimeThread;
@@ -120,18 +120,12 @@ fn run_once<I: EchoImpl + 'static>(
         attack_rt.run(async move { attack::start(addr, slow, &script, trickle, &stop, &tasks) })
     };
     let client_rt = RuntimeThread::start("bench-client", common.threads)?;
-    let payload = bytes::Bytes::from(vec![7u8; args.payload]);
-    let inflight = args.inflight;
-    let load = LoadSpec::new(common.warmup(), common.measure());
-    let result = client_rt.run(async move {
-        let client = I::connect(addr).await?;
-        let workers: Vec<_> = (0..inflight)
-            .map(|_| EchoWorker::new(I::caller(&client), payload.clone()))
-            .collect();
-        let result = harness::run_load(workers, load).await;
-        I::close(client).await;
-        result
-    });
+    let result = client_rt.run(crate::rpc::echo_load::<I>(
+        addr,
+        crate::rpc::payload_bytes(args.payload),
+        args.inflight,
+        LoadSpec::new(common.warmup(), common.measure()),
+    ));
     client_rt.shutdown();
     stop.cancel();
     tasks.close();
