@@ -131,23 +131,20 @@ impl KvClient {
                     *self.preferred.lock().expect("preferred lock poisoned") = Some(addr);
                     return Ok(reply?);
                 }
-                // A write that may have been applied is not sent again to another node as a
-                // new request: if both were applied, a newer write from another client could
-                // land in between and be overwritten by the copy. Its caller gets the unknown
-                // outcome (reads and other repeatable calls go on to the next node).
-                Err(e) if e.is_unknown() && !repeatable(method) => {
-                    let mut p = self.preferred.lock().expect("preferred lock poisoned");
-                    if *p == Some(addr) {
-                        *p = None;
-                    }
-                    return Err(ClientError::OutcomeUnknown(e));
-                }
                 Err(e) => {
-                    tracing::debug!(%addr, error = %e, "node unreachable; trying the next");
                     let mut p = self.preferred.lock().expect("preferred lock poisoned");
                     if *p == Some(addr) {
                         *p = None;
                     }
+                    drop(p);
+                    // A write that may have been applied is not sent again to another node as
+                    // a new request: if both were applied, a newer write from another client
+                    // could land in between and be overwritten by the copy. Its caller gets
+                    // the unknown outcome (reads and other repeatable calls go on).
+                    if e.is_unknown() && !repeatable(method) {
+                        return Err(ClientError::OutcomeUnknown(e));
+                    }
+                    tracing::debug!(%addr, error = %e, "node unreachable; trying the next");
                     last = Some(e);
                 }
             }
