@@ -153,6 +153,18 @@ async fn peer_that_drops_the_first_call(vanish: bool) -> (SocketAddr, tokio::tas
     (addr, task)
 }
 
+/// A client that retries (the default 3 attempts) and reconnects after 1 ms.
+fn quick_retry_client() -> Client {
+    Client::new(ClientConfig {
+        retry: RetryPolicy {
+            backoff: fixed_backoff(1),
+            ..RetryPolicy::default()
+        },
+        backoff: fixed_backoff(1),
+        ..ClientConfig::default()
+    })
+}
+
 async fn next_frame(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
@@ -176,14 +188,7 @@ async fn write_frame(stream: &mut TcpStream, frame: &Frame) {
 
 #[tokio::test]
 async fn idempotent_calls_retry_unknown_outcomes_and_others_do_not() {
-    let client = Client::new(ClientConfig {
-        retry: RetryPolicy {
-            backoff: fixed_backoff(1),
-            ..RetryPolicy::default()
-        },
-        backoff: fixed_backoff(1),
-        ..ClientConfig::default()
-    });
+    let client = quick_retry_client();
 
     // Not idempotent: the lost connection leaves the outcome unknown, and that is reported.
     let (addr, server) = flaky_server().await;
@@ -223,14 +228,7 @@ async fn idempotent_calls_retry_unknown_outcomes_and_others_do_not() {
 
 #[tokio::test]
 async fn a_retry_refused_after_an_unknown_outcome_still_reports_it_unknown() {
-    let client = Client::new(ClientConfig {
-        retry: RetryPolicy {
-            backoff: fixed_backoff(1),
-            ..RetryPolicy::default()
-        },
-        backoff: fixed_backoff(1),
-        ..ClientConfig::default()
-    });
+    let client = quick_retry_client();
     // The first attempt reaches the peer, which then goes away: the retries are refused at
     // connect, but the first may have run, so the call's outcome is unknown, not "not executed".
     let (addr, server) = peer_that_drops_the_first_call(true).await;
