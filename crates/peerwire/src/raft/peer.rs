@@ -78,6 +78,24 @@ impl PeerShared {
             tracing::debug!(peer = self.id, %lane, %error, "a lane failed; a stream lane is still up");
             return;
         }
+        self.set_inactive(lane, error);
+    }
+
+    /// A lane's connect or call failed with `error`: as [`PeerShared::deactivate`], unless the
+    /// peer refused this node as a removed member (which `link` then records): every lane will
+    /// be refused, so the peer is inactive even while another lane is still connected. Returns
+    /// whether it was that refusal.
+    pub(crate) fn lane_failed(&self, link: &Link, lane: Lane, error: &crate::Error) -> bool {
+        // The status first: whoever learns of the removal from `link` sees the peer inactive.
+        if super::link::is_member_removed(error) {
+            self.set_inactive(lane, error);
+        } else {
+            self.deactivate(lane, error);
+        }
+        link.check_removed(self.id, error)
+    }
+
+    fn set_inactive(&self, lane: Lane, error: impl std::fmt::Display) {
         let error = format!("{lane} lane: {error}");
         if self
             .status

@@ -78,8 +78,7 @@ async fn worker<M: RaftMessage>(
             Err(e) => {
                 metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => "pipeline", "reason" => "send_failed")
                     .increment(1);
-                peer.deactivate(Lane::RaftPipeline, &e);
-                if !link.check_removed(peer.id, &e) {
+                if !peer.lane_failed(&link, Lane::RaftPipeline, &e) {
                     peer.unreachable(addr);
                 }
                 link.report.unreachable(peer.id);

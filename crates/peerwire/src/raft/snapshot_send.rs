@@ -55,8 +55,7 @@ pub(crate) async fn send<M: RaftMessage>(
     {
         Ok(c) => c,
         Err(e) => {
-            peer.deactivate(Lane::RaftSnapshot, &e);
-            if !link.check_removed(peer.id, &e) {
+            if !peer.lane_failed(link, Lane::RaftSnapshot, &e) {
                 peer.unreachable(addr);
             }
             return Err(SnapshotError::Interrupted(e.to_string()));

@@ -99,8 +99,7 @@ async fn run<M: RaftMessage>(
                 }
             }
             Some(Err(e)) => {
-                peer.deactivate(lane, &e);
-                if link.check_removed(peer.id, &e) {
+                if peer.lane_failed(&link, lane, &e) {
                     return;
                 }
                 peer.unreachable(addr);
