@@ -130,3 +130,49 @@ async fn idle_connection_closes_and_the_next_call_reconnects() {
     client.shutdown().await;
     server.shutdown().await;
 }
+
+/// A connect that was under way when the client shut down finishes after the shutdown took
+/// its list of connections to close: the connection it makes is closed at once and the call
+/// refused, so nothing the client opened outlives its shutdown.
+#[tokio::test]
+async fn a_connect_finishing_after_shutdown_is_closed_and_the_call_refused() {
+    use peerwire::{Error, NotExecuted};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let server = test_server(ServerConfig::default(), Gate::new()).await;
+    // A relay that holds the client's connection until the shutdown is over, then passes it
+    // on to the server: the client's handshake is in progress throughout.
+    let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let client = Client::new(ClientConfig {
+        retry: peerwire::RetryPolicy::never(),
+        ..ClientConfig::default()
+    });
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.call(relay_addr, "echo", Bytes::new()).await }
+    });
+    let (mut from_client, _) = bounded("the client to dial", relay.accept()).await.unwrap();
+    bounded("the client to shut down", client.shutdown()).await;
+    let target = server.local_addr();
+    let pass = tokio::spawn(async move {
+        let mut to_server = TcpStream::connect(target).await.unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut from_client, &mut to_server).await;
+    });
+
+    let refused = bounded("the call to end", call).await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::NotExecuted {
+                reason: NotExecuted::ClientClosed,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    peerwire_testkit::wait_until("the late connection to close", || server.connections() == 0)
+        .await;
+    bounded("the relay to end", pass).await.unwrap();
+    server.shutdown().await;
+}

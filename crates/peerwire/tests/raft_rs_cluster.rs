@@ -30,7 +30,7 @@ async fn raft_rs_members_elect_a_leader_and_commit_proposals() {
     );
     assert_eq!(logs[0][199], b"entry 199");
     for m in members {
-        m.stop().await;
+        bounded("a member to stop", m.stop()).await;
     }
 }
 
@@ -94,6 +94,6 @@ async fn cutting_the_leader_elects_another_and_mending_lets_it_catch_up() {
         "logs agree after the heal"
     );
     for m in members {
-        m.stop().await;
+        bounded("a member to stop", m.stop()).await;
     }
 }

@@ -384,12 +384,25 @@ impl Client {
                 reason: NotExecuted::ClientClosed,
             });
         }
-        pool.connection(&self.inner, hash_key, until)
+        let conn = pool
+            .connection(&self.inner, hash_key, until)
             .await
             .map_err(|e| Error::NotExecuted {
                 peer: peer.addr,
                 reason: NotExecuted::Connect(e),
-            })
+            })?;
+        // A connect that began before a shutdown may finish after it took its list of
+        // connections to close; that shutdown would then miss this one, which would keep it
+        // (and its tasks) alive. The pool stored the connection before this check, under the
+        // lock the shutdown's list is taken under, so one of the two always closes it.
+        if self.inner.closed.load(Ordering::Acquire) {
+            conn.close();
+            return Err(Error::NotExecuted {
+                peer: peer.addr,
+                reason: NotExecuted::ClientClosed,
+            });
+        }
+        Ok(conn)
     }
 
     /// Closes every connection at once: calls in flight end as lost.
