@@ -40,6 +40,14 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs of the systems under test (peerwire-kv's `snapshot saved`, say) on stderr, only
+    // when asked for: `RUST_LOG=peerwire_kv=info peerwire-bench kv`.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match cli.command {
         Command::Rpc(args) => rpc::run(&args, &rpc::RPC),
         Command::Rpcenv(args) => rpc::run(&args, &rpc::RPCENV),

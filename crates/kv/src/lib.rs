@@ -20,6 +20,7 @@ pub mod log_store;
 pub mod metrics;
 pub mod node;
 pub mod service;
+mod snapshot_file;
 pub mod state;
 pub mod storage;
 

@@ -1,25 +1,32 @@
-//! The raft log on disk: entries, hard state and the latest snapshot (whose metadata holds the
-//! configuration as of its index) in a
-//! [redb](https://www.redb.org) database (`raft.redb` in the data directory). Every
-//! [`LogStore::persist`] is one transaction committed with an fsync, so one raft `Ready` — all
-//! the proposals batched into it — costs one fsync (group commit).
+//! The raft log on disk: entries and hard state in a [redb](https://www.redb.org) database
+//! (`raft.redb` in the data directory), and the latest snapshot (whose metadata holds the
+//! configuration as of its index) in a file beside it (`snapshot.pb`, see
+//! [`crate::snapshot_file`]). Every [`LogStore::persist`] is one transaction committed with an
+//! fsync, so one raft `Ready` — all the proposals batched into it — costs one fsync (group
+//! commit).
 //!
 //! | table | key | value |
 //! |---|---|---|
 //! | `entries` | index (u64) | `eraftpb::Entry`, protobuf |
 //! | `meta` | `"hard_state"` | `eraftpb::HardState`, protobuf |
-//! | `meta` | `"snapshot_index"` | the snapshot's index, u64 little-endian |
-//! | `snapshots` | `"snapshot"` | `eraftpb::Snapshot` (metadata and state-machine data), protobuf |
+//! | `meta` | `"snapshot_index"` | the stored snapshot's index, u64 little-endian |
+//! | `snapshots` | `"snapshot"` | read only: where earlier versions kept the snapshot |
+//!
+//! A snapshot is written to its file first, then recorded in `meta`; entries it covers are
+//! dropped after that. A crash in between leaves the file newer than `meta` and the entries
+//! still there; recovery goes by the file's own metadata and reads entries after it.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use raft::eraftpb::{Entry, HardState, Snapshot};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::snapshot_file::SnapshotFile;
+
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// The snapshot has a table of its own: redb keeps values inside B-tree leaves, so a snapshot
-/// sharing a leaf with the hard state would be rewritten by every hard-state update.
+/// Where earlier versions stored the snapshot (read when there is no snapshot file).
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 
 const HARD_STATE: &str = "hard_state";
@@ -47,6 +54,10 @@ pub enum LogStoreError {
 
 fn db<E: Into<redb::Error>>(e: E) -> LogStoreError {
     LogStoreError::Db(e.into())
+}
+
+fn io(e: std::io::Error) -> LogStoreError {
+    LogStoreError::Io(format!("the snapshot file: {e}"))
 }
 
 /// What a node finds in its data directory at start.
@@ -89,6 +100,11 @@ impl Batch<'_> {
 #[derive(Debug)]
 pub struct LogStore {
     db: Database,
+    file: SnapshotFile,
+    /// The index of the stored snapshot (0: none). Held while a snapshot is written, so two
+    /// writers (this node's own, and one received from the leader) go one after the other and
+    /// an older snapshot never replaces a newer one.
+    stored: Mutex<u64>,
 }
 
 impl LogStore {
@@ -101,7 +117,19 @@ impl LogStore {
         txn.open_table(META).map_err(db)?;
         txn.open_table(SNAPSHOTS).map_err(db)?;
         txn.commit().map_err(db)?;
-        Ok(Self { db: database })
+        let stored = {
+            let txn = database.begin_read().map_err(db)?;
+            let meta = txn.open_table(META).map_err(db)?;
+            let index = meta.get(SNAPSHOT_INDEX).map_err(db)?;
+            index
+                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        Ok(Self {
+            db: database,
+            file: SnapshotFile::new(dir),
+            stored: Mutex::new(stored),
+        })
     }
 
     /// Reads everything a restarting node needs.
@@ -112,11 +140,19 @@ impl LogStore {
         if let Some(v) = meta.get(HARD_STATE).map_err(db)? {
             out.hard_state = decode(HARD_STATE, v.value())?;
         }
-        let snapshots = txn.open_table(SNAPSHOTS).map_err(db)?;
-        if let Some(v) = snapshots.get(SNAPSHOT).map_err(db)? {
-            out.snapshot = Some(decode::<Snapshot>(SNAPSHOT, v.value())?);
+        if let Some(bytes) = self.file.read().map_err(io)? {
+            out.snapshot = Some(decode::<Snapshot>(SNAPSHOT, &bytes)?);
+        } else {
+            let snapshots = txn.open_table(SNAPSHOTS).map_err(db)?;
+            if let Some(v) = snapshots.get(SNAPSHOT).map_err(db)? {
+                out.snapshot = Some(decode::<Snapshot>(SNAPSHOT, v.value())?);
+            }
         }
         let after = out.snapshot.as_ref().map_or(0, |s| s.get_metadata().index);
+        // The file may be newer than `meta` says, after a crash between the two.
+        let mut stored = self.stored.lock().expect("snapshot lock poisoned");
+        *stored = (*stored).max(after);
+        drop(stored);
         let entries = txn.open_table(ENTRIES).map_err(db)?;
         for row in entries.range((after + 1)..).map_err(db)? {
             let (k, v) = row.map_err(db)?;
@@ -145,19 +181,22 @@ impl LogStore {
         if batches.iter().all(Batch::is_empty) {
             return Ok(());
         }
+        // A snapshot from the leader goes to its file before the transaction drops the log. A
+        // crash in between leaves the new snapshot with the old entries after it, which raft
+        // treats as any follower's unmatched suffix (the leader overwrites what conflicts);
+        // the other order could lose entries this node had acknowledged.
+        for snap in batches.iter().filter_map(|b| b.snapshot) {
+            self.write_snapshot(snap)?;
+        }
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut entries = txn.open_table(ENTRIES).map_err(db)?;
             let mut meta = txn.open_table(META).map_err(db)?;
             for batch in batches {
-                if let Some(snap) = batch.snapshot {
+                if batch.snapshot.is_some() {
                     entries.retain(|_, _| false).map_err(db)?;
-                    txn.open_table(SNAPSHOTS)
-                        .map_err(db)?
-                        .insert(SNAPSHOT, encode(snap).as_slice())
-                        .map_err(db)?;
-                    let index = snap.get_metadata().index;
-                    meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
+                    let stored = *self.stored.lock().expect("snapshot lock poisoned");
+                    meta.insert(SNAPSHOT_INDEX, stored.to_le_bytes().as_slice())
                         .map_err(db)?;
                 }
                 if let Some(first) = batch.entries.first() {
@@ -174,34 +213,84 @@ impl LogStore {
         txn.commit().map_err(db)
     }
 
-    /// Saves a snapshot this node made and drops the entries before `compact_to` (entries from
-    /// there on stay, so slightly lagging followers catch up from the log). Returns `false`, and
-    /// changes nothing, if a snapshot at the same or a later index is already stored (one from
-    /// the leader may land while this one was being written).
-    pub fn save_snapshot(&self, snap: &Snapshot, compact_to: u64) -> Result<bool, LogStoreError> {
+    /// Saves a snapshot this node made. Returns `false`, and changes nothing, if a snapshot at
+    /// the same or a later index is already stored (one from the leader may land while this
+    /// one was being written). The entries it covers stay until [`LogStore::compact`] drops
+    /// them.
+    ///
+    /// The snapshot goes to its file, outside redb's write transaction; only its index is
+    /// then recorded in a small transaction.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<bool, LogStoreError> {
+        if !self.write_snapshot(snap)? {
+            return Ok(false);
+        }
         let index = snap.get_metadata().index;
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut meta = txn.open_table(META).map_err(db)?;
-            let stored = meta
+            let recorded = meta
                 .get(SNAPSHOT_INDEX)
                 .map_err(db)?
                 .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
                 .map(u64::from_le_bytes);
-            if stored.is_some_and(|s| s >= index) {
-                return Ok(false);
+            // A snapshot from the leader may have been recorded meanwhile.
+            if recorded.is_none_or(|r| r < index) {
+                meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
+                    .map_err(db)?;
             }
-            txn.open_table(SNAPSHOTS)
-                .map_err(db)?
-                .insert(SNAPSHOT, encode(snap).as_slice())
-                .map_err(db)?;
-            meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
-                .map_err(db)?;
-            let mut entries = txn.open_table(ENTRIES).map_err(db)?;
-            entries.retain_in(..compact_to, |_, _| false).map_err(db)?;
         }
         txn.commit().map_err(db)?;
         Ok(true)
+    }
+
+    /// Writes `snap` to the snapshot file unless a snapshot at the same or a later index is
+    /// stored; returns whether it wrote.
+    fn write_snapshot(&self, snap: &Snapshot) -> Result<bool, LogStoreError> {
+        let index = snap.get_metadata().index;
+        let mut stored = self.stored.lock().expect("snapshot lock poisoned");
+        if *stored >= index {
+            return Ok(false);
+        }
+        self.file.replace(&encode(snap)).map_err(io)?;
+        *stored = index;
+        Ok(true)
+    }
+
+    /// Drops the entries before `compact_to` (a stored snapshot must cover them; entries from
+    /// there on stay, so slightly lagging followers catch up from the log), at most
+    /// `per_transaction` to a transaction. Returns how many were dropped.
+    ///
+    /// redb has one writer at a time, so one transaction deleting a whole snapshot interval
+    /// (100,000 entries, say) would hold up the log writer — every write waiting on an fsync
+    /// behind it — for hundreds of milliseconds. Short transactions let the log writer's in
+    /// between. They are not made durable themselves (the log writer's next commit carries
+    /// them to disk): entries a crash brings back are below the snapshot, where recovery never
+    /// reads, and the next compaction drops them again.
+    pub fn compact(&self, compact_to: u64, per_transaction: u64) -> Result<u64, LogStoreError> {
+        let per_transaction = per_transaction.max(1);
+        let mut dropped = 0;
+        loop {
+            let mut txn = self.db.begin_write().map_err(db)?;
+            txn.set_durability(redb::Durability::None).map_err(db)?;
+            let removed = {
+                let mut entries = txn.open_table(ENTRIES).map_err(db)?;
+                let first = match entries.first().map_err(db)? {
+                    Some((k, _)) if k.value() < compact_to => k.value(),
+                    _ => return Ok(dropped),
+                };
+                let end = compact_to.min(first.saturating_add(per_transaction));
+                let mut removed = 0u64;
+                entries
+                    .retain_in(first..end, |_, _| {
+                        removed += 1;
+                        false
+                    })
+                    .map_err(db)?;
+                removed
+            };
+            txn.commit().map_err(db)?;
+            dropped += removed;
+        }
     }
 }
 
@@ -347,26 +436,74 @@ mod tests {
     }
 
     #[test]
-    fn saving_a_snapshot_compacts_before_the_mark() {
+    fn a_saved_snapshot_then_compaction_drops_entries_before_the_mark_in_short_transactions() {
         let dir = tempfile::tempdir().unwrap();
+        let first_entry = |store: &LogStore| {
+            let txn = store.db.begin_read().unwrap();
+            let t = txn.open_table(ENTRIES).unwrap();
+            t.first().unwrap().map(|(k, _)| k.value())
+        };
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            let entries: Vec<Entry> = (1..=20).map(|i| entry(i, 1)).collect();
+            store
+                .persist(&Batch {
+                    entries: &entries,
+                    ..Batch::default()
+                })
+                .unwrap();
+            assert!(store.save_snapshot(&snapshot(15, 1)).unwrap());
+            // An older one does not replace it.
+            assert!(!store.save_snapshot(&snapshot(14, 1)).unwrap());
+            // Saving compacts nothing by itself.
+            assert_eq!(first_entry(&store), Some(1));
+            // Eleven entries, four to a transaction: three transactions.
+            assert_eq!(store.compact(12, 4).unwrap(), 11);
+            assert_eq!(first_entry(&store), Some(12));
+            assert_eq!(store.compact(12, 4).unwrap(), 0, "nothing left to drop");
+            let r = store.recover().unwrap();
+            // Recovery returns only what follows the snapshot.
+            let idx: Vec<u64> = r.entries.iter().map(|e| e.index).collect();
+            assert_eq!(idx, (16..=20).collect::<Vec<_>>());
+        }
+        // Compaction commits are not durable on their own: reopened without a durable commit
+        // after them, the dropped entries may be back, but recovery still starts after the
+        // snapshot, and the next compaction drops them again.
         let store = LogStore::open(dir.path()).unwrap();
-        let entries: Vec<Entry> = (1..=20).map(|i| entry(i, 1)).collect();
-        store
-            .persist(&Batch {
-                entries: &entries,
-                ..Batch::default()
-            })
-            .unwrap();
-        assert!(store.save_snapshot(&snapshot(15, 1), 12).unwrap());
-        // An older one does not replace it.
-        assert!(!store.save_snapshot(&snapshot(14, 1), 13).unwrap());
         let r = store.recover().unwrap();
-        // Recovery returns only what follows the snapshot.
+        assert_eq!(r.snapshot.unwrap().get_metadata().index, 15);
         let idx: Vec<u64> = r.entries.iter().map(|e| e.index).collect();
         assert_eq!(idx, (16..=20).collect::<Vec<_>>());
-        let txn = store.db.begin_read().unwrap();
-        let t = txn.open_table(ENTRIES).unwrap();
-        assert_eq!(t.first().unwrap().unwrap().0.value(), 12);
+        store.compact(12, 100).unwrap();
+        assert_eq!(first_entry(&store), Some(12));
+    }
+
+    #[test]
+    fn after_a_crash_between_the_snapshot_file_and_its_record_the_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            let entries: Vec<Entry> = (1..=20).map(|i| entry(i, 1)).collect();
+            store
+                .persist(&Batch {
+                    entries: &entries,
+                    ..Batch::default()
+                })
+                .unwrap();
+            assert!(store.save_snapshot(&snapshot(10, 1)).unwrap());
+            // The crash: the file holds snapshot 15, the database still says 10.
+            SnapshotFile::new(dir.path())
+                .replace(&encode(&snapshot(15, 1)))
+                .unwrap();
+        }
+        let store = LogStore::open(dir.path()).unwrap();
+        let r = store.recover().unwrap();
+        assert_eq!(r.snapshot.unwrap().get_metadata().index, 15);
+        let idx: Vec<u64> = r.entries.iter().map(|e| e.index).collect();
+        assert_eq!(idx, (16..=20).collect::<Vec<_>>());
+        // Recovery learned of 15: an older snapshot does not replace it.
+        assert!(!store.save_snapshot(&snapshot(12, 1)).unwrap());
+        assert!(store.save_snapshot(&snapshot(18, 1)).unwrap());
     }
 
     #[test]
