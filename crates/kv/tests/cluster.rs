@@ -191,6 +191,23 @@ async fn a_far_behind_follower_catches_up_by_snapshot() {
             inline(&format!("{i}"))
         );
     }
+
+    // Both recover from their snapshot files and compacted logs: the leader from the snapshot
+    // it made, the follower from the one it received.
+    for id in [leader, follower] {
+        c.stop(id).await;
+        c.restart(id).await;
+        let h = c.node(id).handle().clone();
+        bounded("the restarted node to apply", h.wait_applied(lv.commit)).await;
+        assert!(h.view().snapshot_index > 1, "{:?}", h.view());
+        for i in (0..300).step_by(23) {
+            assert_eq!(
+                h.get(&format!("k{i}"), true).await.unwrap(),
+                inline(&format!("{i}")),
+                "node {id}, key k{i}"
+            );
+        }
+    }
     c.shutdown().await;
 }
 
