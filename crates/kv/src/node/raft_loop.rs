@@ -114,6 +114,9 @@ impl RaftLoop {
         let (writes, jobs) = mpsc::channel(log_writer::WRITE_QUEUE);
         let (reports_tx, mut reports) = mpsc::unbounded_channel();
         let writer = tokio::spawn(log_writer::run(self.store.clone(), jobs, reports_tx));
+        // What recovery found (term, commit, snapshot) is visible at once, not after the
+        // first step.
+        self.publish();
         loop {
             tokio::select! {
                 biased;
