@@ -329,6 +329,17 @@ mod tests {
         s
     }
 
+    /// Persists entries 1..=`n` of term 1.
+    fn persist_entries(store: &LogStore, n: u64) {
+        let entries: Vec<Entry> = (1..=n).map(|i| entry(i, 1)).collect();
+        store
+            .persist(&Batch {
+                entries: &entries,
+                ..Batch::default()
+            })
+            .unwrap();
+    }
+
     #[test]
     fn a_new_directory_is_empty() {
         let dir = tempfile::tempdir().unwrap();
@@ -412,13 +423,7 @@ mod tests {
     fn a_received_snapshot_replaces_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
-        let entries: Vec<Entry> = (1..=3).map(|i| entry(i, 1)).collect();
-        store
-            .persist(&Batch {
-                entries: &entries,
-                ..Batch::default()
-            })
-            .unwrap();
+        persist_entries(&store, 3);
         let snap = snapshot(10, 3);
         store
             .persist(&Batch {
@@ -445,13 +450,7 @@ mod tests {
         };
         {
             let store = LogStore::open(dir.path()).unwrap();
-            let entries: Vec<Entry> = (1..=20).map(|i| entry(i, 1)).collect();
-            store
-                .persist(&Batch {
-                    entries: &entries,
-                    ..Batch::default()
-                })
-                .unwrap();
+            persist_entries(&store, 20);
             assert!(store.save_snapshot(&snapshot(15, 1)).unwrap());
             // An older one does not replace it.
             assert!(!store.save_snapshot(&snapshot(14, 1)).unwrap());
@@ -483,13 +482,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = LogStore::open(dir.path()).unwrap();
-            let entries: Vec<Entry> = (1..=20).map(|i| entry(i, 1)).collect();
-            store
-                .persist(&Batch {
-                    entries: &entries,
-                    ..Batch::default()
-                })
-                .unwrap();
+            persist_entries(&store, 20);
             assert!(store.save_snapshot(&snapshot(10, 1)).unwrap());
             // The crash: the file holds snapshot 15, the database still says 10.
             SnapshotFile::new(dir.path())
