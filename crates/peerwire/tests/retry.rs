@@ -196,24 +196,12 @@ async fn idempotent_calls_retry_unknown_outcomes_and_others_do_not() {
         .call(addr, "echo", Bytes::from_static(b"x"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Unknown {
-                reason: Unknown::ConnectionLost(_),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_connection_lost(&err);
     server.abort();
 
     // Idempotent: retried on a new connection, which answers.
     let (addr, server) = flaky_server().await;
-    let options = CallOptions {
-        idempotent: true,
-        ..CallOptions::default()
-    };
+    let options = idempotent();
     let reply = bounded(
         "the idempotent call",
         client.call_with(addr, "echo", Bytes::from_static(b"y"), options),
@@ -226,22 +214,16 @@ async fn idempotent_calls_retry_unknown_outcomes_and_others_do_not() {
     client.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_retry_refused_after_an_unknown_outcome_still_reports_it_unknown() {
-    let client = quick_retry_client();
-    // The first attempt reaches the peer, which then goes away: the retries are refused at
-    // connect, but the first may have run, so the call's outcome is unknown, not "not executed".
-    let (addr, server) = peer_that_drops_the_first_call(true).await;
-    let options = CallOptions {
+/// The options of an idempotent call.
+fn idempotent() -> CallOptions {
+    CallOptions {
         idempotent: true,
         ..CallOptions::default()
-    };
-    let err = bounded(
-        "the call",
-        client.call_with(addr, "echo", Bytes::from_static(b"z"), options),
-    )
-    .await
-    .unwrap_err();
+    }
+}
+
+/// Fails unless `err` is an unknown outcome from a lost connection.
+fn assert_connection_lost(err: &Error) {
     assert!(
         matches!(
             err,
@@ -252,6 +234,22 @@ async fn a_retry_refused_after_an_unknown_outcome_still_reports_it_unknown() {
         ),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_retry_refused_after_an_unknown_outcome_still_reports_it_unknown() {
+    let client = quick_retry_client();
+    // The first attempt reaches the peer, which then goes away: the retries are refused at
+    // connect, but the first may have run, so the call's outcome is unknown, not "not executed".
+    let (addr, server) = peer_that_drops_the_first_call(true).await;
+    let options = idempotent();
+    let err = bounded(
+        "the call",
+        client.call_with(addr, "echo", Bytes::from_static(b"z"), options),
+    )
+    .await
+    .unwrap_err();
+    assert_connection_lost(&err);
     assert!(client.retries() >= 1, "the refused retries happened");
     bounded("the peer to go", server).await.unwrap();
     client.shutdown().await;
