@@ -198,6 +198,7 @@ impl LogStore {
                     let stored = *self.stored.lock().expect("snapshot lock poisoned");
                     meta.insert(SNAPSHOT_INDEX, stored.to_le_bytes().as_slice())
                         .map_err(db)?;
+                    drop_legacy_snapshot(&txn)?;
                 }
                 if let Some(first) = batch.entries.first() {
                     entries.retain_in(first.index.., |_, _| false).map_err(db)?;
@@ -238,6 +239,7 @@ impl LogStore {
                 meta.insert(SNAPSHOT_INDEX, index.to_le_bytes().as_slice())
                     .map_err(db)?;
             }
+            drop_legacy_snapshot(&txn)?;
         }
         txn.commit().map_err(db)?;
         Ok(true)
@@ -292,6 +294,15 @@ impl LogStore {
             dropped += removed;
         }
     }
+}
+
+/// Removes the snapshot an earlier version kept in redb, once a snapshot file replaces it.
+fn drop_legacy_snapshot(txn: &redb::WriteTransaction) -> Result<(), LogStoreError> {
+    txn.open_table(SNAPSHOTS)
+        .map_err(db)?
+        .remove(SNAPSHOT)
+        .map_err(db)?;
+    Ok(())
 }
 
 fn encode<M: protobuf::Message>(m: &M) -> Vec<u8> {
@@ -497,6 +508,32 @@ mod tests {
         // Recovery learned of 15: an older snapshot does not replace it.
         assert!(!store.save_snapshot(&snapshot(12, 1)).unwrap());
         assert!(store.save_snapshot(&snapshot(18, 1)).unwrap());
+    }
+
+    #[test]
+    fn a_snapshot_an_earlier_version_kept_in_redb_is_read_then_replaced_by_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        persist_entries(&store, 20);
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(SNAPSHOTS)
+            .unwrap()
+            .insert(SNAPSHOT, encode(&snapshot(10, 1)).as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        let r = store.recover().unwrap();
+        assert_eq!(r.snapshot.unwrap().get_metadata().index, 10);
+        assert_eq!(r.entries.first().map(|e| e.index), Some(11));
+
+        assert!(store.save_snapshot(&snapshot(15, 1)).unwrap());
+        let txn = store.db.begin_read().unwrap();
+        let legacy = txn.open_table(SNAPSHOTS).unwrap();
+        assert!(
+            legacy.get(SNAPSHOT).unwrap().is_none(),
+            "the old copy is gone"
+        );
+        let r = store.recover().unwrap();
+        assert_eq!(r.snapshot.unwrap().get_metadata().index, 15);
     }
 
     #[test]
