@@ -258,12 +258,7 @@ async fn acknowledged(rec: &Recorder, n: usize, what: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill9_leader_loses_no_acknowledged_write() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
+    peerwire_testkit::logs_from_env();
     let mut nodes = Processes::start();
     let client = Arc::new(KvClient::new(nodes.endpoints(), DEFAULT_CLUSTER_TOKEN));
     let first_leader = nodes.leader(&client).await;

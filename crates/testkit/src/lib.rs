@@ -40,6 +40,17 @@ pub fn fixed_backoff(ms: u64) -> BackoffConfig {
 /// Upper bound for any single step a test waits for.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Prints the logs of the code under test as `RUST_LOG` says, through the test harness's
+/// capture; off when `RUST_LOG` is unset. Safe to call from every test.
+pub fn logs_from_env() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Awaits `fut` for at most [`STEP_TIMEOUT`], panicking with `what` if it takes longer.
 pub async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(STEP_TIMEOUT, fut)

@@ -87,12 +87,7 @@ impl Cluster {
         request_timeout: Duration,
         ca: Option<Arc<CertAuthority>>,
     ) -> Self {
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_test_writer()
-                .try_init();
-        }
+        peerwire_testkit::logs_from_env();
         let mut listeners = Vec::new();
         let mut peers = Vec::new();
         for id in 1..=n {
