@@ -59,8 +59,8 @@ pub enum DecodeError {
     Format(Option<u8>),
 }
 
-/// Whether `m` fits the compact append encoding (else it goes as protobuf).
-fn compactable(m: &Message) -> bool {
+/// Whether the message itself (not yet its entries) fits the compact append encoding.
+fn compactable_head(m: &Message) -> bool {
     m.get_msg_type() == MessageType::MsgAppend
         && !m.has_snapshot()
         && m.request_snapshot == 0
@@ -70,17 +70,13 @@ fn compactable(m: &Message) -> bool {
         && m.deprecated_priority == 0
         && m.priority == 0
         && m.unknown_fields.fields.is_none()
-        && m.entries.iter().enumerate().all(|(i, e)| {
-            e.index == m.index + 1 + i as u64
-                && e.context.is_empty()
-                && !e.sync_log
-                && e.unknown_fields.fields.is_none()
-        })
 }
 
-fn encode_compact(m: &Message, out: &mut BytesMut) {
-    let data: usize = m.entries.iter().map(|e| e.data.len() + 21).sum();
-    out.reserve(81 + data);
+/// Appends `m` in the compact append encoding, checking each entry as it goes (one pass over
+/// the entries): returns `false`, with `out` left longer by a partial encoding, at the first
+/// entry that does not fit (not consecutive, or carrying a context, `sync_log` or unknown
+/// fields). The caller truncates and falls back to protobuf.
+fn encode_compact(m: &Message, out: &mut BytesMut) -> bool {
     let mut head = Varints::<81>::default();
     head.byte(FORMAT_COMPACT_APPEND);
     for v in [
@@ -96,15 +92,30 @@ fn encode_compact(m: &Message, out: &mut BytesMut) {
         head.varint(v);
     }
     out.extend_from_slice(head.bytes());
+    let mut index = m.index;
     for e in m.entries.iter() {
+        // An index past u64::MAX is not consecutive: the decoder refuses it.
+        match index.checked_add(1) {
+            Some(next) => index = next,
+            None => return false,
+        }
+        if e.index != index
+            || !e.context.is_empty()
+            || e.sync_log
+            || e.unknown_fields.fields.is_some()
+        {
+            return false;
+        }
         // Each entry is two copies: its small head, then its data.
         let mut head = Varints::<21>::default();
         head.byte(e.get_entry_type().value() as u8);
         head.varint(e.term);
         head.varint(e.data.len() as u64);
-        out.extend_from_slice(head.bytes());
-        out.extend_from_slice(&e.data);
+        out.reserve(head.len + e.data.len());
+        out.put_slice(head.bytes());
+        out.put_slice(&e.data);
     }
+    true
 }
 
 /// A few varints built on the stack, to be copied out at once; `N` bytes of room (a varint
@@ -204,9 +215,12 @@ impl RaftMessage for Message {
     }
 
     fn encode(&self, out: &mut BytesMut) {
-        if compactable(self) {
-            encode_compact(self, out);
-            return;
+        if compactable_head(self) {
+            let start = out.len();
+            if encode_compact(self, out) {
+                return;
+            }
+            out.truncate(start);
         }
         out.reserve(1 + self.compute_size() as usize);
         out.put_u8(FORMAT_PROTOBUF);
@@ -341,7 +355,7 @@ mod tests {
         let entries: Vec<Entry> = (0..n)
             .map(|i| {
                 let mut e = Entry {
-                    index: index + 1 + i,
+                    index: index.wrapping_add(1 + i),
                     term: 9,
                     data: Bytes::from(vec![i as u8; data]),
                     ..Entry::default()
@@ -378,14 +392,21 @@ mod tests {
         let mut gap = append(100, 3, 8);
         gap.mut_entries()[2].index = 500;
         let mut with_context = append(100, 3, 8);
-        with_context.mut_entries()[0].context = Bytes::from_static(b"ctx");
+        with_context.mut_entries()[2].context = Bytes::from_static(b"ctx");
+        let mut synced = append(100, 3, 8);
+        synced.mut_entries()[1].sync_log = true;
+        let mut overflowing = append(u64::MAX, 1, 8);
+        overflowing.mut_entries()[0].index = 0;
         let mut rejecting = append(100, 0, 0);
         rejecting.reject = true;
-        for m in [gap, with_context, rejecting] {
-            let mut out = BytesMut::new();
+        for m in [gap, with_context, synced, overflowing, rejecting] {
+            // Into a buffer that already holds earlier messages of a batch: the partial
+            // compact encoding must not be left behind.
+            let mut out = BytesMut::from(&b"earlier"[..]);
             m.encode(&mut out);
-            assert_eq!(out[0], FORMAT_PROTOBUF);
-            assert_eq!(Message::decode(out.freeze()).unwrap(), m);
+            assert_eq!(&out[..7], b"earlier");
+            assert_eq!(out[7], FORMAT_PROTOBUF);
+            assert_eq!(Message::decode(out.freeze().slice(7..)).unwrap(), m);
         }
     }
 
