@@ -5,7 +5,10 @@
 //!   `max_inflight_msgs`), each carrying `--entries-per-msg` entries of `--entry-bytes`;
 //!   followers answer every append (their responses ride the transport back, batched as a
 //!   raft loop sends them). Reported: entries and entry bytes acknowledged per second, both
-//!   followers together.
+//!   followers together. Two raw-TCP baselines carry the same encoded bytes: `raw-tcp`, fed by
+//!   the same raft stand-in (it builds each raft-rs message, as for peerwire, before the raw
+//!   link writes that message's bytes), so the ratio is the transport's own cost; and
+//!   `raw-tcp-bytes`, the bytes alone, which also charges raft's message building to peerwire.
 //! - `heartbeat`: heartbeat round trips to one follower (one every `--heartbeat-every-us`),
 //!   idle and while `--snapshot-mib` snapshots stream to the same follower back to back.
 //! - `snapshot`: the time to deliver one `--snapshot-mib` snapshot, as bytes per second.
@@ -162,22 +165,27 @@ fn median_rows(runs: &[Vec<(&'static str, Value)>]) -> Vec<Value> {
             row
         })
         .collect();
-    let raw: Option<f64> = rows
+    // Each baseline row (`raw-tcp`, `raw-tcp-bytes`) gives the peerwire row a ratio to it
+    // (`vs_raw_tcp`, `vs_raw_tcp_bytes`).
+    let baselines: Vec<(String, f64)> = rows
         .iter()
-        .find(|r| r["impl"] == "raw-tcp")
-        .and_then(|r| r.get("sort_value").and_then(Value::as_f64));
+        .filter_map(|r| {
+            let name = r["impl"].as_str()?;
+            let value = r.get("sort_value").and_then(Value::as_f64)?;
+            (name.starts_with("raw-tcp") && value > 0.0)
+                .then(|| (format!("vs_{}", name.replace('-', "_")), value))
+        })
+        .collect();
     for row in &mut rows {
         let value = row.get("sort_value").and_then(Value::as_f64);
         if let Some(obj) = row.as_object_mut() {
             obj.remove("sort_value");
-            if let (Some(raw), Some(v)) = (raw, value)
+            if let Some(v) = value
                 && obj["impl"] == "peerwire"
-                && raw > 0.0
             {
-                obj.insert(
-                    "vs_raw_tcp".into(),
-                    json!((v / raw * 1000.0).round() / 1000.0),
-                );
+                for (key, raw) in &baselines {
+                    obj.insert(key.clone(), json!((v / raw * 1000.0).round() / 1000.0));
+                }
             }
         }
     }
@@ -245,35 +253,23 @@ fn append(
     });
     let peerwire_entries = (acked * per_msg as u64) as f64 / window_secs.as_secs_f64();
 
-    // raw TCP: the same encoded message bytes.
+    // raw TCP: the same encoded message bytes, with and without the raft stand-in building
+    // each message first.
     let mut encoded = BytesMut::new();
     cluster::append(2, 0, per_msg, &data).encode(&mut encoded);
     let message = encoded.freeze();
     let message_len = message.len();
-    let addrs = follower_rt.run(async {
-        let mut addrs = Vec::new();
-        for _ in FOLLOWERS {
-            addrs.push(raw::append_follower().await?);
-        }
-        Ok::<_, BoxError>(addrs)
-    })?;
-    let window = args.window;
-    let acked = leader_rt.run(async move {
-        let mut links = Vec::new();
-        for addr in addrs {
-            links.push(raw::AppendLink::start(addr, message.clone(), window).await?);
-        }
-        tokio::time::sleep(warmup).await;
-        let count = |links: &[raw::AppendLink]| -> u64 {
-            links.iter().map(|l| l.acked.load(Ordering::Relaxed)).sum()
-        };
-        let a0 = count(&links);
-        tokio::time::sleep(window_secs).await;
-        let a1 = count(&links);
-        drop(links);
-        Ok::<_, BoxError>(a1 - a0)
-    })?;
-    let raw_entries = (acked * per_msg as u64) as f64 / window_secs.as_secs_f64();
+    let raw = |fed: bool| {
+        raw_append(
+            args,
+            leader_rt,
+            follower_rt,
+            message.clone(),
+            fed.then(|| data.clone()),
+        )
+    };
+    let raw_fed_entries = raw(true)?;
+    let raw_bytes_entries = raw(false)?;
 
     let row = |name: &str, entries: f64| {
         json!({
@@ -285,15 +281,57 @@ fn append(
             "entries_per_msg": per_msg,
             "entry_bytes": entry_bytes,
             "message_bytes": message_len,
-            "window": window,
+            "window": args.window,
             "sort_key": entries,
             "sort_value": entries,
         })
     };
     Ok(vec![
         ("peerwire", row("peerwire", peerwire_entries)),
-        ("raw-tcp", row("raw-tcp", raw_entries)),
+        ("raw-tcp", row("raw-tcp", raw_fed_entries)),
+        ("raw-tcp-bytes", row("raw-tcp-bytes", raw_bytes_entries)),
     ])
+}
+
+/// Entries per second raw TCP carries to both followers as `message`, one link per follower;
+/// with `feed` (the entry data), the raft stand-in builds each message first.
+fn raw_append(
+    args: &RaftArgs,
+    leader_rt: &RuntimeThread,
+    follower_rt: &RuntimeThread,
+    message: Bytes,
+    feed: Option<Bytes>,
+) -> Result<f64, BoxError> {
+    let (per_msg, window) = (args.entries_per_msg, args.window);
+    let (warmup, window_secs) = (secs(args.common.warmup), secs(args.common.secs));
+    let addrs = follower_rt.run(async {
+        let mut addrs = Vec::new();
+        for _ in FOLLOWERS {
+            addrs.push(raw::append_follower().await?);
+        }
+        Ok::<_, BoxError>(addrs)
+    })?;
+    let acked = leader_rt.run(async move {
+        let mut links = Vec::new();
+        for (addr, to) in addrs.into_iter().zip(FOLLOWERS) {
+            let feed = feed.clone().map(|data| raw::Feed {
+                to,
+                entries: per_msg,
+                data,
+            });
+            links.push(raw::AppendLink::start(addr, message.clone(), window, feed).await?);
+        }
+        tokio::time::sleep(warmup).await;
+        let count = |links: &[raw::AppendLink]| -> u64 {
+            links.iter().map(|l| l.acked.load(Ordering::Relaxed)).sum()
+        };
+        let a0 = count(&links);
+        tokio::time::sleep(window_secs).await;
+        let a1 = count(&links);
+        drop(links);
+        Ok::<_, BoxError>(a1 - a0)
+    })?;
+    Ok((acked * per_msg as u64) as f64 / window_secs.as_secs_f64())
 }
 
 /// Heartbeat round trips to follower 2 for `for_secs`; returns (p50, p99) in µs.

@@ -3,7 +3,10 @@
 //! - append: the leader writes each append message's encoded bytes behind a 4-byte length on
 //!   one connection per follower, through a `BufWriter` flushed whenever its window is
 //!   exhausted; the follower reads each message whole and answers an 8-byte ack, flushed when
-//!   its read buffer runs dry. The window works as the peerwire leader's does.
+//!   its read buffer runs dry. The window works as the peerwire leader's does. With a
+//!   [`Feed`], the raft stand-in first builds (and then drops) the same raft-rs message the
+//!   peerwire leader is handed, so both pay raft's share of the work and the ratio between
+//!   them is the transport's; without one, the link writes the bytes alone.
 //! - snapshot: the data written in 256 KiB slices behind its length; the receiver reads and
 //!   discards it and answers one byte.
 
@@ -50,6 +53,28 @@ pub(crate) async fn append_follower() -> Result<SocketAddr, BoxError> {
     Ok(addr)
 }
 
+/// What the raft stand-in builds for every message of a fed append link: the message
+/// `cluster::append(to, index, entries, data)`, as for the peerwire leader.
+pub(crate) struct Feed {
+    pub(crate) to: u64,
+    pub(crate) entries: usize,
+    pub(crate) data: Bytes,
+}
+
+impl Feed {
+    /// Builds the next message as raft would and drops it: raw TCP writes the same message's
+    /// bytes, already encoded.
+    fn next(&self, index: &mut u64) {
+        std::hint::black_box(super::cluster::append(
+            self.to,
+            *index,
+            self.entries,
+            &self.data,
+        ));
+        *index += self.entries as u64;
+    }
+}
+
 /// The leader's end of one append connection.
 pub(crate) struct AppendLink {
     pub(crate) acked: Arc<AtomicU64>,
@@ -66,11 +91,13 @@ impl Drop for AppendLink {
 }
 
 impl AppendLink {
-    /// Connects and keeps `window` messages of `message` in flight until the runtime stops.
+    /// Connects and keeps `window` messages of `message` in flight until the runtime stops;
+    /// with a `feed`, each message is first built by the raft stand-in.
     pub(crate) async fn start(
         addr: SocketAddr,
         message: Bytes,
         window: usize,
+        feed: Option<Feed>,
     ) -> Result<Self, BoxError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
@@ -88,6 +115,7 @@ impl AppendLink {
         let writer = tokio::spawn(async move {
             let mut w = BufWriter::with_capacity(256 * 1024, w);
             let len = (message.len() as u32).to_le_bytes();
+            let mut index = 0u64;
             loop {
                 match permits.try_acquire() {
                     Ok(p) => p.forget(),
@@ -100,6 +128,9 @@ impl AppendLink {
                             Err(_) => return,
                         }
                     }
+                }
+                if let Some(feed) = &feed {
+                    feed.next(&mut index);
                 }
                 if w.write_all(&len).await.is_err() || w.write_all(&message).await.is_err() {
                     return;
