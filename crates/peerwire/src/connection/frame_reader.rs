@@ -81,6 +81,12 @@ impl FrameReader {
         }
     }
 
+    /// Puts `io` in place of the stream it reads from, keeping what is buffered, and returns
+    /// the old stream.
+    pub(crate) fn swap_io(&mut self, io: BoxRead) -> BoxRead {
+        std::mem::replace(&mut self.io, io)
+    }
+
     pub(crate) fn set_limits(&mut self, limits: Limits) {
         self.decoder.set_limits(limits);
     }

@@ -115,6 +115,20 @@ async fn serve_connection<I: Io>(
             None,
         ),
     };
+    // A lane served on a runtime of its own gets its socket moved to that runtime's reactor.
+    if let Some(rt) = &runtime {
+        let read = reader.swap_io(Box::new(tokio::io::empty()));
+        match crate::transport::rehome(read, w, rt) {
+            Ok((read, write)) => {
+                reader.swap_io(read);
+                w = write;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %addr, error = %e, "could not move a connection to its lane's runtime");
+                return;
+            }
+        }
+    }
     let connection = Conn::start(
         reader,
         w,

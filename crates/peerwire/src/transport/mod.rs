@@ -8,6 +8,7 @@
 mod network;
 mod tcp;
 
+use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -20,16 +21,42 @@ use crate::HandshakeError;
 use crate::tls::{PeerCert, TlsConfig};
 
 pub use network::Network;
+pub(crate) use tcp::rehome;
 pub use tcp::{LISTEN_BACKLOG, TcpConnector, TcpListener};
 
 /// The read half of a transport stream.
-pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub type BoxRead = Box<dyn IoRead>;
 /// The write half of a transport stream.
 pub type BoxWrite = Box<dyn IoWrite>;
 
+/// A transport half seen as its concrete type, so that the server can take a TCP
+/// connection's halves back and move the socket to another runtime's reactor
+/// ([`rehome`]). Implemented for every `Send + 'static` type.
+pub trait AsAny: Send + 'static {
+    /// The half, as `Any`.
+    fn as_any(&self) -> &dyn Any;
+    /// The half, boxed as `Any`.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
+
+impl<T: Send + 'static> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+/// The read half of a transport stream. Implemented for every `AsyncRead + Send + Unpin +
+/// 'static` type.
+pub trait IoRead: AsyncRead + Send + Unpin + AsAny {}
+
+impl<T: AsyncRead + Send + Unpin + 'static> IoRead for T {}
+
 /// The write half of a transport stream: bytes, and optionally file regions sent without
 /// passing through user space.
-pub trait IoWrite: AsyncWrite + Send + Unpin {
+pub trait IoWrite: AsyncWrite + Send + Unpin + AsAny {
     /// Writes up to `len` bytes of `file` from `offset` straight from the kernel's page
     /// cache (`sendfile`), returning how many were written. `None` means the transport
     /// cannot (the default: TLS, in-memory pipes); the caller then copies the bytes itself.
@@ -44,7 +71,7 @@ pub trait IoWrite: AsyncWrite + Send + Unpin {
     }
 }
 
-impl<T: AsyncWrite + Send> IoWrite for tokio::io::WriteHalf<T> {}
+impl<T: AsyncWrite + Send + 'static> IoWrite for tokio::io::WriteHalf<T> {}
 
 impl IoWrite for tokio::io::DuplexStream {}
 

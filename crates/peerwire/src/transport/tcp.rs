@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 
-use super::{BoxRead, BoxWrite, Connector, Io, IoWrite, Listener};
+use super::{AsAny, BoxRead, BoxWrite, Connector, Io, IoWrite, Listener};
 
 impl IoWrite for tokio::net::tcp::OwnedWriteHalf {
     #[cfg(target_os = "linux")]
@@ -41,6 +41,47 @@ impl IoWrite for tokio::net::tcp::OwnedWriteHalf {
             }
         })
     }
+}
+
+/// Moves a TCP connection split into `read` and `write` to `runtime`'s reactor: its readiness
+/// events then wake that runtime's thread only, not the one that accepted it. Halves of any
+/// other transport (TLS, in-memory, simulated) come back unchanged.
+///
+/// The server accepts every connection on its own runtime and learns the connection's lane only
+/// from the handshake. A lane served on a thread of its own (the raft snapshot lane) would
+/// otherwise keep the accepting thread busy relaying each of its reads.
+///
+/// # Errors
+///
+/// The socket could not be taken from its reactor or registered with the new one; the
+/// connection is then lost.
+pub(crate) fn rehome(
+    read: BoxRead,
+    write: BoxWrite,
+    runtime: &tokio::runtime::Handle,
+) -> io::Result<(BoxRead, BoxWrite)> {
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    // `AsAny` is called on the halves themselves, not on their boxes.
+    if !(AsAny::as_any(&*read).is::<OwnedReadHalf>()
+        && AsAny::as_any(&*write).is::<OwnedWriteHalf>())
+    {
+        return Ok((read, write));
+    }
+    let (Ok(read), Ok(write)) = (
+        read.into_any().downcast::<OwnedReadHalf>(),
+        write.into_any().downcast::<OwnedWriteHalf>(),
+    ) else {
+        unreachable!("both halves were checked to be TCP halves");
+    };
+    let stream = (*read)
+        .reunite(*write)
+        .map_err(|_| io::Error::other("the halves belong to different TCP connections"))?;
+    // `into_std` takes the socket out of its reactor; `from_std` inside `enter` registers it
+    // with the new runtime's.
+    let std = stream.into_std()?;
+    let _entered = runtime.enter();
+    let stream = TcpStream::from_std(std)?;
+    Ok(stream.split_io())
 }
 
 impl Io for TcpStream {
@@ -112,5 +153,70 @@ impl Listener for TcpListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// An accepted connection moved to runtime B keeps working after runtime A, whose reactor
+    /// it was registered with, is gone.
+    #[test]
+    fn a_rehomed_connection_outlives_the_runtime_that_accepted_it() {
+        let a = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let b = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (read, write, client) = a.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let (read, write) = server.split_io();
+            let (read, write) = rehome(read, write, b.handle()).unwrap();
+            (read, write, client.into_std().unwrap())
+        });
+        drop(a);
+        client.set_nonblocking(false).unwrap();
+        let echo = std::thread::spawn(move || {
+            let mut client = client;
+            let mut buf = [0u8; 4];
+            client.read_exact(&mut buf).unwrap();
+            client.write_all(&buf).unwrap();
+        });
+        let back = b.block_on(async move {
+            let (mut read, mut write) = (read, write);
+            write.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            read.read_exact(&mut buf).await.unwrap();
+            buf
+        });
+        assert_eq!(&back, b"ping");
+        echo.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn halves_of_other_transports_come_back_unchanged() {
+        let (stream, _other) = tokio::io::duplex(64);
+        let (read, write) = tokio::io::split(stream);
+        let (read, write) = rehome(
+            Box::new(read),
+            Box::new(write),
+            &tokio::runtime::Handle::current(),
+        )
+        .unwrap();
+        assert!(AsAny::as_any(&*read).is::<tokio::io::ReadHalf<tokio::io::DuplexStream>>());
+        assert!(AsAny::as_any(&*write).is::<tokio::io::WriteHalf<tokio::io::DuplexStream>>());
     }
 }
