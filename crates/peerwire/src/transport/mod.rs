@@ -30,8 +30,8 @@ pub type BoxRead = Box<dyn IoRead>;
 pub type BoxWrite = Box<dyn IoWrite>;
 
 /// A transport half seen as its concrete type, so that the server can take a TCP
-/// connection's halves back and move the socket to another runtime's reactor
-/// ([`rehome`]). Implemented for every `Send + 'static` type.
+/// connection's halves back and move the socket to another runtime's reactor (for a lane
+/// served on a thread of its own). Implemented for every `Send + 'static` type.
 pub trait AsAny: Send + 'static {
     /// The half, as `Any`.
     fn as_any(&self) -> &dyn Any;
