@@ -1,7 +1,7 @@
 //! The raft log on disk: entries and hard state in a [redb](https://www.redb.org) database
 //! (`raft.redb` in the data directory), and the latest snapshot (whose metadata holds the
 //! configuration as of its index) in a file beside it (`snapshot.pb`, see
-//! [`crate::snapshot_file`]). Every [`LogStore::persist`] is one transaction committed with an
+//! `snapshot_file.rs`). Every [`LogStore::persist`] is one transaction committed with an
 //! fsync, so one raft `Ready` — all the proposals batched into it — costs one fsync (group
 //! commit).
 //!

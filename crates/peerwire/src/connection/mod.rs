@@ -1,11 +1,11 @@
 //! One framed, multiplexed, symmetric connection over any transport stream.
 //!
-//! After the [handshake](handshake), a connection runs three tasks:
-//! - the **driver** ([`driver`]) reads and decodes frames, matches replies to pending calls,
-//!   hands inbound requests to the connection's [`Inbound`] policy (the server core's reader
+//! After the handshake (`handshake.rs`), a connection runs three tasks:
+//! - the **driver** (`driver.rs`) reads and decodes frames, matches replies to pending calls,
+//!   hands inbound requests to the connection's `Inbound` policy (the server core's reader
 //!   admission), answers heartbeats, and runs the close sequence;
-//! - the **writer** ([`writer`]) drains the write queue into coalesced vectored writes;
-//! - the **keepalive** ([`keepalive`]) sends heartbeats and enforces read and idle timeouts.
+//! - the **writer** (`writer.rs`) drains the write queue into coalesced vectored writes;
+//! - the **keepalive** (`keepalive.rs`) sends heartbeats and enforces read and idle timeouts.
 //!
 //! Either side may issue calls ([`Connection::call`], [`Connection::send_oneway`]); request
 //! ids are per direction. The write queue is unbounded as a channel but bounded by accounting:

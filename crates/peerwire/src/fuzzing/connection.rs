@@ -31,7 +31,7 @@ const CLOSE_BOUND: Duration = Duration::from_secs(10);
 /// server with an echo route, a raft transport's four lanes and a data-stream lane. If bit 0
 /// of `data[0]` is set, a valid hello for the lane `data[0] >> 1` picks comes first, so the
 /// fuzzer starts past the handshake. The server must close the connection within
-/// [`CLOSE_BOUND`] of the peer's close, and then shut down cleanly.
+/// `CLOSE_BOUND` of the peer's close, and then shut down cleanly.
 ///
 /// Returns what the server sent.
 pub fn connection(data: &[u8]) -> Vec<u8> {

@@ -2,11 +2,11 @@
 //!
 //! | role | file | does |
 //! |---|---|---|
-//! | listener | [`listener`] | accepts, enforces the connection limit, runs handshakes |
-//! | reader | [`reader`] | admits each decoded request into the call queue, or answers `Busy` |
-//! | call queue | [`call_queue`] | bounded, with a pluggable [`Scheduler`] (FIFO by default) |
-//! | handler | [`handler`] | a pool of tasks running calls; deadline and panic handling |
-//! | responder | [`responder`] | hands replies to the connection's writer without blocking |
+//! | listener | `listener.rs` | accepts, enforces the connection limit, runs handshakes |
+//! | reader | `reader.rs` | admits each decoded request into the call queue, or answers `Busy` |
+//! | call queue | `call_queue.rs` | bounded, with a pluggable [`Scheduler`] (FIFO by default) |
+//! | handler | `handler.rs` | a pool of tasks running calls; deadline and panic handling |
+//! | responder | `responder.rs` | hands replies to the connection's writer without blocking |
 //!
 //! Decoding and writing are done by the connection layer ([`crate::connection`]) so that
 //! client and server share them.
