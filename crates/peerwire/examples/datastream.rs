@@ -78,7 +78,7 @@ async fn main() -> Result<(), BoxError> {
         };
         let ds = DataStreamServer::new(cfg, FileSink::new(work.join(format!("node{id}")))?)?;
         let server = Server::builder(server_cfg)
-            .datastream(&ds)
+            .mount_all(&ds)
             .bind("127.0.0.1:0".parse()?)
             .await?;
         nodes.push((ds, server));

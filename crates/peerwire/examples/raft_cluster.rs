@@ -143,7 +143,7 @@ async fn start_member(id: u64, voters: &[u64]) -> Result<Member, Box<dyn std::er
     let (tx, rx) = mpsc::unbounded_channel();
     let transport = Transport::start(cfg, Inputs(tx.clone()))?;
     let server = Server::builder(server_cfg)
-        .raft(&transport)
+        .mount_all(&transport)
         .bind("127.0.0.1:0".parse()?)
         .await?;
 

@@ -118,6 +118,10 @@ pub struct ConnectionConfig {
     pub tls: Option<crate::tls::TlsConfig>,
     /// How streams to peers are opened (TCP unless set: a simulated network in tests).
     pub network: crate::transport::Network,
+    /// The protocol versions this node offers in its hello, lowest and highest; a connection
+    /// runs at the highest version both sides offer. Defaults to every version this build
+    /// speaks; narrow it to pin a cluster to an older version during a rolling upgrade.
+    pub protocol_versions: std::ops::RangeInclusive<u16>,
 }
 
 impl Default for ConnectionConfig {
@@ -136,6 +140,8 @@ impl Default for ConnectionConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             tls: None,
             network: crate::transport::Network::tcp(),
+            protocol_versions: peerwire_wire::MIN_PROTOCOL_VERSION
+                ..=peerwire_wire::PROTOCOL_VERSION,
         }
     }
 }
@@ -154,6 +160,18 @@ impl ConnectionConfig {
         }
         if self.write_queue_bytes == 0 {
             return Err(Error::Config("write_queue_bytes must be at least 1".into()));
+        }
+        let spoken = peerwire_wire::MIN_PROTOCOL_VERSION..=peerwire_wire::PROTOCOL_VERSION;
+        let (min, max) = (
+            *self.protocol_versions.start(),
+            *self.protocol_versions.end(),
+        );
+        if min > max || !spoken.contains(&min) || !spoken.contains(&max) {
+            return Err(Error::Config(format!(
+                "protocol_versions ({min}..={max}) must be a non-empty range within the versions this build speaks ({}..={})",
+                spoken.start(),
+                spoken.end()
+            )));
         }
         if self.heartbeat_interval >= self.read_timeout {
             return Err(Error::Config(format!(

@@ -250,15 +250,18 @@ pub enum HandshakeError {
     /// The peer is in another cluster.
     #[error("cluster id mismatch: {0}")]
     ClusterMismatch(String),
-    /// The peer speaks another protocol version.
+    /// The two sides have no protocol version in common; the message names both ranges.
     #[error("protocol version mismatch: {0}")]
     VersionMismatch(String),
     /// The peer is not the node we meant to reach (or we are not the node it meant).
     #[error("wrong node: {0}")]
     WrongNode(String),
-    /// The peer does not serve the requested lane.
+    /// The peer mounts no service on the requested lane.
     #[error("unsupported lane: {0}")]
     UnsupportedLane(String),
+    /// The peer mounts the lane's service, but not for the requested group.
+    #[error("unknown group: {0}")]
+    UnknownGroup(String),
     /// The peer is at its connection limit.
     #[error("too many connections: {0}")]
     TooManyConnections(String),
@@ -304,6 +307,7 @@ impl HandshakeError {
             Self::VersionMismatch(_) => "version_mismatch",
             Self::WrongNode(_) => "wrong_node",
             Self::UnsupportedLane(_) => "unsupported_lane",
+            Self::UnknownGroup(_) => "unknown_group",
             Self::TooManyConnections(_) => "too_many_connections",
             Self::MemberRemoved(_) => "member_removed",
             Self::Refused { .. } => "refused",

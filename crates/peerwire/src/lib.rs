@@ -33,6 +33,7 @@ pub mod datastream;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod mount;
 pub mod raft;
 pub mod rpc;
 pub mod server;
@@ -44,6 +45,7 @@ pub use client::{CallOptions, Client, Peer, RetryPolicy};
 pub use config::{BackoffConfig, ClientConfig, ConnectionConfig, Identity, ServerConfig};
 pub use connection::{Connection, PeerInfo, Route};
 pub use error::{ConnectError, Error, HandshakeError, NotExecuted, Unknown};
+pub use mount::{MountPoint, Mountable};
 pub use peerwire_wire as wire;
 pub use peerwire_wire::{GoAwayReason, Lane, Status};
 pub use server::{

@@ -47,7 +47,15 @@ async fn each_mismatch_is_refused_with_its_own_reason() {
             },
             GoAwayReason::ClusterMismatch,
         ),
-        (Hello { version: 2, ..good }, GoAwayReason::VersionMismatch),
+        (
+            Hello {
+                min_version: 7,
+                max_version: 9,
+                ..good
+            },
+            GoAwayReason::VersionMismatch,
+        ),
+        (Hello { group: 5, ..good }, GoAwayReason::UnknownGroup),
         (
             Hello {
                 target_node_id: 3,

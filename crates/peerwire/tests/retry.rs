@@ -121,7 +121,9 @@ async fn peer_that_drops_the_first_call(vanish: bool) -> (SocketAddr, tokio::tas
                 return;
             };
             let ack = Hello {
-                version: PROTOCOL_VERSION,
+                min_version: PROTOCOL_VERSION,
+                max_version: PROTOCOL_VERSION,
+                group: 0,
                 lane: Lane::Rpc,
                 node_id: 9,
                 target_node_id: hello.node_id,

@@ -247,7 +247,7 @@ async fn raft_node(id: u64, checks: Option<Checks>) -> turmoil::Result {
     let listener = SimListener::bind(NODES[id as usize - 1], PORT).await?;
     let transport = Transport::start(cfg.clone(), raft)?;
     let _server = peerwire::Server::builder(cfg.server_config())
-        .raft(&transport)
+        .mount_all(&transport)
         .serve(listener)?;
     let peers: Vec<u64> = (1..=3).filter(|p| *p != id).collect();
     for p in &peers {
@@ -363,7 +363,7 @@ async fn ds_node(id: u64, sink: MemorySink, servers: DsServers) -> turmoil::Resu
         connection: cfg.connection.clone(),
         ..peerwire::ServerConfig::default()
     })
-    .datastream(&ds)
+    .mount_all(&ds)
     .serve(listener)?;
     servers.borrow_mut()[id as usize - 1] = Some(ds);
     std::future::pending::<()>().await;

@@ -206,7 +206,9 @@ async fn a_peer_that_stops_reading_cannot_grow_the_senders_write_queue_past_its_
         };
         let mut ack = BytesMut::new();
         Frame::HelloAck(Hello {
-            version: PROTOCOL_VERSION,
+            min_version: PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            group: 0,
             lane: Lane::Rpc,
             node_id: 9,
             target_node_id: hello.node_id,

@@ -210,7 +210,7 @@ impl DsNode {
         };
         let ds = DataStreamServer::new(cfg, sink.clone()).expect("data-stream config");
         let server = Server::builder(server_cfg)
-            .datastream(&ds)
+            .mount_all(&ds)
             .bind("127.0.0.1:0".parse().unwrap())
             .await
             .expect("bind");

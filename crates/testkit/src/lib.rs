@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use peerwire::wire::{
-    Frame, FrameDecoder, GoAway, Hello, Lane, Limits, PROTOCOL_VERSION, WireError,
+    Frame, FrameDecoder, GoAway, Hello, Lane, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    WireError,
 };
 use peerwire::{
     BackoffConfig, ConnectError, Error, HandlerError, HandshakeError, Identity, NotExecuted,
@@ -101,11 +102,13 @@ impl ScriptedPeer {
         }
     }
 
-    /// A version-1 RPC hello from `identity` to any node.
+    /// An RPC hello from `identity` to any node, offering every version this build speaks.
     pub fn hello(identity: Identity) -> Hello {
         Hello {
-            version: PROTOCOL_VERSION,
+            min_version: MIN_PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
             lane: Lane::Rpc,
+            group: 0,
             cluster_id: identity.cluster_id,
             node_id: identity.node_id,
             target_node_id: 0,

@@ -292,7 +292,7 @@ impl FakeNode {
         let server_cfg = cfg.server_config();
         let transport = Transport::start(cfg, raft).expect("transport config");
         let server = Server::builder(server_cfg)
-            .raft(&transport)
+            .mount_all(&transport)
             .bind(addr)
             .await
             .expect("bind");

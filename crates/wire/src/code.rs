@@ -134,6 +134,8 @@ wire_code! {
         TlsRequired = 13 => "tls required",
         /// The peer's certificate does not name the node id its hello claims.
         IdentityMismatch = 14 => "identity mismatch",
+        /// The hello named a group the lane's service does not host on this node.
+        UnknownGroup = 15 => "unknown group",
     }
 }
 
@@ -152,6 +154,28 @@ wire_code! {
         RaftSnapshot = 4 => "raft-snapshot",
         /// Bulk data stream.
         DataStream = 5 => "data-stream",
+        /// An RpcEnv's named endpoints (Spark).
+        RpcEnv = 6 => "rpc-env",
+    }
+}
+
+impl Lane {
+    /// The first lane code left to services users define: codes below it are peerwire's own.
+    pub const FIRST_USER_CODE: u8 = 128;
+
+    /// The lane of a service a user defines: code `128 + n`.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 128 or more (there are 128 user lane codes).
+    pub const fn user(n: u8) -> Self {
+        assert!(n < 128, "user lane numbers run from 0 to 127");
+        Self::Other(Self::FIRST_USER_CODE + n)
+    }
+
+    /// Whether this is a lane code left to services users define (128–255).
+    pub const fn is_user(self) -> bool {
+        matches!(self, Self::Other(code) if code >= Self::FIRST_USER_CODE)
     }
 }
 
@@ -170,6 +194,10 @@ mod tests {
         }
         assert_eq!(Status::from_wire(999), Status::Other(999));
         assert_eq!(Status::Busy.to_string(), "busy");
+        assert_eq!(Lane::user(0), Lane::Other(128));
+        assert_eq!(Lane::user(127).to_wire(), 255);
+        assert!(Lane::user(5).is_user());
+        assert!(!Lane::Other(100).is_user() && !Lane::Rpc.is_user());
         assert_eq!(Status::Other(999).to_string(), "code 999");
     }
 

@@ -80,7 +80,7 @@ fn check_length(head: &Header, limits: &Limits) -> Result<(), WireError> {
         });
     }
     let (min, exact) = match head.kind {
-        FrameKind::Hello | FrameKind::HelloAck => (Hello::LEN, false),
+        FrameKind::Hello | FrameKind::HelloAck => (Hello::V1_LEN, false),
         FrameKind::Request => (6, false),
         FrameKind::Response => (0, false),
         FrameKind::Failure => (8, false),
@@ -158,19 +158,27 @@ fn parse_body(head: Header, mut body: Bytes, limits: &Limits) -> Result<Frame, W
             if magic != HELLO_MAGIC {
                 return Err(WireError::BadMagic(magic));
             }
-            let version = body.get_u16();
+            let min_version = body.get_u16();
             let lane = Lane::from_wire(body.get_u8());
             let _reserved = body.get_u8();
-            let hello = Hello {
-                version,
+            let mut hello = Hello {
+                min_version,
+                max_version: min_version,
                 lane,
+                group: 0,
                 cluster_id: body.get_u64(),
                 node_id: body.get_u64(),
                 target_node_id: body.get_u64(),
                 epoch: body.get_u64(),
                 max_frame_body: body.get_u32(),
             };
-            // Bytes past offset 44 are extensions of later versions: ignored.
+            // A version-1 hello ends here: the range [min, min], group 0.
+            if body.remaining() >= (Hello::LEN - Hello::V1_LEN) as usize {
+                hello.max_version = body.get_u16();
+                let _reserved = body.get_u16();
+                hello.group = body.get_u64();
+            }
+            // Bytes past offset 56 are extensions of later versions: ignored.
             if head.kind == FrameKind::Hello {
                 Frame::Hello(hello)
             } else {
@@ -327,6 +335,70 @@ mod tests {
         buf.put_bytes(0, Hello::LEN as usize - 4);
         let mut dec = FrameDecoder::new(Limits::handshake());
         assert_eq!(dec.decode(&mut buf), Err(WireError::BadMagic(*b"HTTP")));
+    }
+
+    /// A version-1 hello body: the 44 bytes a version-1 node writes.
+    fn v1_hello_body(buf: &mut BytesMut, version: u16, lane: u8) {
+        buf.put_slice(&HELLO_MAGIC);
+        buf.put_u16(version);
+        buf.put_u8(lane);
+        buf.put_u8(0);
+        buf.put_u64(7); // cluster
+        buf.put_u64(3); // node
+        buf.put_u64(0); // target
+        buf.put_u64(9); // epoch
+        buf.put_u32(1 << 20);
+    }
+
+    #[test]
+    fn a_version_1_hello_reads_as_one_version_and_group_0() {
+        let mut buf = header(FrameKind::Hello, Hello::V1_LEN, 0);
+        v1_hello_body(&mut buf, 1, 4);
+        let Some(Frame::Hello(hello)) = FrameDecoder::new(Limits::handshake())
+            .decode(&mut buf)
+            .unwrap()
+        else {
+            panic!("not a hello");
+        };
+        assert_eq!(hello.versions(), 1..=1);
+        assert_eq!(hello.group, 0);
+        assert_eq!(hello.lane, Lane::RaftSnapshot);
+        assert_eq!((hello.cluster_id, hello.node_id, hello.epoch), (7, 3, 9));
+    }
+
+    #[test]
+    fn a_version_2_hello_carries_its_range_and_group_at_44_and_48() {
+        let hello = Hello {
+            min_version: 1,
+            max_version: 2,
+            lane: Lane::DataStream,
+            group: 0x0102_0304_0506_0708,
+            cluster_id: 7,
+            node_id: 3,
+            target_node_id: 0,
+            epoch: 9,
+            max_frame_body: 1 << 20,
+        };
+        let mut buf = BytesMut::new();
+        Frame::Hello(hello).encode(&mut buf);
+        let body = &buf[HEADER_LEN..];
+        assert_eq!(body.len(), 56);
+        // A version-1 reader sees its own 44 bytes: min version 1 at offset 4.
+        let mut v1 = BytesMut::new();
+        v1_hello_body(&mut v1, 1, 5);
+        v1[16..24].copy_from_slice(&body[16..24]);
+        assert_eq!(&body[..44], &v1[..]);
+        assert_eq!(&body[44..46], &[0, 2]);
+        assert_eq!(&body[46..48], &[0, 0]);
+        assert_eq!(&body[48..56], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        // Later extensions past offset 56 are ignored.
+        let mut longer = header(FrameKind::Hello, 60, 0);
+        longer.put_slice(body);
+        longer.put_u32(0xdead_beef);
+        let decoded = FrameDecoder::new(Limits::handshake())
+            .decode(&mut longer)
+            .unwrap();
+        assert_eq!(decoded, Some(Frame::Hello(hello)));
     }
 
     #[test]

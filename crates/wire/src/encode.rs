@@ -213,7 +213,7 @@ impl StreamData {
 
 fn write_hello(hello: &Hello, dst: &mut BytesMut) {
     dst.put_slice(&HELLO_MAGIC);
-    dst.put_u16(hello.version);
+    dst.put_u16(hello.min_version);
     dst.put_u8(hello.lane.to_wire());
     dst.put_u8(0);
     dst.put_u64(hello.cluster_id);
@@ -221,6 +221,9 @@ fn write_hello(hello: &Hello, dst: &mut BytesMut) {
     dst.put_u64(hello.target_node_id);
     dst.put_u64(hello.epoch);
     dst.put_u32(hello.max_frame_body);
+    dst.put_u16(hello.max_version);
+    dst.put_u16(0);
+    dst.put_u64(hello.group);
 }
 
 #[cfg(test)]

@@ -3,12 +3,12 @@
 //! Every frame is a 16-byte [header](crate::header) followed by `length` body bytes. All
 //! integers are big-endian. Offsets below are relative to the start of the body.
 //!
-//! ## Hello / HelloAck (kinds 0x01, 0x02; header id 0; body ≥ 44 bytes)
+//! ## Hello / HelloAck (kinds 0x01, 0x02; header id 0; body ≥ 44 bytes, 56 from version 2)
 //!
 //! | offset | bytes | field            | description                                            |
 //! |-------:|------:|------------------|--------------------------------------------------------|
 //! | 0      | 4     | magic            | ASCII `PWIR`                                           |
-//! | 4      | 2     | version          | protocol version ([`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION)) |
+//! | 4      | 2     | min version      | lowest protocol version the sender speaks; in an ack, the version the connection runs at |
 //! | 6      | 1     | lane             | [`Lane`] code                                          |
 //! | 7      | 1     | reserved         | zero                                                   |
 //! | 8      | 8     | cluster id       | both sides must agree                                  |
@@ -16,7 +16,14 @@
 //! | 24     | 8     | target node id   | the node the sender expects to reach (0 = any)         |
 //! | 32     | 8     | epoch            | the sender's incarnation (grows on every restart)      |
 //! | 40     | 4     | max frame body   | the largest body the sender accepts                    |
-//! | 44     | …     | extensions       | ignored by version 1 (room for later versions)         |
+//! | 44     | 2     | max version      | highest version the sender speaks (absent: = min version) |
+//! | 46     | 2     | reserved         | zero (ignored on receipt)                              |
+//! | 48     | 8     | group            | the group of the lane's service the sender wants (absent: 0) |
+//! | 56     | …     | extensions       | ignored (room for later versions)                      |
+//!
+//! A version-1 peer sends and reads only the first 44 bytes; it checks that the min version is
+//! 1, so a node speaking versions 1 to 2 puts 1 there and is understood by it. A 44-byte hello
+//! is read as the range `[min, min]` and group 0.
 //!
 //! ## Request (kind 0x03; header id = request id, non-zero)
 //!
@@ -112,13 +119,20 @@ pub enum Frame {
     StreamData(StreamData),
 }
 
-/// Hello and hello-ack body: who is talking, on which lane, in which cluster.
+/// Hello and hello-ack body: who is talking, on which lane and group, in which cluster, and
+/// which protocol versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
-    /// Protocol version spoken by the sender.
-    pub version: u16,
-    /// Kind of traffic this connection will carry.
+    /// The lowest protocol version the sender speaks. In an ack: the version the connection
+    /// runs at (and `max_version` equals it).
+    pub min_version: u16,
+    /// The highest protocol version the sender speaks.
+    pub max_version: u16,
+    /// Kind of traffic this connection will carry: which mounted service it is for.
     pub lane: Lane,
+    /// Which group of the lane's service the connection is for (a raft group, a data-stream
+    /// group); 0 is the default group.
+    pub group: u64,
     /// Cluster the sender belongs to.
     pub cluster_id: u64,
     /// The sender's node id (0 = anonymous client).
@@ -132,8 +146,15 @@ pub struct Hello {
 }
 
 impl Hello {
-    /// Body length of a version-1 hello.
-    pub const LEN: u32 = 44;
+    /// Body length of a hello as this crate writes it (version 2 layout).
+    pub const LEN: u32 = 56;
+    /// Body length of a version-1 hello: the shortest hello accepted.
+    pub const V1_LEN: u32 = 44;
+
+    /// The versions the sender speaks, lowest and highest.
+    pub fn versions(&self) -> std::ops::RangeInclusive<u16> {
+        self.min_version..=self.max_version
+    }
 }
 
 /// A request frame.

@@ -1,4 +1,4 @@
-//! The peerwire wire protocol, version 1: frame types and a sans-IO codec.
+//! The peerwire wire protocol, versions 1 and 2: frame types and a sans-IO codec.
 //!
 //! This crate does no IO and does not depend on an async runtime: bytes go in, [`Frame`]s come
 //! out ([`FrameDecoder::decode`]), and frames are written into a `BytesMut`
@@ -45,5 +45,9 @@ pub use frame::{
 pub use header::{FrameKind, HEADER_LEN, Header};
 pub use limits::Limits;
 
-/// The protocol version this crate speaks. A hello with another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The highest protocol version this crate speaks. Version 2 adds the version range and the
+/// group to the hello; version 1 peers are still understood (group 0).
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The lowest protocol version this crate speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;

@@ -17,7 +17,7 @@ fn message() -> impl Strategy<Value = String> {
 
 fn frame() -> impl Strategy<Value = Frame> {
     let hello = (
-        any::<u16>(),
+        (any::<u16>(), any::<u16>(), any::<u64>()),
         any::<u8>(),
         any::<u64>(),
         any::<u64>(),
@@ -26,14 +26,18 @@ fn frame() -> impl Strategy<Value = Frame> {
         any::<u32>(),
     )
         .prop_map(
-            |(version, lane, cluster_id, node_id, target, epoch, max)| Hello {
-                version,
-                lane: Lane::from_wire(lane),
-                cluster_id,
-                node_id,
-                target_node_id: target,
-                epoch,
-                max_frame_body: max,
+            |((min_version, max_version, group), lane, cluster_id, node_id, target, epoch, max)| {
+                Hello {
+                    min_version,
+                    max_version,
+                    lane: Lane::from_wire(lane),
+                    group,
+                    cluster_id,
+                    node_id,
+                    target_node_id: target,
+                    epoch,
+                    max_frame_body: max,
+                }
             },
         );
     let id = 1..u64::MAX;

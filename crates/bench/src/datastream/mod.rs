@@ -146,7 +146,7 @@ impl Servers {
                 };
                 let ds = DataStreamServer::new(cfg, NullSink)?;
                 let server = Server::builder(server_cfg)
-                    .datastream(&ds)
+                    .mount_all(&ds)
                     .bind("127.0.0.1:0".parse().expect("loopback"))
                     .await?;
                 Ok::<_, BoxError>((ds, server))

@@ -130,7 +130,7 @@ async fn serve<H: RaftHandler<Message>>(
     let server_cfg = cfg.server_config();
     let transport = Transport::start(cfg, handler)?;
     let server = Server::builder(server_cfg)
-        .raft(&transport)
+        .mount_all(&transport)
         .bind("127.0.0.1:0".parse()?)
         .await?;
     Ok((transport, server))

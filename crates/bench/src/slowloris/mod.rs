@@ -65,12 +65,16 @@ struct Outcome {
 /// The script of peerwire's slow peers: a valid hello for a default server, and the head of a
 /// one-way frame announcing 1 MiB followed by 4 KiB of its body.
 fn peerwire_script() -> Script {
-    use peerwire::wire::{Frame, FrameKind, HEADER_LEN, Hello, Lane, PROTOCOL_VERSION};
+    use peerwire::wire::{
+        Frame, FrameKind, HEADER_LEN, Hello, Lane, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    };
     let identity = peerwire::ServerConfig::default().identity;
     let mut hello = BytesMut::new();
     Frame::Hello(Hello {
-        version: PROTOCOL_VERSION,
+        min_version: MIN_PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
         lane: Lane::Rpc,
+        group: 0,
         cluster_id: identity.cluster_id,
         node_id: 0,
         target_node_id: 0,

@@ -315,8 +315,8 @@ impl Node {
             peer_status,
         };
         let builder = Server::builder(server_cfg)
-            .raft(&transport)
-            .datastream(blobs.server())
+            .mount_all(&transport)
+            .mount_all(blobs.server())
             .protocol(crate::service::protocol(handle.clone()));
         let server = match listener {
             Some(l) => builder.serve(peerwire::transport::TcpListener::from_tokio(l))?,

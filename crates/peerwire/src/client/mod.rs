@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use peerwire_wire::{GoAwayReason, Lane, Limits};
+
+use crate::mount::{MountPoint, Service};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -20,7 +22,7 @@ pub use retry::RetryPolicy;
 use self::pool::PeerPool;
 use crate::config::ClientConfig;
 use crate::connection::frame_reader::FrameReader;
-use crate::connection::{Conn, Connection, Inbound, Route, ServeNothing, handshake};
+use crate::connection::{Conn, Connection, Route, ServeNothing, handshake};
 use crate::error::{ConnectError, Error, NotExecuted};
 use crate::transport::{ConnectFailure, Connected, Connector, DynConnector};
 
@@ -58,9 +60,9 @@ pub(crate) struct ClientInner {
     peers: Mutex<HashMap<Peer, Arc<PeerPool>>>,
     tasks: TaskTracker,
     closed: AtomicBool,
-    inbound: Arc<dyn Inbound>,
-    /// The lane every connection of this client carries.
-    lane: Lane,
+    inbound: Arc<dyn Service>,
+    /// The mount point every connection of this client asks for.
+    to: MountPoint,
 }
 
 impl std::fmt::Debug for ClientInner {
@@ -92,7 +94,7 @@ impl ClientInner {
             &mut write,
             &self.cfg.identity,
             cfg,
-            self.lane,
+            self.to,
             peer.node_id,
             peer_cert.as_ref(),
         )
@@ -152,31 +154,43 @@ impl Client {
     /// If `cfg` is invalid; use [`Client::with_connector`] to get the error instead.
     pub fn new(cfg: ClientConfig) -> Self {
         let network = cfg.connection.network.connector();
-        Self::for_lane(cfg, network, Arc::new(ServeNothing), Lane::Rpc)
-            .expect("invalid client configuration")
+        Self::for_mount(
+            cfg,
+            network,
+            Arc::new(ServeNothing),
+            MountPoint::lane(Lane::Rpc),
+        )
+        .expect("invalid client configuration")
     }
 
     /// A client over any transport (instead of `cfg.connection.network`).
     pub fn with_connector<C: Connector>(cfg: ClientConfig, connector: C) -> Result<Self, Error> {
-        Self::for_lane(cfg, Arc::new(connector), Arc::new(ServeNothing), Lane::Rpc)
+        Self::for_mount(
+            cfg,
+            Arc::new(connector),
+            Arc::new(ServeNothing),
+            MountPoint::lane(Lane::Rpc),
+        )
     }
 
-    /// A client whose connections also serve the peer's calls through `inbound` (reverse calls
-    /// over connections this side opened, as Spark's client-mode RpcEnv needs).
-    pub(crate) fn with_inbound(
+    /// A client of the service mounted at `to` on its peers (a service of your own, mounted
+    /// with [`ServerBuilder::mount`](crate::ServerBuilder::mount)). The calls peers make over
+    /// its connections go to `serve` (reverse calls over connections this side opened).
+    pub fn for_service(
         cfg: ClientConfig,
-        inbound: Arc<dyn Inbound>,
+        to: MountPoint,
+        serve: Arc<dyn Service>,
     ) -> Result<Self, Error> {
         let network = cfg.connection.network.connector();
-        Self::for_lane(cfg, network, inbound, Lane::Rpc)
+        Self::for_mount(cfg, network, serve, to)
     }
 
-    /// A client whose connections carry `lane` (the raft transport's lanes).
-    pub(crate) fn for_lane(
+    /// A client whose connections ask for `to` (the raft transport's lanes, the RpcEnv).
+    pub(crate) fn for_mount(
         cfg: ClientConfig,
         connector: Arc<dyn DynConnector>,
-        inbound: Arc<dyn Inbound>,
-        lane: Lane,
+        inbound: Arc<dyn Service>,
+        to: MountPoint,
     ) -> Result<Self, Error> {
         cfg.validate()?;
         Ok(Self {
@@ -189,7 +203,7 @@ impl Client {
                 tasks: TaskTracker::new(),
                 closed: AtomicBool::new(false),
                 inbound,
-                lane,
+                to,
             }),
         })
     }

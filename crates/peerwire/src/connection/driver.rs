@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::calls::Reply;
 use super::frame_reader::{FrameReader, ReadError};
 use super::writer::Outgoing;
-use super::{CloseRequest, Conn};
+use super::{CloseRequest, Conn, Connection, ReplySlot};
 
 /// While draining, how often the driver checks whether every call is done.
 const DRAIN_POLL: Duration = Duration::from_millis(2);
@@ -71,11 +71,14 @@ impl Drop for Ending<'_> {
         conn.closing.cancel();
         conn.closed.cancel();
         metrics::counter!("peerwire_connections_closed_total").increment(1);
-        conn.inbound.on_disconnected(conn, &why);
+        conn.inbound
+            .on_disconnected(&Connection { conn: conn.clone() }, &why);
     }
 }
 
 async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {
+    // The handle the connection's service sees, made once.
+    let service_handle = Connection { conn: conn.clone() };
     let mut drain_deadline: Option<Instant> = None;
     let mut linger_deadline: Option<Instant> = None;
     let mut drain_tick = tokio::time::interval(DRAIN_POLL);
@@ -117,7 +120,7 @@ async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {
             }
             read = reader.next(Some(&conn.activity)) => match read {
                 Ok(frame) => {
-                    if let Err((reason, message)) = handle(conn, frame) {
+                    if let Err((reason, message)) = handle(conn, &service_handle, frame) {
                         tracing::warn!(%reason, %message, "closing connection");
                         conn.begin_close_hard(reason, message);
                     }
@@ -205,11 +208,15 @@ fn admit_call(
 }
 
 /// Handles one frame. An error closes the connection hard with that reason.
-fn handle(conn: &Arc<Conn>, frame: Frame) -> Result<(), (GoAwayReason, String)> {
+fn handle(
+    conn: &Arc<Conn>,
+    handle: &Connection,
+    frame: Frame,
+) -> Result<(), (GoAwayReason, String)> {
     match frame {
         Frame::Request(request) => {
             if let Some(slot) = admit_call(conn, request.id)? {
-                conn.inbound.on_request(conn, request, slot);
+                conn.inbound.on_request(handle, request, ReplySlot(slot));
             }
         }
         Frame::StreamData(data) => {
@@ -220,13 +227,13 @@ fn handle(conn: &Arc<Conn>, frame: Frame) -> Result<(), (GoAwayReason, String)> 
                 ));
             }
             if let Some(slot) = admit_call(conn, data.id)? {
-                conn.inbound.on_stream_data(conn, data, slot);
+                conn.inbound.on_stream_data(handle, data, ReplySlot(slot));
             }
         }
         Frame::OneWay(message) => {
             if conn.goaway_mark.load(Ordering::Acquire) == u64::MAX {
                 conn.activity.touch_oneway();
-                conn.inbound.on_oneway(conn, message);
+                conn.inbound.on_oneway(handle, message);
             }
         }
         Frame::Response(response) => {
@@ -255,7 +262,7 @@ fn handle(conn: &Arc<Conn>, frame: Frame) -> Result<(), (GoAwayReason, String)> 
             if id <= conn.last_accepted.load(Ordering::Acquire) {
                 metrics::counter!("peerwire_cancels_received_total").increment(1);
                 conn.cancels.cancel(id);
-                conn.inbound.on_cancel(conn, id);
+                conn.inbound.on_cancel(handle, id);
             }
         }
         Frame::Heartbeat(hb) if !hb.ack => {

@@ -1,35 +1,51 @@
 //! The hello exchange that opens every connection.
 //!
-//! The initiator sends `Hello`; the acceptor checks it ([`check_hello`]) and answers
-//! `HelloAck`, or `GoAway` with the reason and closes. Until the exchange completes, the
-//! decoder accepts only hello-sized frames. The whole exchange is bounded by the handshake
-//! timeout.
+//! The initiator sends `Hello` with the range of protocol versions it speaks; the acceptor
+//! checks it ([`check_hello`]), picks the highest version both speak ([`negotiate`]) and
+//! answers `HelloAck` naming that version, or `GoAway` with the reason and closes. Until the
+//! exchange completes, the decoder accepts only hello-sized frames. The whole exchange is
+//! bounded by the handshake timeout.
 
-use peerwire_wire::{Frame, GoAway, GoAwayReason, Hello, Lane, Limits, PROTOCOL_VERSION};
+use std::ops::RangeInclusive;
+
+use peerwire_wire::{Frame, GoAway, GoAwayReason, Hello, Limits};
 use tokio::io::AsyncWriteExt;
 
 use super::frame_reader::{FrameReader, ReadError};
 use crate::config::{ConnectionConfig, Identity};
 use crate::error::HandshakeError;
+use crate::mount::MountPoint;
 use crate::tls::{PeerCert, TlsFailure};
 use crate::transport::BoxWrite;
 
-/// Checks a received hello against this node. Pure: returns the go-away reason and message
-/// to refuse with.
+/// The version a connection runs at: the highest one both ranges hold, if any. Pure.
+pub(crate) fn negotiate(ours: &RangeInclusive<u16>, theirs: &RangeInclusive<u16>) -> Option<u16> {
+    let highest = (*ours.end()).min(*theirs.end());
+    (highest >= *ours.start() && highest >= *theirs.start()).then_some(highest)
+}
+
+/// Checks a received hello against this node and picks the connection's version. Pure:
+/// returns the version, or the go-away reason and message to refuse with. Which lanes and
+/// groups are served is the caller's check (the server's mounts).
 pub(crate) fn check_hello(
     local: &Identity,
+    versions: &RangeInclusive<u16>,
     hello: &Hello,
-    lane_served: bool,
-) -> Result<(), (GoAwayReason, String)> {
-    if hello.version != PROTOCOL_VERSION {
+) -> Result<u16, (GoAwayReason, String)> {
+    let Some(version) = negotiate(versions, &hello.versions()) else {
         return Err((
             GoAwayReason::VersionMismatch,
             format!(
-                "node {} speaks protocol version {PROTOCOL_VERSION}, hello from node {} offered version {}",
-                local.node_id, hello.node_id, hello.version
+                "node {} speaks protocol versions {}..={}, hello from node {} offered versions {}..={}: no common version",
+                local.node_id,
+                versions.start(),
+                versions.end(),
+                hello.node_id,
+                hello.min_version,
+                hello.max_version
             ),
         ));
-    }
+    };
     if hello.cluster_id != local.cluster_id {
         return Err((
             GoAwayReason::ClusterMismatch,
@@ -48,16 +64,7 @@ pub(crate) fn check_hello(
             ),
         ));
     }
-    if !lane_served {
-        return Err((
-            GoAwayReason::UnsupportedLane,
-            format!(
-                "node {} does not serve the {} lane",
-                local.node_id, hello.lane
-            ),
-        ));
-    }
-    Ok(())
+    Ok(version)
 }
 
 /// Maps a go-away received during the handshake to its error.
@@ -70,6 +77,7 @@ pub(crate) fn refusal_error(goaway: GoAway) -> HandshakeError {
         GoAwayReason::VersionMismatch => HandshakeError::VersionMismatch(message),
         GoAwayReason::WrongNode => HandshakeError::WrongNode(message),
         GoAwayReason::UnsupportedLane => HandshakeError::UnsupportedLane(message),
+        GoAwayReason::UnknownGroup => HandshakeError::UnknownGroup(message),
         GoAwayReason::TooManyConnections => HandshakeError::TooManyConnections(message),
         GoAwayReason::MemberRemoved => HandshakeError::MemberRemoved(message),
         GoAwayReason::TlsRequired => HandshakeError::Tls {
@@ -118,10 +126,12 @@ pub(crate) async fn refuse(writer: &mut BoxWrite, reason: GoAwayReason, message:
     let _ = writer.shutdown().await;
 }
 
-fn hello(local: &Identity, lane: Lane, target: u64, cfg: &ConnectionConfig) -> Hello {
+fn hello(local: &Identity, to: MountPoint, target: u64, cfg: &ConnectionConfig) -> Hello {
     Hello {
-        version: PROTOCOL_VERSION,
-        lane,
+        min_version: *cfg.protocol_versions.start(),
+        max_version: *cfg.protocol_versions.end(),
+        lane: to.lane,
+        group: to.group,
         cluster_id: local.cluster_id,
         node_id: local.node_id,
         target_node_id: target,
@@ -130,10 +140,11 @@ fn hello(local: &Identity, lane: Lane, target: u64, cfg: &ConnectionConfig) -> H
     }
 }
 
-/// Acceptor side: reads the peer's hello, checks it, answers. On success the reader's limits
-/// are raised to the connection limits and the peer's hello is returned. Over TLS,
-/// `peer_cert` is the certificate the peer proved it holds: it must name the node the hello
-/// claims to be.
+/// Acceptor side: reads the peer's hello, checks it, lets `admit` check the lane and group it
+/// asks for, answers. On success the reader's limits are raised to the connection limits and
+/// the peer's hello is returned with both version fields set to the version the connection
+/// runs at. Over TLS, `peer_cert` is the certificate the peer proved it holds: it must name
+/// the node the hello claims to be.
 ///
 /// # Cancel safety
 ///
@@ -144,7 +155,6 @@ pub(crate) async fn accept(
     local: &Identity,
     cfg: &ConnectionConfig,
     peer_cert: Option<&PeerCert>,
-    serves_lane: impl Fn(Lane) -> bool,
     admit: impl Fn(&Hello) -> Result<(), (GoAwayReason, String)>,
 ) -> Result<Hello, HandshakeError> {
     reader.set_limits(Limits::handshake());
@@ -177,20 +187,35 @@ pub(crate) async fn accept(
     };
     let checked = check_claim(peer_cert, peer_hello.node_id)
         .map_err(|m| (GoAwayReason::IdentityMismatch, m))
-        .and_then(|()| check_hello(local, &peer_hello, serves_lane(peer_hello.lane)))
-        .and_then(|()| admit(&peer_hello));
-    if let Err((reason, message)) = checked {
-        refuse(writer, reason, message.clone()).await;
-        return Err(refusal_error(GoAway {
-            last_request_id: 0,
-            reason,
-            message,
-        }));
-    }
-    let ack = hello(local, peer_hello.lane, peer_hello.node_id, cfg);
+        .and_then(|()| check_hello(local, &cfg.protocol_versions, &peer_hello))
+        .and_then(|version| admit(&peer_hello).map(|()| version));
+    let version = match checked {
+        Ok(version) => version,
+        Err((reason, message)) => {
+            refuse(writer, reason, message.clone()).await;
+            return Err(refusal_error(GoAway {
+                last_request_id: 0,
+                reason,
+                message,
+            }));
+        }
+    };
+    let to = MountPoint {
+        lane: peer_hello.lane,
+        group: peer_hello.group,
+    };
+    let ack = Hello {
+        min_version: version,
+        max_version: version,
+        ..hello(local, to, peer_hello.node_id, cfg)
+    };
     write_frame(writer, &Frame::HelloAck(ack)).await?;
     reader.set_limits(cfg.limits());
-    Ok(peer_hello)
+    Ok(Hello {
+        min_version: version,
+        max_version: version,
+        ..peer_hello
+    })
 }
 
 /// Initiator side: sends our hello and waits for the ack. `target` is the node id we expect
@@ -205,13 +230,13 @@ pub(crate) async fn initiate(
     writer: &mut BoxWrite,
     local: &Identity,
     cfg: &ConnectionConfig,
-    lane: Lane,
+    to: MountPoint,
     target: u64,
     peer_cert: Option<&PeerCert>,
 ) -> Result<Hello, HandshakeError> {
     reader.set_limits(Limits::handshake());
     let exchange = async {
-        write_frame(writer, &Frame::Hello(hello(local, lane, target, cfg))).await?;
+        write_frame(writer, &Frame::Hello(hello(local, to, target, cfg))).await?;
         reader.next(None).await.map_err(read_error)
     };
     let reply = tokio::time::timeout(cfg.handshake_timeout, exchange)
@@ -227,10 +252,15 @@ pub(crate) async fn initiate(
             )));
         }
     };
-    if ack.version != PROTOCOL_VERSION {
+    // The acceptor names the version it chose (a version-1 acceptor: 1). It must be one we
+    // offered.
+    if !cfg.protocol_versions.contains(&ack.min_version) {
         return Err(HandshakeError::VersionMismatch(format!(
-            "we speak version {PROTOCOL_VERSION}, node {} acked version {}",
-            ack.node_id, ack.version
+            "we speak protocol versions {}..={}, node {} acked version {}",
+            cfg.protocol_versions.start(),
+            cfg.protocol_versions.end(),
+            ack.node_id,
+            ack.min_version
         )));
     }
     if ack.cluster_id != local.cluster_id {
@@ -250,7 +280,10 @@ pub(crate) async fn initiate(
         message,
     })?;
     reader.set_limits(cfg.limits());
-    Ok(ack)
+    Ok(Hello {
+        max_version: ack.min_version,
+        ..ack
+    })
 }
 
 /// Over TLS, whether the peer's certificate names the node its hello (or ack) claims.
@@ -275,10 +308,14 @@ mod tests {
         }
     }
 
+    const OURS: RangeInclusive<u16> = 1..=2;
+
     fn good() -> Hello {
         Hello {
-            version: PROTOCOL_VERSION,
-            lane: Lane::Rpc,
+            min_version: 1,
+            max_version: 2,
+            lane: peerwire_wire::Lane::Rpc,
+            group: 0,
             cluster_id: 7,
             node_id: 1,
             target_node_id: 2,
@@ -288,58 +325,97 @@ mod tests {
     }
 
     #[test]
+    fn negotiation_table() {
+        // (ours, theirs, the version the connection runs at)
+        let cases = [
+            (1..=2, 1..=2, Some(2)),
+            (1..=2, 1..=1, Some(1)),
+            (1..=1, 1..=2, Some(1)),
+            (2..=2, 1..=3, Some(2)),
+            (1..=3, 2..=5, Some(3)),
+            (2..=4, 1..=1, None),
+            (1..=1, 2..=4, None),
+            (3..=4, 5..=9, None),
+            (1..=9, 4..=4, Some(4)),
+        ];
+        for (ours, theirs, want) in cases {
+            assert_eq!(negotiate(&ours, &theirs), want, "{ours:?} with {theirs:?}");
+            // The choice does not depend on which side asks.
+            assert_eq!(negotiate(&theirs, &ours), want, "{theirs:?} with {ours:?}");
+        }
+    }
+
+    #[test]
     fn hello_checks_table() {
         let cases = [
-            (good(), true, None),
+            (good(), Ok(2)),
             (
                 Hello {
                     target_node_id: 0,
                     ..good()
                 },
-                true,
-                None,
+                Ok(2),
             ),
             (
                 Hello {
-                    version: 9,
+                    max_version: 1,
                     ..good()
                 },
-                true,
-                Some(GoAwayReason::VersionMismatch),
+                Ok(1),
+            ),
+            (
+                Hello {
+                    min_version: 9,
+                    max_version: 12,
+                    ..good()
+                },
+                Err(GoAwayReason::VersionMismatch),
             ),
             (
                 Hello {
                     cluster_id: 8,
                     ..good()
                 },
-                true,
-                Some(GoAwayReason::ClusterMismatch),
+                Err(GoAwayReason::ClusterMismatch),
             ),
             (
                 Hello {
                     target_node_id: 3,
                     ..good()
                 },
-                true,
-                Some(GoAwayReason::WrongNode),
+                Err(GoAwayReason::WrongNode),
             ),
-            (good(), false, Some(GoAwayReason::UnsupportedLane)),
         ];
-        for (hello, lane_ok, want) in cases {
-            let got = check_hello(&local(), &hello, lane_ok).err().map(|(r, _)| r);
+        for (hello, want) in cases {
+            let got = check_hello(&local(), &OURS, &hello).map_err(|(r, _)| r);
             assert_eq!(got, want, "{hello:?}");
         }
+    }
+
+    #[test]
+    fn a_version_refusal_names_both_ranges() {
+        let (_, msg) = check_hello(
+            &local(),
+            &OURS,
+            &Hello {
+                min_version: 3,
+                max_version: 4,
+                ..good()
+            },
+        )
+        .unwrap_err();
+        assert!(msg.contains("1..=2") && msg.contains("3..=4"), "{msg}");
     }
 
     #[test]
     fn refusal_messages_name_both_sides() {
         let (_, msg) = check_hello(
             &local(),
+            &OURS,
             &Hello {
                 cluster_id: 0xbad,
                 ..good()
             },
-            true,
         )
         .unwrap_err();
         assert!(msg.contains("0x7") && msg.contains("0xbad"), "{msg}");

@@ -19,6 +19,7 @@ pub(crate) mod driver;
 pub(crate) mod frame_reader;
 pub(crate) mod handshake;
 pub(crate) mod keepalive;
+pub(crate) mod service;
 pub(crate) mod writer;
 
 use std::net::SocketAddr;
@@ -42,6 +43,12 @@ use crate::config::ConnectionConfig;
 use crate::error::{Error, NotExecuted, Unknown, failure_to_error};
 use crate::transport::BoxWrite;
 
+pub(crate) use self::service::ServeNothing;
+pub use self::service::{MountPoint, Refusal, ReplySlot, Service};
+
+/// Numbers connections in this process: a connection's id, never reused.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
 /// Who is at the other end of a connection, as established by the handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerInfo {
@@ -53,6 +60,17 @@ pub struct PeerInfo {
     pub epoch: u64,
     /// The lane this connection carries.
     pub lane: Lane,
+    /// The group of the lane's service this connection is for (0 = the default group).
+    pub group: u64,
+    /// The protocol version the connection runs at (the highest both sides speak).
+    pub version: u16,
+}
+
+impl PeerInfo {
+    /// The mount point this connection is for.
+    pub fn mount_point(&self) -> MountPoint {
+        MountPoint::group(self.lane, self.group)
+    }
 }
 
 /// A route name: which handler a call is for. Cheap to clone; build it once for hot paths.
@@ -90,55 +108,6 @@ impl std::fmt::Display for Route {
     }
 }
 
-/// What a connection does with requests and one-way messages from its peer.
-pub(crate) trait Inbound: Send + Sync + 'static {
-    /// A request arrived and was given an in-flight `slot`; the slot must travel with the
-    /// reply ([`Conn::reply`]).
-    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit);
-    /// A one-way message arrived.
-    fn on_oneway(&self, conn: &Arc<Conn>, message: OneWay);
-    /// A data-stream packet arrived (only on [`Lane::DataStream`] connections) and was given
-    /// an in-flight `slot`, like a request; its acknowledgement is the reply.
-    fn on_stream_data(&self, conn: &Arc<Conn>, data: StreamData, slot: OwnedSemaphorePermit) {
-        conn.fail(
-            slot,
-            data.id,
-            Status::UnknownRoute,
-            0,
-            "this peer serves no data streams".into(),
-        );
-    }
-    /// The peer cancelled request `id`.
-    fn on_cancel(&self, _conn: &Arc<Conn>, _id: u64) {}
-    /// The connection was established (after the handshake).
-    fn on_connected(&self, _conn: &Arc<Conn>) {}
-    /// The connection closed; `why` says how.
-    fn on_disconnected(&self, _conn: &Arc<Conn>, _why: &str) {}
-}
-
-/// Inbound policy of a side that serves nothing: every request fails as unknown route.
-#[derive(Debug)]
-pub(crate) struct ServeNothing;
-
-impl Inbound for ServeNothing {
-    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit) {
-        conn.fail(
-            slot,
-            request.id,
-            Status::UnknownRoute,
-            0,
-            format!(
-                "this peer serves no routes (route `{}`)",
-                String::from_utf8_lossy(&request.route)
-            ),
-        );
-    }
-
-    fn on_oneway(&self, _conn: &Arc<Conn>, _message: OneWay) {
-        metrics::counter!("peerwire_oneway_dropped_total", "reason" => "no_routes").increment(1);
-    }
-}
-
 /// Counters of one connection.
 #[derive(Debug, Default)]
 pub(crate) struct ConnStats {
@@ -156,6 +125,8 @@ pub(crate) struct CloseRequest {
 
 /// The state shared by a connection's tasks and handles.
 pub(crate) struct Conn {
+    /// This connection's number in this process.
+    pub(crate) id: u64,
     pub(crate) peer: PeerInfo,
     peer_max_body: usize,
     tx: mpsc::UnboundedSender<Outgoing>,
@@ -188,7 +159,7 @@ pub(crate) struct Conn {
     goaway_mark: AtomicU64,
     /// Inbound calls the peer cancelled.
     pub(crate) cancels: cancels::Cancels,
-    inbound: Arc<dyn Inbound>,
+    inbound: Arc<dyn Service>,
     pub(crate) stats: ConnStats,
     pub(crate) cfg: ConnectionConfig,
 }
@@ -218,7 +189,7 @@ impl Conn {
         addr: SocketAddr,
         peer_hello: Hello,
         cfg: &ConnectionConfig,
-        inbound: Arc<dyn Inbound>,
+        inbound: Arc<dyn Service>,
         tracker: &TaskTracker,
         runtime: Option<&tokio::runtime::Handle>,
     ) -> Connection {
@@ -233,11 +204,14 @@ impl Conn {
         let closing = CancellationToken::new();
         let abort = CancellationToken::new();
         let conn = Arc::new(Self {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             peer: PeerInfo {
                 addr,
                 node_id: peer_hello.node_id,
                 epoch: peer_hello.epoch,
                 lane: peer_hello.lane,
+                group: peer_hello.group,
+                version: peer_hello.min_version,
             },
             peer_max_body: peer_hello.max_frame_body as usize,
             tx,
@@ -264,8 +238,9 @@ impl Conn {
             stats: ConnStats::default(),
             cfg: cfg.clone(),
         });
-        // Before the driver can deliver anything, so the policy knows the connection first.
-        conn.inbound.on_connected(&conn);
+        // Before the driver can deliver anything, so the service knows the connection first.
+        conn.inbound
+            .on_connected(&Connection { conn: conn.clone() });
         let span = tracing::debug_span!("conn", peer = %addr, node = peer_hello.node_id, lane = %peer_hello.lane);
         let writer_conn = conn.clone();
         let max_batch = cfg.max_write_batch;
@@ -777,6 +752,34 @@ impl Connection {
         &self.conn.peer
     }
 
+    /// This connection's number, unique in this process for as long as it runs.
+    pub fn id(&self) -> u64 {
+        self.conn.id
+    }
+
+    /// Answers the peer's request `id` with `payload`, releasing its in-flight `slot` once
+    /// written. Never blocks: replies are bounded by the in-flight limit. A reply on a closed
+    /// connection is dropped and counted.
+    pub fn reply(&self, slot: ReplySlot, id: u64, payload: Bytes) {
+        self.conn.reply(
+            slot.0,
+            Frame::Response(peerwire_wire::Response { id, payload }),
+        );
+    }
+
+    /// Answers the peer's request `id` with a failure: its `status` (which tells the caller
+    /// whether the call may have run), a backoff hint for `Busy` (0 = none) and a message.
+    pub fn fail(
+        &self,
+        slot: ReplySlot,
+        id: u64,
+        status: Status,
+        retry_after_ms: u32,
+        message: String,
+    ) {
+        self.conn.fail(slot.0, id, status, retry_after_ms, message);
+    }
+
     /// Calls `route` on the peer and waits up to `deadline` for the reply.
     ///
     /// # Cancel safety
@@ -811,6 +814,17 @@ impl Connection {
     pub fn close(&self) {
         self.conn
             .begin_close(GoAwayReason::Normal, "closed by its owner".into());
+    }
+
+    /// Starts a graceful close telling the peer `reason` and `message` in the go-away.
+    pub fn close_with(&self, reason: GoAwayReason, message: impl Into<String>) {
+        self.conn.begin_close(reason, message.into());
+    }
+
+    /// Closes at once, without waiting for calls in flight (a misbehaving peer), telling the
+    /// peer `reason` and `message`.
+    pub fn abort(&self, reason: GoAwayReason, message: impl Into<String>) {
+        self.conn.begin_close_hard(reason, message.into());
     }
 
     /// Waits until the connection is fully closed.

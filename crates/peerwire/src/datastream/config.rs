@@ -13,6 +13,11 @@ pub struct DataStreamConfig {
     /// Cluster id (checked in every handshake) and node id: a server's raft member id, or 0
     /// for an anonymous client.
     pub identity: Identity,
+    /// The data-stream group (Ratis's `RaftGroupId`): a server serves this group of the
+    /// data-stream lane and forwards to the same group on its replicas; a client opens its
+    /// streams in this group. A server with no group of that number refuses the connection
+    /// (`HandshakeError::UnknownGroup`) before any stream is open. Default 0.
+    pub group: u64,
     /// Settings of each data-stream connection. `max_frame_body` must hold a packet plus 20
     /// bytes.
     pub connection: ConnectionConfig,
@@ -44,6 +49,7 @@ impl Default for DataStreamConfig {
     fn default() -> Self {
         Self {
             identity: Identity::default(),
+            group: 0,
             connection: ConnectionConfig::default(),
             request_timeout: Duration::from_secs(10),
             max_outstanding: 8,

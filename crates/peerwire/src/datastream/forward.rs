@@ -15,7 +15,7 @@ use super::codec::{self, FailureKind, OpenRequest, Reply, StreamFailure, StreamR
 use super::config::DataStreamConfig;
 use crate::client::{Client, Peer, RetryPolicy};
 use crate::config::ClientConfig;
-use crate::connection::{Conn, PendingCall, Route, ServeNothing};
+use crate::connection::{Conn, MountPoint, PendingCall, Route, ServeNothing};
 use crate::error::Error;
 
 /// The pool slot of a stream: a mix of its client and stream ids.
@@ -29,7 +29,7 @@ pub(crate) fn lane_client(
     cfg: &DataStreamConfig,
     connections_per_peer: usize,
 ) -> Result<Client, Error> {
-    Client::for_lane(
+    Client::for_mount(
         ClientConfig {
             identity: cfg.identity,
             connection: cfg.connection.clone(),
@@ -41,7 +41,7 @@ pub(crate) fn lane_client(
         },
         cfg.connection.network.connector(),
         Arc::new(ServeNothing),
-        Lane::DataStream,
+        MountPoint::group(Lane::DataStream, cfg.group),
     )
 }
 

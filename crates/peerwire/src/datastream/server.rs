@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use peerwire_wire::{Frame, GoAwayReason, Hello, OneWay, Request, Response, Status, StreamData};
+use peerwire_wire::{Frame, Hello, OneWay, Request, Response, Status, StreamData};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,10 +18,9 @@ use super::forward::Forwarder;
 use super::routing::RoutingError;
 use super::sink::DataSink;
 use super::stream::{self, Packet};
-use crate::config::Identity;
-use crate::connection::{Conn, Inbound};
+use crate::connection::{Conn, Connection, MountPoint, ReplySlot, Service};
 use crate::error::Error;
-use crate::server::LaneService;
+use crate::mount::Mountable;
 
 /// Counters of a data-stream server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,10 +37,10 @@ pub struct DataStreamStats {
 }
 
 /// Key of a stream on this server: its connection and the sender's id for it there.
-pub(crate) type StreamKey = (usize, u64);
+pub(crate) type StreamKey = (u64, u64);
 
-pub(crate) fn conn_key(conn: &Arc<Conn>) -> usize {
-    Arc::as_ptr(conn) as usize
+pub(crate) fn conn_key(conn: &Conn) -> u64 {
+    conn.id
 }
 
 pub(crate) struct StreamEntry {
@@ -191,8 +190,14 @@ pub(crate) struct DataStreamInbound<S: DataSink> {
     pub(crate) inner: Arc<ServerInner<S>>,
 }
 
-impl<S: DataSink> Inbound for DataStreamInbound<S> {
-    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit) {
+impl<S: DataSink> Service for DataStreamInbound<S> {
+    fn admit(&self, _hello: &Hello) -> Result<(), crate::mount::Refusal> {
+        // Clients (anonymous) open streams; servers (members) forward them.
+        Ok(())
+    }
+
+    fn on_request(&self, handle: &Connection, request: Request, ReplySlot(slot): ReplySlot) {
+        let conn = &handle.conn;
         let inner = &self.inner;
         match &request.route[..] {
             r if r == codec::OPEN.as_bytes() => {
@@ -254,7 +259,8 @@ impl<S: DataSink> Inbound for DataStreamInbound<S> {
         }
     }
 
-    fn on_stream_data(&self, conn: &Arc<Conn>, data: StreamData, slot: OwnedSemaphorePermit) {
+    fn on_stream_data(&self, handle: &Connection, data: StreamData, ReplySlot(slot): ReplySlot) {
+        let conn = &handle.conn;
         let inner = &self.inner;
         let key = (conn_key(conn), data.stream_id);
         let len = data.payload.len();
@@ -296,15 +302,15 @@ impl<S: DataSink> Inbound for DataStreamInbound<S> {
         }
     }
 
-    fn on_oneway(&self, _conn: &Arc<Conn>, _message: OneWay) {
+    fn on_oneway(&self, _conn: &Connection, _message: OneWay) {
         metrics::counter!("peerwire_oneway_dropped_total", "reason" => "datastream_lane")
             .increment(1);
     }
 
-    fn on_disconnected(&self, conn: &Arc<Conn>, _why: &str) {
+    fn on_disconnected(&self, handle: &Connection, _why: &str) {
         // The owner is gone: its streams end (dropping an entry closes the stream's packet
         // channel; a stream that has not seen its close aborts).
-        let key = conn_key(conn);
+        let key = handle.id();
         self.inner
             .streams
             .lock()
@@ -313,29 +319,9 @@ impl<S: DataSink> Inbound for DataStreamInbound<S> {
     }
 }
 
-pub(crate) struct DataStreamLane<S: DataSink> {
-    pub(crate) inner: Arc<ServerInner<S>>,
-}
-
-impl<S: DataSink> LaneService for DataStreamLane<S> {
-    fn admit(&self, _hello: &Hello) -> Result<(), (GoAwayReason, String)> {
-        // Clients (anonymous) open streams; servers (members) forward them.
-        Ok(())
-    }
-
-    fn inbound(&self) -> Arc<dyn Inbound> {
-        Arc::new(DataStreamInbound {
-            inner: self.inner.clone(),
-        })
-    }
-
-    fn identity(&self) -> Identity {
-        self.inner.cfg.identity
-    }
-}
-
-/// A data-stream server: serves the [`Lane::DataStream`](crate::Lane::DataStream) lane on a peerwire server's port
-/// (mount it with [`ServerBuilder::datastream`](crate::ServerBuilder::datastream)), writes
+/// A data-stream server: serves its group of the [`Lane::DataStream`](crate::Lane::DataStream)
+/// lane (`DataStreamConfig::group`) on a peerwire server's port (mount it with
+/// [`ServerBuilder::mount_all`](crate::ServerBuilder::mount_all)), writes
 /// every stream into the application's [`DataSink`] and forwards it along the stream's
 /// routing table.
 pub struct DataStreamServer<S: DataSink> {
@@ -384,12 +370,6 @@ impl<S: DataSink> DataStreamServer<S> {
                 faults: Default::default(),
                 cfg,
             }),
-        })
-    }
-
-    pub(crate) fn lane_service(&self) -> Arc<dyn LaneService> {
-        Arc::new(DataStreamLane {
-            inner: self.inner.clone(),
         })
     }
 
@@ -493,5 +473,22 @@ impl<S: DataSink> DataStreamServer<S> {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
         self.inner.forwarder.shutdown().await;
+    }
+}
+
+impl<S: DataSink> Mountable for DataStreamServer<S> {
+    /// The data-stream lane, at this server's group (`DataStreamConfig::group`).
+    fn mounts(&self) -> Vec<(MountPoint, Arc<dyn Service>)> {
+        let service: Arc<dyn Service> = Arc::new(DataStreamInbound {
+            inner: self.inner.clone(),
+        });
+        vec![(
+            MountPoint::group(peerwire_wire::Lane::DataStream, self.inner.cfg.group),
+            service,
+        )]
+    }
+
+    fn identity(&self) -> Option<crate::config::Identity> {
+        Some(self.inner.cfg.identity)
     }
 }

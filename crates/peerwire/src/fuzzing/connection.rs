@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use peerwire_wire::{Frame, Hello, Lane, PROTOCOL_VERSION};
+use peerwire_wire::{Frame, Hello, Lane, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use raft::eraftpb::Message;
 use tokio::io::{AsyncWriteExt, DuplexStream};
 
@@ -49,7 +49,9 @@ pub fn connection(data: &[u8]) -> Vec<u8> {
             Lane::DataStream,
         ];
         Frame::Hello(Hello {
-            version: PROTOCOL_VERSION,
+            min_version: MIN_PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            group: 0,
             lane: lanes[usize::from(mode >> 1) % lanes.len()],
             cluster_id: IDENTITY.cluster_id,
             node_id: 2,
@@ -109,8 +111,8 @@ async fn serve_one(input: Bytes) -> Vec<u8> {
         "echo",
         handler_fn(|req: Request| async move { Ok(req.into_payload()) }),
     )
-    .raft(&transport)
-    .datastream(&datastream)
+    .mount_all(&transport)
+    .mount_all(&datastream)
     .serve(OneConnection(Some(server_end)))
     .expect("server config");
 

@@ -3,7 +3,9 @@
 use std::io::Cursor;
 use std::time::Duration;
 
-use peerwire_wire::{Lane, Limits};
+use peerwire_wire::{GoAwayReason, Lane, Limits};
+
+use crate::mount::MountPoint;
 
 use super::runtime::block_on;
 use crate::config::{ConnectionConfig, Identity};
@@ -40,24 +42,33 @@ pub fn handshake(data: &[u8]) {
     let mut writer: BoxWrite = Box::new(sink);
     let outcome = block_on(async {
         if side % 2 == 0 {
-            accept(
+            accept(&mut reader, &mut writer, &LOCAL, &cfg, None, |hello| {
+                if hello.lane == Lane::DataStream {
+                    Err((GoAwayReason::UnsupportedLane, "not served".into()))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+        } else {
+            initiate(
                 &mut reader,
                 &mut writer,
                 &LOCAL,
                 &cfg,
+                MountPoint::lane(Lane::Rpc),
+                2,
                 None,
-                |lane| lane != Lane::DataStream,
-                |_| Ok(()),
             )
             .await
-        } else {
-            initiate(&mut reader, &mut writer, &LOCAL, &cfg, Lane::Rpc, 2, None).await
         }
     });
     match outcome {
         Ok(hello) => {
             assert_eq!(hello.cluster_id, LOCAL.cluster_id, "cluster id checked");
-            assert_eq!(hello.version, peerwire_wire::PROTOCOL_VERSION);
+            // The connection runs at one version both sides speak.
+            assert_eq!(hello.min_version, hello.max_version);
+            assert!(cfg.protocol_versions.contains(&hello.min_version));
             if side % 2 == 0 {
                 assert!(hello.target_node_id == 0 || hello.target_node_id == LOCAL.node_id);
                 assert_ne!(hello.lane, Lane::DataStream, "unserved lane refused");

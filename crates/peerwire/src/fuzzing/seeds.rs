@@ -4,8 +4,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use peerwire_wire::{
-    Failure, Frame, GoAway, GoAwayReason, Heartbeat, Hello, Lane, OneWay, PROTOCOL_VERSION,
-    Request, Response, Status, StreamData, StreamFlags,
+    Failure, Frame, GoAway, GoAwayReason, Heartbeat, Hello, Lane, MIN_PROTOCOL_VERSION, OneWay,
+    PROTOCOL_VERSION, Request, Response, Status, StreamData, StreamFlags,
 };
 use raft::eraftpb::{Entry, Message, MessageType};
 
@@ -81,8 +81,10 @@ fn encode_all(frames: &[Frame]) -> Bytes {
 
 fn hello(lane: Lane) -> Hello {
     Hello {
-        version: PROTOCOL_VERSION,
+        min_version: MIN_PROTOCOL_VERSION,
+        max_version: PROTOCOL_VERSION,
         lane,
+        group: 0,
         cluster_id: 0xC1,
         node_id: 2,
         target_node_id: 1,

@@ -19,6 +19,8 @@ use bytes::Bytes;
 use peerwire_wire::{Frame, GoAwayReason, Hello, Lane, OneWay, Request, Response, Status};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+use crate::mount;
+
 use super::batch;
 use super::handler::RaftHandler;
 use super::link::{BATCH_ROUTE, PIPE_ROUTE, PROBE_ROUTE, lane_label};
@@ -26,15 +28,14 @@ use super::message::RaftMessage;
 use super::probe::unix_nanos;
 use super::snapshot_recv;
 use super::transport::{Inner, Refusal};
-use crate::config::Identity;
-use crate::connection::{Conn, Inbound};
-use crate::server::LaneService;
+use crate::connection::{Conn, Connection, ReplySlot, Service};
 
-/// The server's policy for raft-lane connections.
+/// The service mounted on a member's raft lanes: admits only members, and never removed ones,
+/// and hands what arrives to raft.
 pub(crate) struct RaftInbound<M, H> {
     pub(crate) inner: Arc<Inner<M, H>>,
-    /// The snapshot-lane connections' tasks, by connection.
-    snapshot_lanes: Mutex<HashMap<usize, mpsc::UnboundedSender<snapshot_recv::Work>>>,
+    /// The snapshot-lane connections' tasks, by connection id.
+    snapshot_lanes: Mutex<HashMap<u64, mpsc::UnboundedSender<snapshot_recv::Work>>>,
 }
 
 impl<M: RaftMessage, H: RaftHandler<M>> RaftInbound<M, H> {
@@ -80,8 +81,39 @@ impl<M: RaftMessage, H: RaftHandler<M>> RaftInbound<M, H> {
     }
 }
 
-impl<M: RaftMessage, H: RaftHandler<M>> Inbound for RaftInbound<M, H> {
-    fn on_connected(&self, conn: &Arc<Conn>) {
+impl<M: RaftMessage, H: RaftHandler<M>> Service for RaftInbound<M, H> {
+    fn admit(&self, hello: &Hello) -> Result<(), mount::Refusal> {
+        let inner = &self.inner;
+        if hello.node_id == 0 {
+            return Err(mount::Refusal::new(
+                GoAwayReason::ProtocolError,
+                format!(
+                    "the {} lane is for raft members; node id 0 is anonymous",
+                    hello.lane
+                ),
+            ));
+        }
+        if inner.handler.is_id_removed(hello.node_id) {
+            metrics::counter!("peerwire_raft_removed_member_refused_total").increment(1);
+            return Err(mount::Refusal::new(
+                GoAwayReason::MemberRemoved,
+                format!(
+                    "node {} was removed from the cluster; node {} refuses its {} lane",
+                    hello.node_id,
+                    inner.link.node_id(),
+                    hello.lane
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn runtime(&self, lane: Lane) -> Option<tokio::runtime::Handle> {
+        (lane == Lane::RaftSnapshot).then(|| self.inner.link.bulk_runtime().clone())
+    }
+
+    fn on_connected(&self, handle: &Connection) {
+        let conn = &handle.conn;
         if conn.peer.lane != Lane::RaftSnapshot {
             return;
         }
@@ -89,20 +121,21 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inbound for RaftInbound<M, H> {
         self.snapshot_lanes
             .lock()
             .expect("snapshot lanes poisoned")
-            .insert(Arc::as_ptr(conn) as usize, tx);
+            .insert(conn.id, tx);
         self.inner
             .link
             .spawn_bulk(snapshot_recv::run(self.inner.clone(), conn.clone(), rx));
     }
 
-    fn on_disconnected(&self, conn: &Arc<Conn>, _why: &str) {
+    fn on_disconnected(&self, handle: &Connection, _why: &str) {
         self.snapshot_lanes
             .lock()
             .expect("snapshot lanes poisoned")
-            .remove(&(Arc::as_ptr(conn) as usize));
+            .remove(&handle.id());
     }
 
-    fn on_oneway(&self, conn: &Arc<Conn>, message: OneWay) {
+    fn on_oneway(&self, handle: &Connection, message: OneWay) {
+        let conn = &handle.conn;
         if message.route != BATCH_ROUTE.as_bytes() {
             metrics::counter!("peerwire_oneway_dropped_total", "reason" => "unknown_route")
                 .increment(1);
@@ -127,11 +160,12 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inbound for RaftInbound<M, H> {
             .increment(delivered);
     }
 
-    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit) {
+    fn on_request(&self, handle: &Connection, request: Request, ReplySlot(slot): ReplySlot) {
+        let conn = &handle.conn;
         let route = &request.route[..];
         if conn.peer.lane == Lane::RaftSnapshot {
             let lanes = self.snapshot_lanes.lock().expect("snapshot lanes poisoned");
-            if let Some(tx) = lanes.get(&(Arc::as_ptr(conn) as usize)) {
+            if let Some(tx) = lanes.get(&conn.id) {
                 // The task ends only with the connection; a send that fails drops the slot,
                 // which the closing connection no longer needs.
                 let _ = tx.send((request, slot));
@@ -173,50 +207,5 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inbound for RaftInbound<M, H> {
                 ),
             );
         }
-    }
-}
-
-/// Admits raft-lane connections: only members, and never removed ones.
-pub(crate) struct RaftLanes<M, H> {
-    pub(crate) inbound: Arc<RaftInbound<M, H>>,
-}
-
-impl<M: RaftMessage, H: RaftHandler<M>> LaneService for RaftLanes<M, H> {
-    fn admit(&self, hello: &Hello) -> Result<(), (GoAwayReason, String)> {
-        let inner = &self.inbound.inner;
-        if hello.node_id == 0 {
-            return Err((
-                GoAwayReason::ProtocolError,
-                format!(
-                    "the {} lane is for raft members; node id 0 is anonymous",
-                    hello.lane
-                ),
-            ));
-        }
-        if inner.handler.is_id_removed(hello.node_id) {
-            metrics::counter!("peerwire_raft_removed_member_refused_total").increment(1);
-            return Err((
-                GoAwayReason::MemberRemoved,
-                format!(
-                    "node {} was removed from the cluster; node {} refuses its {} lane",
-                    hello.node_id,
-                    inner.link.node_id(),
-                    hello.lane
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    fn inbound(&self) -> Arc<dyn Inbound> {
-        self.inbound.clone()
-    }
-
-    fn identity(&self) -> Identity {
-        self.inbound.inner.link.cfg.identity
-    }
-
-    fn runtime(&self, lane: Lane) -> Option<tokio::runtime::Handle> {
-        (lane == Lane::RaftSnapshot).then(|| self.inbound.inner.link.bulk_runtime().clone())
     }
 }

@@ -83,7 +83,7 @@ impl Link {
     pub(crate) fn new(cfg: TransportConfig, report: Arc<dyn Report>) -> Result<Self, Error> {
         cfg.validate()?;
         let client = |lane: Lane, connections: usize| {
-            Client::for_lane(
+            Client::for_mount(
                 ClientConfig {
                     identity: cfg.identity,
                     connection: cfg.connection.clone(),
@@ -101,7 +101,7 @@ impl Link {
                 },
                 cfg.connection.network.connector(),
                 Arc::new(ServeNothing),
-                lane,
+                crate::mount::MountPoint::lane(lane),
             )
         };
         Ok(Self {

@@ -10,7 +10,7 @@ use super::addr_pick::AddrPicker;
 use super::config::TransportConfig;
 use super::faults::Verdict;
 use super::handler::{RaftHandler, SnapshotStatus};
-use super::inbound::{RaftInbound, RaftLanes};
+use super::inbound::RaftInbound;
 use super::link::{HandlerReport, Link};
 use super::message::RaftMessage;
 use super::peer::RaftPeer;
@@ -18,7 +18,8 @@ use super::probe::PeerHealth;
 use super::snapshot::{Snapshot, SnapshotError, SnapshotProgress};
 use super::status::PeerStatus;
 use crate::error::Error;
-use crate::server::LaneService;
+use crate::mount::{MountPoint, Mountable, Service};
+use peerwire_wire::Lane;
 
 /// Why a received message was not given to raft.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,7 +100,7 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inner<M, H> {
 /// `M` is the raft message type ([`RaftMessage`]), `H` the raft node ([`RaftHandler`]).
 pub struct Transport<M, H> {
     inner: Arc<Inner<M, H>>,
-    lanes: Arc<RaftLanes<M, H>>,
+    lanes: Arc<RaftInbound<M, H>>,
 }
 
 impl<M, H> std::fmt::Debug for Transport<M, H> {
@@ -133,14 +134,8 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
             peers: RwLock::new(HashMap::new()),
             remotes: RwLock::new(HashMap::new()),
         });
-        let lanes = Arc::new(RaftLanes {
-            inbound: Arc::new(RaftInbound::new(inner.clone())),
-        });
+        let lanes = Arc::new(RaftInbound::new(inner.clone()));
         Ok(Self { inner, lanes })
-    }
-
-    pub(crate) fn lane_service(&self) -> Arc<dyn LaneService> {
-        self.lanes.clone()
     }
 
     /// The raft side.
@@ -369,5 +364,33 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
         super::Faults {
             table: &self.inner.link.faults,
         }
+    }
+}
+
+/// The four raft lanes, in the order they are mounted.
+const RAFT_LANES: [Lane; 4] = [
+    Lane::RaftAppend,
+    Lane::RaftMessage,
+    Lane::RaftPipeline,
+    Lane::RaftSnapshot,
+];
+
+impl<M: RaftMessage, H: RaftHandler<M>> Mountable for Transport<M, H> {
+    /// The append, message, pipeline and snapshot lanes (default group), all served by this
+    /// transport.
+    fn mounts(&self) -> Vec<(MountPoint, Arc<dyn Service>)> {
+        RAFT_LANES
+            .iter()
+            .map(|&lane| {
+                (
+                    MountPoint::lane(lane),
+                    self.lanes.clone() as Arc<dyn Service>,
+                )
+            })
+            .collect()
+    }
+
+    fn identity(&self) -> Option<crate::config::Identity> {
+        Some(self.inner.link.cfg.identity)
     }
 }

@@ -81,7 +81,7 @@ impl<M> EndpointRef<M> {
     /// The address of the environment hosting the endpoint (`None` for client-mode hosts).
     pub fn address(&self) -> Option<SocketAddr> {
         match &self.inner.target {
-            Target::Local => self.inner.env.upgrade().and_then(|e| e.address),
+            Target::Local => self.inner.env.upgrade().and_then(|e| e.address()),
             Target::Remote(addr) => Some(*addr),
             Target::Reverse(_) | Target::Unbound => None,
         }
@@ -180,7 +180,7 @@ impl<'de, M> Deserialize<'de> for EndpointRef<M> {
         let Some((env, conn)) = context else {
             return Ok(Self::new(wire.name, Target::Unbound, Weak::new()));
         };
-        let own_address = env.upgrade().and_then(|e| e.address);
+        let own_address = env.upgrade().and_then(|e| e.address());
         let target = match (wire.address, conn) {
             (Some(addr), _) if Some(addr) == own_address => Target::Local,
             (Some(addr), _) => Target::Remote(addr),

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,10 +26,11 @@ use super::outbox::Outboxes;
 use super::reply::{ReplyContext, ReplySink};
 use crate::client::{CallOptions, Client};
 use crate::config::{ClientConfig, Identity, ServerConfig};
-use crate::connection::Route;
 use crate::error::{Error, Unknown, failure_to_error};
+use crate::mount::{MountPoint, Mountable, Service};
 use crate::server::Server;
 use crate::transport::{Listener, TcpListener};
+use peerwire_wire::Lane;
 
 /// Default ask timeout: 30 s. Spark's 120 s hides dead peers too long; asks that need longer
 /// say so with [`EndpointRef::ask_with_timeout`].
@@ -123,9 +124,11 @@ pub struct EndpointOptions {
 
 pub(crate) struct EnvInner {
     pub(crate) name: String,
-    pub(crate) address: Option<SocketAddr>,
+    /// Where peers reach this environment: set at start when it binds a listener of its own,
+    /// or once the server it is mounted on binds; unset in client mode.
+    address: OnceLock<SocketAddr>,
     /// `address` as envelope text, formatted once.
-    sender_text: String,
+    sender_text: OnceLock<String>,
     pub(crate) cfg: RpcEnvConfig,
     pub(crate) codec: Arc<dyn Codec>,
     pub(crate) dispatcher: Dispatcher,
@@ -141,15 +144,38 @@ pub(crate) struct EnvInner {
 }
 
 impl EnvInner {
+    /// Where peers reach this environment (`None` in client mode).
+    pub(crate) fn address(&self) -> Option<SocketAddr> {
+        self.address.get().copied()
+    }
+
+    /// Sets the address once: to `advertise` if configured (its port 0 replaced by the bound
+    /// port), else to `bound`. Later calls change nothing.
+    fn set_address(&self, bound: SocketAddr) {
+        let address = match self.cfg.advertise {
+            Some(adv) if adv.port() == 0 => SocketAddr::new(adv.ip(), bound.port()),
+            Some(adv) => adv,
+            None => bound,
+        };
+        if self.address.set(address).is_ok() {
+            let _ = self.sender_text.set(address.to_string());
+        }
+    }
+
+    /// The address as envelope text ("" in client mode).
+    fn sender_text(&self) -> &str {
+        self.sender_text.get().map_or("", String::as_str)
+    }
+
     pub(crate) fn display_address(&self) -> String {
-        match self.address {
+        match self.address() {
             Some(addr) => addr.to_string(),
             None => format!("client-mode env `{}`", self.name),
         }
     }
 
     fn local_peer(&self) -> SocketAddr {
-        self.address
+        self.address()
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
@@ -186,7 +212,7 @@ impl EnvInner {
             &mut out,
             receiver,
             std::any::type_name::<M>(),
-            &self.sender_text,
+            self.sender_text(),
         )
         .map_err(|e| Error::Codec(e.to_string()))?;
         self.codec
@@ -215,7 +241,7 @@ impl EnvInner {
                     type_name: Bytes::from_static(type_name.as_bytes()),
                     body,
                     ctx: MessageContext {
-                        sender: self.address,
+                        sender: self.address(),
                         remote: None,
                     },
                     conn: None,
@@ -298,7 +324,7 @@ impl EnvInner {
         let reply = ReplyContext::new(
             ReplySink::Local(tx),
             Bytes::copy_from_slice(name.as_bytes()),
-            self.address,
+            self.address(),
             self.codec.clone(),
         );
         let message = InboxMessage::Ask {
@@ -342,7 +368,7 @@ impl std::fmt::Debug for RpcEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RpcEnv")
             .field("name", &self.inner.name)
-            .field("address", &self.inner.address)
+            .field("address", &self.inner.address())
             .finish_non_exhaustive()
     }
 }
@@ -392,19 +418,16 @@ impl RpcEnv {
             ),
             None => None,
         };
-        let address = match (cfg.advertise, bound) {
-            (Some(adv), Some(b)) if adv.port() == 0 => Some(SocketAddr::new(adv.ip(), b.port())),
-            (Some(adv), _) => Some(adv),
-            (None, b) => b,
-        };
         let inner = Arc::new_cyclic(|weak: &Weak<EnvInner>| {
             let inbound = Arc::new(RpcInbound { env: weak.clone() });
-            let client = Client::with_inbound(client_cfg, inbound)
-                .expect("client configuration validated above");
+            let network = client_cfg.connection.network.connector();
+            let client =
+                Client::for_mount(client_cfg, network, inbound, MountPoint::lane(Lane::RpcEnv))
+                    .expect("client configuration validated above");
             EnvInner {
                 name: cfg.name.clone(),
-                address,
-                sender_text: address.map(|a| a.to_string()).unwrap_or_default(),
+                address: OnceLock::new(),
+                sender_text: OnceLock::new(),
                 codec: cfg.codec.clone(),
                 dispatcher: Dispatcher::default(),
                 client,
@@ -420,12 +443,14 @@ impl RpcEnv {
         inner
             .loops
             .start_shared(inner.cfg.message_loops, Arc::downgrade(&inner));
+        if let Some(bound) = bound {
+            inner.set_address(bound);
+        }
         if let Some(listener) = listener {
-            let inbound = Arc::new(RpcInbound {
-                env: Arc::downgrade(&inner),
-            });
             let server = Server::builder(server_cfg)
-                .extension(Route::from(ROUTE), inbound)
+                .mount_all(&Self {
+                    inner: inner.clone(),
+                })
                 .serve(listener)?;
             *inner.server.lock().expect("server lock poisoned") = Some(server);
         }
@@ -438,9 +463,10 @@ impl RpcEnv {
         &self.inner.name
     }
 
-    /// The advertised address (`None` in client mode).
+    /// The advertised address (`None` in client mode, and while the server it is mounted on
+    /// has not bound yet).
     pub fn address(&self) -> Option<SocketAddr> {
-        self.inner.address
+        self.inner.address()
     }
 
     /// Registers `endpoint` under `name` on the shared message loops and returns its ref.
@@ -525,7 +551,7 @@ impl RpcEnv {
     /// A ref to the endpoint `name` at `address` without checking that it exists (for peers
     /// that may not be up yet). Sends queue in the outbox until a connection is made.
     pub fn endpoint_ref_unchecked<M>(&self, address: SocketAddr, name: &str) -> EndpointRef<M> {
-        let target = if Some(address) == self.inner.address {
+        let target = if Some(address) == self.inner.address() {
             Target::Local
         } else {
             Target::Remote(address)
@@ -546,14 +572,14 @@ impl RpcEnv {
     ) -> Result<EndpointRef<M>, Error> {
         let inner = &self.inner;
         inner.check_running()?;
-        if Some(address) == inner.address {
+        if Some(address) == inner.address() {
             return self.local_ref(name).ok_or_else(|| Error::EndpointNotFound {
                 address: address.to_string(),
                 name: name.to_owned(),
             });
         }
         let mut envelope = Vec::new();
-        write_head(&mut envelope, VERIFIER, "", &inner.sender_text)
+        write_head(&mut envelope, VERIFIER, "", inner.sender_text())
             .map_err(|e| Error::Config(e.to_string()))?;
         envelope.extend_from_slice(name.as_bytes());
         let envelope = Bytes::from(envelope);
@@ -643,5 +669,30 @@ impl RpcEnv {
     /// Cancel safe.
     pub async fn await_termination(&self) {
         self.inner.terminated.cancelled().await;
+    }
+}
+
+impl Mountable for RpcEnv {
+    /// The rpc-env lane (default group): every endpoint of this environment. Mounted on a
+    /// server shared with other services, the environment's address becomes that server's
+    /// (or `advertise`) once it binds.
+    fn mounts(&self) -> Vec<(MountPoint, Arc<dyn Service>)> {
+        let service: Arc<dyn Service> = Arc::new(RpcInbound {
+            env: Arc::downgrade(&self.inner),
+        });
+        vec![(MountPoint::lane(Lane::RpcEnv), service)]
+    }
+
+    fn identity(&self) -> Option<Identity> {
+        Some(self.inner.cfg.identity)
+    }
+
+    fn on_bound(&self) -> Option<Box<dyn FnOnce(SocketAddr) + Send>> {
+        let env = Arc::downgrade(&self.inner);
+        Some(Box::new(move |bound| {
+            if let Some(env) = env.upgrade() {
+                env.set_address(bound);
+            }
+        }))
     }
 }

@@ -3,18 +3,17 @@
 //! endpoint. Used by the environment's server connections and, for reverse calls, by the
 //! connections its client opens.
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 use bytes::Bytes;
 use peerwire_wire::{Frame, OneWay, Request, Response, Status};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::endpoint::MessageContext;
 use super::env::EnvInner;
 use super::envelope::{Envelope, VERIFIER, text};
 use super::inbox::{InboxMessage, PostError};
 use super::reply::{ReplyContext, ReplySink};
-use crate::connection::{Conn, Connection, Inbound};
+use crate::connection::{Connection, ReplySlot, Service};
 
 pub(crate) struct RpcInbound {
     pub(crate) env: Weak<EnvInner>,
@@ -37,8 +36,9 @@ pub(crate) fn post_failure(env: &EnvInner, name: &str, error: PostError) -> (Sta
     }
 }
 
-impl Inbound for RpcInbound {
-    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit) {
+impl Service for RpcInbound {
+    fn on_request(&self, handle: &Connection, request: Request, ReplySlot(slot): ReplySlot) {
+        let conn = &handle.conn;
         let Some(env) = self.env.upgrade() else {
             conn.fail(
                 slot,
@@ -89,7 +89,7 @@ impl Inbound for RpcInbound {
         let message = InboxMessage::Ask {
             type_name: envelope.type_name,
             body: envelope.body,
-            conn: Some(Connection { conn: conn.clone() }),
+            conn: Some(handle.clone()),
             reply,
         };
         let name = text(&receiver);
@@ -100,7 +100,8 @@ impl Inbound for RpcInbound {
         }
     }
 
-    fn on_oneway(&self, conn: &Arc<Conn>, message: OneWay) {
+    fn on_oneway(&self, handle: &Connection, message: OneWay) {
+        let conn = &handle.conn;
         let Some(env) = self.env.upgrade() else {
             return;
         };
@@ -121,7 +122,7 @@ impl Inbound for RpcInbound {
                 sender: envelope.sender,
                 remote: Some(conn.peer.addr),
             },
-            conn: Some(Connection { conn: conn.clone() }),
+            conn: Some(handle.clone()),
         };
         let name = text(&receiver);
         if let Err(refused) = env.dispatcher.post(name, message) {
@@ -132,17 +133,17 @@ impl Inbound for RpcInbound {
         }
     }
 
-    fn on_connected(&self, conn: &Arc<Conn>) {
+    fn on_connected(&self, conn: &Connection) {
         if let Some(env) = self.env.upgrade() {
-            let remote = conn.peer.addr;
+            let remote = conn.peer().addr;
             env.dispatcher
                 .post_to_all(|| InboxMessage::Connected(remote));
         }
     }
 
-    fn on_disconnected(&self, conn: &Arc<Conn>, _why: &str) {
+    fn on_disconnected(&self, conn: &Connection, _why: &str) {
         if let Some(env) = self.env.upgrade() {
-            let remote = conn.peer.addr;
+            let remote = conn.peer().addr;
             env.dispatcher
                 .post_to_all(|| InboxMessage::Disconnected(remote));
         }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peerwire_wire::{GoAwayReason, Lane, Limits};
+use peerwire_wire::{GoAwayReason, Limits};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
@@ -88,16 +88,24 @@ async fn serve_connection<I: Io>(
         },
     };
     let mut reader = FrameReader::new(r, Limits::handshake(), cfg.connection.read_buffer);
+    // The service the hello's mount point names, once admitted.
+    let chosen = std::sync::OnceLock::new();
     let hello = match handshake::accept(
         &mut reader,
         &mut w,
         &cfg.identity,
         &cfg.connection,
         peer_cert.as_ref(),
-        |lane| lane == Lane::Rpc || shared.lanes.contains_key(&lane),
-        |hello| match shared.lanes.get(&hello.lane) {
-            Some(service) => service.admit(hello),
-            None => Ok(()),
+        |hello| {
+            shared
+                .mounts
+                .find(hello, cfg.identity.node_id)
+                .and_then(|service| {
+                    service.admit(hello)?;
+                    let _ = chosen.set(service.clone());
+                    Ok(())
+                })
+                .map_err(|refusal| (refusal.reason, refusal.message))
         },
     )
     .await
@@ -108,13 +116,11 @@ async fn serve_connection<I: Io>(
             return;
         }
     };
-    let (inbound, runtime) = match shared.lanes.get(&hello.lane) {
-        Some(service) => (service.inbound(), service.runtime(hello.lane)),
-        None => (
-            shared.inbound.clone() as Arc<dyn crate::connection::Inbound>,
-            None,
-        ),
+    let Some(service) = chosen.into_inner() else {
+        return; // not reached: the handshake succeeds only once a service admitted the hello
     };
+    let runtime = service.runtime(hello.lane);
+    let inbound = service;
     // A lane served on a runtime of its own gets its socket moved to that runtime's reactor.
     if let Some(rt) = &runtime {
         let read = reader.swap_io(Box::new(tokio::io::empty()));

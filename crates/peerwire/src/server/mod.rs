@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use peerwire_wire::{GoAwayReason, Hello, Lane};
+use peerwire_wire::{GoAwayReason, Lane};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,40 +38,19 @@ pub use route::{Handler, HandlerError, HandlerFn, Request, handler_fn};
 use self::call_queue::CallQueue;
 use self::reader::ServerInbound;
 use self::route::Routes;
-use crate::config::ServerConfig;
-use bytes::Bytes;
+use crate::config::{Identity, ServerConfig};
+use crate::mount::{MountPoint, Mountable, Mounts, Service};
 
-use crate::connection::{Connection, Inbound, Route};
+use crate::connection::{Connection, Route};
 use crate::error::Error;
 use crate::transport::{Listener, TcpListener};
-
-/// A service that takes whole connections of one lane (the raft transport's lanes) instead of
-/// the call queue: it admits each hello and handles the connection's frames itself.
-pub(crate) trait LaneService: Send + Sync + 'static {
-    /// Admits or refuses a hello for this lane (after the generic checks passed).
-    fn admit(&self, hello: &Hello) -> Result<(), (GoAwayReason, String)>;
-    /// The inbound policy of an admitted connection.
-    fn inbound(&self) -> Arc<dyn Inbound>;
-    /// The identity the service expects the server to have.
-    fn identity(&self) -> crate::config::Identity;
-    /// Where the tasks of a connection on `lane` run, if not on the server's runtime.
-    fn runtime(&self, _lane: Lane) -> Option<tokio::runtime::Handle> {
-        None
-    }
-}
-
-impl std::fmt::Debug for dyn LaneService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LaneService")
-    }
-}
 
 /// State shared by the server's tasks.
 #[derive(Debug)]
 pub(crate) struct ServerShared {
     pub(crate) cfg: ServerConfig,
-    pub(crate) inbound: Arc<ServerInbound>,
-    pub(crate) lanes: HashMap<Lane, Arc<dyn LaneService>>,
+    /// Every mounted service, the server core's own (routes and protocols) among them.
+    pub(crate) mounts: Mounts,
     pub(crate) conn_limit: Arc<Semaphore>,
     pub(crate) conn_tasks: TaskTracker,
     pub(crate) shutting_down: CancellationToken,
@@ -108,14 +87,19 @@ impl ServerShared {
     }
 }
 
-/// Builds a [`Server`]: routes, scheduler, then bind.
+/// Builds a [`Server`]: routes, protocols and mounted services, scheduler, then bind.
 pub struct ServerBuilder {
     cfg: ServerConfig,
     routes: Routes,
     protocols: Vec<crate::service::Protocol>,
     scheduler: Option<Box<dyn Scheduler<Call>>>,
-    extension: Option<(Bytes, Arc<dyn Inbound>)>,
-    lanes: HashMap<Lane, Arc<dyn LaneService>>,
+    mounts: Mounts,
+    /// The identities mounted services were built with, to check against the server's.
+    identities: Vec<(MountPoint, Identity)>,
+    /// The first mount point mounted twice: `serve` refuses to start.
+    taken: Option<MountPoint>,
+    /// What mounted services run once the server listens.
+    on_bound: Vec<Box<dyn FnOnce(SocketAddr) + Send>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -134,38 +118,30 @@ impl ServerBuilder {
         self
     }
 
-    /// Hands calls to `route` (and every connection event) to `inbound` instead of the call
-    /// queue. Used by services with their own dispatch, such as the RpcEnv.
-    pub(crate) fn extension(mut self, route: Route, inbound: Arc<dyn Inbound>) -> Self {
-        self.extension = Some((route.0, inbound));
-        self
-    }
-
-    /// Serves the lanes of a raft transport on this server's port. The transport's identity
-    /// must be the server's.
-    pub fn raft<M: crate::raft::RaftMessage, H: crate::raft::RaftHandler<M>>(
-        mut self,
-        transport: &crate::raft::Transport<M, H>,
-    ) -> Self {
-        let service = transport.lane_service();
-        for lane in [
-            Lane::RaftAppend,
-            Lane::RaftMessage,
-            Lane::RaftPipeline,
-            Lane::RaftSnapshot,
-        ] {
-            self.lanes.insert(lane, service.clone());
+    /// Mounts `service` at `at` (a lane kind and a group): every connection whose hello names
+    /// `at` is handed to it. Mounting two services at one point is an error `serve` reports.
+    ///
+    /// Lane codes 128–255 ([`Lane::user`]) are for services users write; peerwire's own
+    /// services mount through [`ServerBuilder::mount_all`]. The server core's own service,
+    /// the routes and typed protocols, is at `MountPoint::lane(Lane::Rpc)`.
+    pub fn mount(mut self, at: MountPoint, service: Arc<dyn Service>) -> Self {
+        if let Err(taken) = self.mounts.insert(at, service) {
+            self.taken.get_or_insert(taken);
         }
         self
     }
 
-    /// Serves a data-stream server's lane on this server's port. Its identity must be the
-    /// server's.
-    pub fn datastream<S: crate::datastream::DataSink>(
-        mut self,
-        server: &crate::datastream::DataStreamServer<S>,
-    ) -> Self {
-        self.lanes.insert(Lane::DataStream, server.lane_service());
+    /// Mounts every part of `service`: the lanes of a raft transport, a data-stream server's
+    /// lane, an RpcEnv's lane. Its identity must be the server's.
+    pub fn mount_all(mut self, service: &impl Mountable) -> Self {
+        let identity = service.identity();
+        self.on_bound.extend(service.on_bound());
+        for (at, part) in service.mounts() {
+            if let Some(identity) = identity {
+                self.identities.push((at, identity));
+            }
+            self = self.mount(at, part);
+        }
         self
     }
 
@@ -197,14 +173,18 @@ impl ServerBuilder {
     /// Starts serving connections from `listener`. Must be called within a tokio runtime.
     pub fn serve<L: Listener>(mut self, listener: L) -> Result<Server, Error> {
         self.cfg.validate()?;
-        if let Some((lane, service)) = self
-            .lanes
+        if let Some(at) = self.taken {
+            return Err(Error::Config(format!(
+                "two services are mounted at the {at}; each mount point takes one"
+            )));
+        }
+        if let Some((at, identity)) = self
+            .identities
             .iter()
-            .find(|(_, s)| s.identity() != self.cfg.identity)
+            .find(|(_, identity)| *identity != self.cfg.identity)
         {
             return Err(Error::Config(format!(
-                "the identity of the service on the {lane} lane ({:?}) differs from the server's ({:?})",
-                service.identity(),
+                "the identity of the service at the {at} ({identity:?}) differs from the server's ({:?})",
                 self.cfg.identity
             )));
         }
@@ -221,19 +201,31 @@ impl ServerBuilder {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io("reading the listener's address", e))?;
+        for hook in self.on_bound.drain(..) {
+            hook(local_addr);
+        }
         let capacity = self.cfg.call_queue_capacity();
         let scheduler = self
             .scheduler
             .unwrap_or_else(|| Box::new(FifoScheduler::new(capacity)));
         let queue = Arc::new(CallQueue::new(scheduler, Some("peerwire_call_queue_depth")));
-        let shared = Arc::new(ServerShared {
-            inbound: Arc::new(ServerInbound {
+        let core = MountPoint::lane(Lane::Rpc);
+        if !self.mounts.contains(core) {
+            let inbound = ServerInbound {
                 routes: Arc::new(self.routes),
                 queue: queue.clone(),
                 node_id: self.cfg.identity.node_id,
-                extension: self.extension,
-            }),
-            lanes: self.lanes,
+            };
+            self.mounts
+                .insert(core, Arc::new(inbound))
+                .expect("checked to be free");
+        } else if !self.routes.is_empty() {
+            return Err(Error::Config(format!(
+                "routes or protocols are served at the {core}, where another service is mounted"
+            )));
+        }
+        let shared = Arc::new(ServerShared {
+            mounts: self.mounts,
             conn_limit: Arc::new(Semaphore::new(self.cfg.max_connections)),
             conn_tasks: TaskTracker::new(),
             shutting_down: CancellationToken::new(),
@@ -295,8 +287,10 @@ impl Server {
             routes: Routes::default(),
             protocols: Vec::new(),
             scheduler: None,
-            extension: None,
-            lanes: HashMap::new(),
+            mounts: Mounts::default(),
+            identities: Vec::new(),
+            taken: None,
+            on_bound: Vec::new(),
         }
     }
 

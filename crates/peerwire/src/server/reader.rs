@@ -11,52 +11,25 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use bytes::Bytes;
 use peerwire_wire::{OneWay, Request, Status};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::call::Call;
 use super::call_queue::CallQueue;
 use super::route::Routes;
-use crate::connection::{Conn, Inbound};
+use crate::connection::{Connection, ReplySlot, Service};
 
-/// Admission of a server's inbound calls into its call queue.
+/// Admission of a server's inbound calls into its call queue: the server core's own service,
+/// mounted at the default group of the rpc lane.
 #[derive(Debug)]
 pub(crate) struct ServerInbound {
     pub(crate) routes: Arc<Routes>,
     pub(crate) queue: Arc<CallQueue<Call>>,
     pub(crate) node_id: u64,
-    /// A service that takes one route's calls itself instead of the call queue (the RpcEnv's
-    /// dispatcher), and sees every connection's events.
-    pub(crate) extension: Option<(Bytes, Arc<dyn Inbound>)>,
 }
 
-impl std::fmt::Debug for dyn Inbound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Inbound")
-    }
-}
-
-impl Inbound for ServerInbound {
-    fn on_connected(&self, conn: &Arc<Conn>) {
-        if let Some((_, ext)) = &self.extension {
-            ext.on_connected(conn);
-        }
-    }
-
-    fn on_disconnected(&self, conn: &Arc<Conn>, why: &str) {
-        if let Some((_, ext)) = &self.extension {
-            ext.on_disconnected(conn, why);
-        }
-    }
-
-    fn on_request(&self, conn: &Arc<Conn>, request: Request, slot: OwnedSemaphorePermit) {
-        if let Some((route, ext)) = &self.extension
-            && request.route == *route
-        {
-            ext.on_request(conn, request, slot);
-            return;
-        }
+impl Service for ServerInbound {
+    fn on_request(&self, handle: &Connection, request: Request, ReplySlot(slot): ReplySlot) {
+        let conn = &handle.conn;
         let Some(handler) = self.routes.get(&request.route) else {
             metrics::counter!("peerwire_calls_rejected_total", "reason" => "unknown_route")
                 .increment(1);
@@ -97,13 +70,8 @@ impl Inbound for ServerInbound {
         }
     }
 
-    fn on_oneway(&self, conn: &Arc<Conn>, message: OneWay) {
-        if let Some((route, ext)) = &self.extension
-            && message.route == *route
-        {
-            ext.on_oneway(conn, message);
-            return;
-        }
+    fn on_oneway(&self, handle: &Connection, message: OneWay) {
+        let conn = &handle.conn;
         let Some(handler) = self.routes.get(&message.route) else {
             metrics::counter!("peerwire_oneway_dropped_total", "reason" => "unknown_route")
                 .increment(1);

@@ -212,4 +212,8 @@ impl Routes {
     pub(crate) fn get(&self, route: &[u8]) -> Option<&Arc<dyn Handler>> {
         self.map.get(route)
     }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
 }
