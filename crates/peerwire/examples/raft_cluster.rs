@@ -147,24 +147,14 @@ async fn start_member(id: u64, voters: &[u64]) -> Result<Member, Box<dyn std::er
         .bind("127.0.0.1:0".parse()?)
         .await?;
 
-    let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
-    let config = Config {
-        id,
-        election_tick: 10,
-        heartbeat_tick: 3,
-        check_quorum: true,
-        pre_vote: true,
-        max_inflight_msgs: 256,
-        max_size_per_msg: 1 << 20,
-        ..Config::default()
-    };
-    let node = RawNode::new(&config, storage, &raft::default_logger())?;
+    let node = raw_node(id, voters)?;
     let (view_tx, view) = watch::channel(View::default());
     let log = Arc::new(Mutex::new(Vec::new()));
     let stop = CancellationToken::new();
+    let sender = transport.clone();
     let raft_loop = tokio::spawn(run(
         node,
-        transport.clone(),
+        move |msgs| sender.send(msgs),
         rx,
         view_tx,
         log.clone(),
@@ -182,11 +172,27 @@ async fn start_member(id: u64, voters: &[u64]) -> Result<Member, Box<dyn std::er
     })
 }
 
+/// A raft-rs node `id` of a new group of `voters`, on in-memory storage.
+pub fn raw_node(id: u64, voters: &[u64]) -> Result<RawNode<MemStorage>, raft::Error> {
+    let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
+    let config = Config {
+        id,
+        election_tick: 10,
+        heartbeat_tick: 3,
+        check_quorum: true,
+        pre_vote: true,
+        max_inflight_msgs: 256,
+        max_size_per_msg: 1 << 20,
+        ..Config::default()
+    };
+    RawNode::new(&config, storage, &raft::default_logger())
+}
+
 /// The raft loop: ticks, inputs, and after each, the ready state handled in raft-rs's order
-/// (send, persist, apply, advance).
-async fn run(
+/// (send, persist, apply, advance). `send` hands raft's messages to the transport.
+pub async fn run(
     mut node: RawNode<MemStorage>,
-    transport: Transport<Message, Inputs>,
+    send: impl Fn(Vec<Message>) + Send + 'static,
     mut inputs: mpsc::UnboundedReceiver<Input>,
     view: watch::Sender<View>,
     log: Arc<Mutex<Vec<Vec<u8>>>>,
@@ -214,7 +220,7 @@ async fn run(
             },
             _ = stop.cancelled() => return,
         }
-        on_ready(&mut node, &transport, &log);
+        on_ready(&mut node, &send, &log);
         let leader = if node.raft.state == StateRole::Leader {
             node.raft.id
         } else {
@@ -231,7 +237,7 @@ async fn run(
 
 fn on_ready(
     node: &mut RawNode<MemStorage>,
-    transport: &Transport<Message, Inputs>,
+    send: &impl Fn(Vec<Message>),
     log: &Mutex<Vec<Vec<u8>>>,
 ) {
     if !node.has_ready() {
@@ -239,7 +245,7 @@ fn on_ready(
     }
     let store = node.raft.raft_log.store.clone();
     let mut ready = node.ready();
-    transport.send(ready.take_messages());
+    send(ready.take_messages());
     if !ready.snapshot().is_empty() {
         store
             .wl()
@@ -251,12 +257,12 @@ fn on_ready(
     if let Some(hs) = ready.hs() {
         store.wl().set_hardstate(hs.clone());
     }
-    transport.send(ready.take_persisted_messages());
+    send(ready.take_persisted_messages());
     let mut light = node.advance(ready);
     if let Some(commit) = light.commit_index() {
         store.wl().mut_hard_state().set_commit(commit);
     }
-    transport.send(light.take_messages());
+    send(light.take_messages());
     apply(log, light.take_committed_entries());
     node.advance_apply();
 }

@@ -28,6 +28,8 @@ pub struct FakeMsg {
     pub to: u64,
     /// A sequence number the test chooses.
     pub seq: u64,
+    /// The raft group (0 unless set with [`FakeMsg::in_group`]).
+    pub group: u64,
     /// Payload (for snapshots: the snapshot's data).
     pub payload: Bytes,
 }
@@ -40,8 +42,15 @@ impl FakeMsg {
             from,
             to,
             seq,
+            group: 0,
             payload: Bytes::new(),
         }
+    }
+
+    /// The same message in raft group `group`.
+    pub fn in_group(mut self, group: u64) -> Self {
+        self.group = group;
+        self
     }
 
     /// The same message with `payload`.
@@ -78,15 +87,19 @@ impl RaftMessage for FakeMsg {
     fn to(&self) -> u64 {
         self.to
     }
+    fn group(&self) -> u64 {
+        self.group
+    }
     fn encode(&self, out: &mut BytesMut) {
         out.put_u8(kind_code(self.kind));
         out.put_u64_le(self.from);
         out.put_u64_le(self.to);
         out.put_u64_le(self.seq);
+        out.put_u64_le(self.group);
         out.extend_from_slice(&self.payload);
     }
     fn decode(mut b: Bytes) -> Result<Self, Self::Error> {
-        if b.len() < 25 {
+        if b.len() < 33 {
             return Err(FakeDecodeError("shorter than its header"));
         }
         let kind = match b.get_u8() {
@@ -102,6 +115,7 @@ impl RaftMessage for FakeMsg {
             from: b.get_u64_le(),
             to: b.get_u64_le(),
             seq: b.get_u64_le(),
+            group: b.get_u64_le(),
             payload: b,
         })
     }

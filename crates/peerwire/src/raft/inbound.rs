@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use crate::mount;
 
 use super::batch;
+use super::groups::removed_everywhere;
 use super::handler::RaftHandler;
 use super::link::{BATCH_ROUTE, PIPE_ROUTE, PROBE_ROUTE, lane_label};
 use super::message::RaftMessage;
@@ -46,14 +47,11 @@ impl<M: RaftMessage, H: RaftHandler<M>> RaftInbound<M, H> {
         }
     }
 
-    /// Delivers one message, or says why not.
+    /// Delivers one message to its group's handler in `groups`, or says why not.
     fn deliver(&self, conn: &Conn, bytes: Bytes) -> Result<(), Refusal> {
         let msg = M::decode(bytes).map_err(|e| Refusal::Undecodable(e.to_string()))?;
-        self.inner.check_message(conn.peer.node_id, &msg)?;
-        self.inner
-            .handler
-            .process(msg)
-            .map_err(|e| Refusal::Raft(e.0))
+        let handler = self.inner.check_message(conn.peer.node_id, &msg)?;
+        handler.process(msg).map_err(|e| Refusal::Raft(e.0))
     }
 
     /// Acts on a refused message: counts it, and closes the connection when the peer broke
@@ -70,7 +68,11 @@ impl<M: RaftMessage, H: RaftHandler<M>> RaftInbound<M, H> {
             Refusal::Removed(_) => {
                 conn.begin_close(GoAwayReason::MemberRemoved, refusal.to_string());
             }
-            Refusal::WrongTarget { .. } | Refusal::Raft(_) | Refusal::Faulted => {
+            Refusal::WrongTarget { .. }
+            | Refusal::RemovedFromGroup { .. }
+            | Refusal::UnknownGroup(_)
+            | Refusal::Raft(_)
+            | Refusal::Faulted => {
                 tracing::debug!(peer = conn.peer.node_id, lane, error = %refusal, "raft message dropped");
             }
         }
@@ -93,7 +95,7 @@ impl<M: RaftMessage, H: RaftHandler<M>> Service for RaftInbound<M, H> {
                 ),
             ));
         }
-        if inner.handler.is_id_removed(hello.node_id) {
+        if removed_everywhere::<M, H>(&inner.groups.all(), hello.node_id) {
             metrics::counter!("peerwire_raft_removed_member_refused_total").increment(1);
             return Err(mount::Refusal::new(
                 GoAwayReason::MemberRemoved,

@@ -1,7 +1,6 @@
 //! What every lane of every peer shares: the settings, one client per lane kind, the fault
 //! table, the way back to raft for reports, and the transport's stop signal and tasks.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,8 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::bulk::BulkThread;
 use super::config::TransportConfig;
 use super::faults::FaultTable;
-use super::handler::{RaftHandler, SnapshotStatus};
-use super::message::RaftMessage;
+use super::handler::SnapshotStatus;
 use crate::client::{Client, RetryPolicy};
 use crate::config::{BackoffConfig, ClientConfig};
 use crate::connection::ServeNothing;
@@ -31,26 +29,13 @@ pub(crate) const SNAP_BEGIN_ROUTE: &str = "raft.snap.begin";
 pub(crate) const SNAP_CHUNK_ROUTE: &str = "raft.snap.chunk";
 pub(crate) const SNAP_END_ROUTE: &str = "raft.snap.end";
 
-/// The reports lanes make to raft (the non-generic part of [`RaftHandler`]).
+/// The reports lanes make to raft (the non-generic part of `RaftHandler`), each to the
+/// group its message belonged to.
 pub(crate) trait Report: Send + Sync + 'static {
-    fn unreachable(&self, id: u64);
-    fn snapshot(&self, id: u64, status: SnapshotStatus);
+    fn unreachable(&self, group: u64, id: u64);
+    fn snapshot(&self, group: u64, id: u64, status: SnapshotStatus);
+    /// To every group: a peer refused this member as removed.
     fn removed(&self, by: u64);
-}
-
-/// [`Report`] through a [`RaftHandler`].
-pub(crate) struct HandlerReport<M, H>(pub(crate) Arc<H>, pub(crate) PhantomData<fn() -> M>);
-
-impl<M: RaftMessage, H: RaftHandler<M>> Report for HandlerReport<M, H> {
-    fn unreachable(&self, id: u64) {
-        self.0.report_unreachable(id);
-    }
-    fn snapshot(&self, id: u64, status: SnapshotStatus) {
-        self.0.report_snapshot(id, status);
-    }
-    fn removed(&self, by: u64) {
-        self.0.removed_from_cluster(by);
-    }
 }
 
 /// The shared part of the transport's sending side.

@@ -38,6 +38,14 @@ pub trait RaftMessage: Send + Sized + 'static {
     fn from(&self) -> u64;
     /// The receiving member's id.
     fn to(&self) -> u64;
+    /// The raft group the message belongs to. One transport carries any number of groups
+    /// over one set of lanes per peer; the receiver hands the message to that group's handler
+    /// ([`Transport::add_group`](super::Transport::add_group)), and a message for a group it
+    /// does not host is dropped for that group alone. A type carrying a group must encode it.
+    /// Default: 0, the only group of a single-group transport.
+    fn group(&self) -> u64 {
+        0
+    }
     /// Appends the encoded message to `out`.
     fn encode(&self, out: &mut BytesMut);
     /// Decodes a message encoded by [`RaftMessage::encode`].

@@ -33,6 +33,7 @@ pub(crate) mod batch;
 mod bulk;
 mod config;
 mod faults;
+mod groups;
 mod handler;
 mod inbound;
 mod link;

@@ -159,6 +159,7 @@ impl<M: RaftMessage> RaftPeer<M> {
     /// Sends `msg` on its lane, or drops and reports it. Never blocks.
     pub(crate) fn send(&self, link: &Arc<Link>, msg: M) {
         let kind = msg.kind();
+        let group = msg.group();
         if kind == MessageKind::Snapshot {
             self.send_snapshot(link, Snapshot::from_message(msg));
             return;
@@ -178,7 +179,7 @@ impl<M: RaftMessage> RaftPeer<M> {
                 ?kind,
                 "lane queue full: message dropped"
             );
-            link.report.unreachable(self.state.id);
+            link.report.unreachable(group, self.state.id);
         }
     }
 
@@ -200,9 +201,11 @@ impl<M: RaftMessage> RaftPeer<M> {
         snapshot: Snapshot<M>,
     ) -> SnapshotProgress {
         let progress = SnapshotProgress::new(self.state.id, snapshot.size());
+        let group = snapshot.group();
         if self.snapshot_busy.swap(true, Ordering::AcqRel) {
             metrics::counter!("peerwire_raft_snapshots_total", "outcome" => "busy").increment(1);
-            link.report.snapshot(self.state.id, SnapshotStatus::Failure);
+            link.report
+                .snapshot(group, self.state.id, SnapshotStatus::Failure);
             progress.finish(Err(SnapshotError::Busy(self.state.id)));
             return progress;
         }
@@ -226,7 +229,7 @@ impl<M: RaftMessage> RaftPeer<M> {
                 tracing::warn!(peer = state.id, error = %e, "snapshot failed");
             }
             busy.store(false, Ordering::Release);
-            link.report.snapshot(state.id, status);
+            link.report.snapshot(group, state.id, status);
             p.finish(result);
         });
         progress

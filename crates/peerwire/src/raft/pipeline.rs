@@ -61,6 +61,7 @@ async fn worker<M: RaftMessage>(
         if link.is_removed() {
             continue;
         }
+        let group = msg.group();
         let mut body = BytesMut::new();
         msg.encode(&mut body);
         drop(msg);
@@ -81,7 +82,7 @@ async fn worker<M: RaftMessage>(
                 if !peer.lane_failed(&link, Lane::RaftPipeline, &e) {
                     peer.unreachable(addr);
                 }
-                link.report.unreachable(peer.id);
+                link.report.unreachable(group, peer.id);
             }
         }
     }

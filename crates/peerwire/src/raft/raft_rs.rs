@@ -14,12 +14,25 @@
 //! | 1 | `to`, `from`, `term`, `log_term`, `index`, `commit`, `commit_term`, entry count (varints) |
 //! | … | per entry: entry type (u8), term (varint), data length (varint), data |
 //!
+//! - `2`: a message of a raft group other than 0 ([`GroupMessage`], for a multi-raft member):
+//!   the group id as a varint, then the message in format `0` or `1`.
+//!
+//! | offset | field (group message) |
+//! |---|---|
+//! | 0 | format `2` (u8) |
+//! | 1 | group id (varint, 1–10 bytes) |
+//! | … | the message, format `0` or `1` |
+//!
+//! A message of group 0 is written without the prefix, so a single-group member and a
+//! multi-raft member exchange group 0's messages in the same bytes; [`GroupMessage`] reads
+//! formats `0` and `1` as group 0, and a plain `Message` refuses format `2`.
+//!
 //! Snapshot data travels beside the message on the snapshot lane
 //! ([`RaftMessage::take_snapshot_data`]). Decoding shares the frame's buffer (no copy of entry
 //! data).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use prost::encoding::decode_varint;
+use prost::encoding::{decode_varint, encode_varint};
 use protobuf::{Message as _, ProtobufEnum as _};
 use raft::eraftpb::{Entry, EntryType, Message, MessageType};
 
@@ -27,6 +40,7 @@ use super::message::{MessageKind, RaftMessage};
 
 const FORMAT_PROTOBUF: u8 = 0;
 const FORMAT_COMPACT_APPEND: u8 = 1;
+const FORMAT_GROUP: u8 = 2;
 
 /// The transport's kind of a raft-rs message type.
 pub fn kind_of(msg_type: MessageType) -> MessageKind {
@@ -57,6 +71,9 @@ pub enum DecodeError {
     /// The format byte is unknown (or missing).
     #[error("unknown message format {0:?}")]
     Format(Option<u8>),
+    /// The group id of a group message does not decode.
+    #[error("group message: bad group id")]
+    Group,
 }
 
 /// Whether the message itself (not yet its entries) fits the compact append encoding.
@@ -256,6 +273,73 @@ impl RaftMessage for Message {
     }
 }
 
+/// A raft-rs message of one raft group, for a member that runs many groups over one
+/// transport ([`Transport::start_multi`](super::Transport::start_multi)): the group id travels
+/// beside the message (format `2`), and group 0 is written as a plain [`Message`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMessage {
+    /// The raft group.
+    pub group: u64,
+    /// The raft message.
+    pub message: Message,
+}
+
+impl GroupMessage {
+    /// `message` of `group`.
+    pub fn new(group: u64, message: Message) -> Self {
+        Self { group, message }
+    }
+}
+
+impl RaftMessage for GroupMessage {
+    type Error = DecodeError;
+
+    fn kind(&self) -> MessageKind {
+        self.message.kind()
+    }
+
+    fn from(&self) -> u64 {
+        self.message.get_from()
+    }
+
+    fn to(&self) -> u64 {
+        self.message.get_to()
+    }
+
+    fn group(&self) -> u64 {
+        self.group
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        if self.group != 0 {
+            out.put_u8(FORMAT_GROUP);
+            encode_varint(self.group, out);
+        }
+        self.message.encode(out);
+    }
+
+    fn decode(mut bytes: Bytes) -> Result<Self, Self::Error> {
+        let group = if bytes.first() == Some(&FORMAT_GROUP) {
+            bytes.advance(1);
+            decode_varint(&mut bytes).map_err(|_| DecodeError::Group)?
+        } else {
+            0
+        };
+        Ok(Self {
+            group,
+            message: Message::decode(bytes)?,
+        })
+    }
+
+    fn take_snapshot_data(&mut self) -> Bytes {
+        self.message.take_snapshot_data()
+    }
+
+    fn set_snapshot_data(&mut self, data: Bytes) {
+        self.message.set_snapshot_data(data);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use raft::eraftpb::{Entry, Snapshot};
@@ -440,5 +524,37 @@ mod tests {
             b.extend(body);
             let _ = Message::decode(Bytes::from(b));
         }
+    }
+
+    #[test]
+    fn group_messages_carry_their_group_and_group_0_is_a_plain_message() {
+        for group in [0u64, 1, 127, 128, 10_000, u64::MAX] {
+            let msg = GroupMessage::new(group, append(7, 3, 10));
+            let mut out = BytesMut::new();
+            msg.encode(&mut out);
+            let bytes = out.freeze();
+            assert_eq!(GroupMessage::decode(bytes.clone()).unwrap(), msg);
+            assert_eq!(msg.group(), group);
+            if group == 0 {
+                // A single-group member reads it as it is.
+                assert_eq!(Message::decode(bytes).unwrap(), msg.message);
+            } else {
+                assert_eq!(bytes[0], FORMAT_GROUP);
+                // A single-group member refuses it rather than misreading it.
+                assert!(matches!(
+                    Message::decode(bytes),
+                    Err(DecodeError::Format(Some(FORMAT_GROUP)))
+                ));
+            }
+        }
+        // A plain message reads as group 0.
+        let mut out = BytesMut::new();
+        append(1, 1, 1).encode(&mut out);
+        assert_eq!(GroupMessage::decode(out.freeze()).unwrap().group, 0);
+        // A group id cut short is an error.
+        assert!(matches!(
+            GroupMessage::decode(Bytes::from_static(&[FORMAT_GROUP, 0x80])),
+            Err(DecodeError::Group)
+        ));
     }
 }

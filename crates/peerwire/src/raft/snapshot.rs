@@ -96,6 +96,11 @@ impl<M: RaftMessage> Snapshot<M> {
         self.message.to()
     }
 
+    /// The raft group the snapshot belongs to.
+    pub fn group(&self) -> u64 {
+        self.message.group()
+    }
+
     /// The size of the data in bytes.
     pub fn size(&self) -> u64 {
         self.size

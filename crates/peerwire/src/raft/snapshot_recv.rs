@@ -107,12 +107,11 @@ fn begin<M: RaftMessage, H: RaftHandler<M>>(
             msg.kind()
         )));
     }
-    inner
+    let handler = inner
         .check_message(conn.peer.node_id, &msg)
         .map_err(|e| (Status::BadRequest, e.to_string()))?;
     let (tx, data_rx) = mpsc::channel(DATA_BUFFER);
     let (done_tx, done) = oneshot::channel();
-    let handler = inner.handler.clone();
     let data = SnapshotData::new(size, data_rx);
     inner.link.spawn_bulk(async move {
         let _ = done_tx.send(handler.receive_snapshot(msg, data).await);

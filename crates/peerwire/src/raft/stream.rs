@@ -64,7 +64,7 @@ async fn run<M: RaftMessage>(
     let client = link.client(lane).clone();
     let route = Route::from(BATCH_ROUTE);
     let mut failures = 0u32;
-    let mut buf = BytesMut::new();
+    let mut batch = BatchBuf::default();
     loop {
         if link.is_removed() {
             return;
@@ -84,7 +84,7 @@ async fn run<M: RaftMessage>(
                 failures = 0;
                 up.store(true, Ordering::Release);
                 peer.stream_up(lane);
-                let ended = serve(&conn, &mut rx, &route, &link, &peer, &mut buf).await;
+                let ended = serve(&conn, &mut rx, &route, &link, &peer, &mut batch).await;
                 up.store(false, Ordering::Release);
                 peer.stream_down();
                 match ended {
@@ -119,6 +119,36 @@ async fn run<M: RaftMessage>(
     }
 }
 
+/// The batch being built: its bytes, and the raft groups of its messages (so a lost batch is
+/// reported to each group it carried).
+#[derive(Default)]
+struct BatchBuf {
+    bytes: BytesMut,
+    /// The groups of the batch's messages, consecutive repeats skipped.
+    groups: Vec<u64>,
+    /// The group of the message carried over to the next batch.
+    carried_group: u64,
+}
+
+impl BatchBuf {
+    fn note(&mut self, group: u64) {
+        if self.groups.last() != Some(&group) {
+            self.groups.push(group);
+        }
+    }
+
+    /// Each group of the batch (and of the carried message) once.
+    fn distinct_groups(&self, carried: bool) -> Vec<u64> {
+        let mut groups = self.groups.clone();
+        if carried {
+            groups.push(self.carried_group);
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        groups
+    }
+}
+
 /// Writes batches on `conn` until it breaks or the peer stops.
 ///
 /// A batch holds at most `max_batch_bytes` (and never more than the peer accepts in one
@@ -130,15 +160,17 @@ async fn serve<M: RaftMessage>(
     route: &Route,
     link: &Link,
     peer: &PeerShared,
-    buf: &mut BytesMut,
+    batch: &mut BatchBuf,
 ) -> Ended {
     let frame_max = conn.conn.max_oneway_payload(route);
     let max = link.cfg.max_batch_bytes.min(frame_max);
     let lane = conn.peer().lane;
     // A message that did not fit the previous batch (or was left by the previous connection):
     // it starts the next one.
-    let mut carried = (!buf.is_empty()).then(|| buf.split());
+    let mut carried = (!batch.bytes.is_empty()).then(|| batch.bytes.split());
     loop {
+        batch.groups.clear();
+        let buf = &mut batch.bytes;
         let fault = link.faults.changed();
         if link.faults.streams_down(peer.id) {
             if let Some(m) = carried.take() {
@@ -148,9 +180,11 @@ async fn serve<M: RaftMessage>(
         }
         // One allocation per batch: growing the buffer message by message would copy it
         // again at every doubling.
+        let first_group;
         if let Some(m) = carried.take() {
             buf.reserve(max + max / 8);
             buf.extend_from_slice(&m);
+            first_group = batch.carried_group;
         } else {
             let first = tokio::select! {
                 biased;
@@ -164,7 +198,10 @@ async fn serve<M: RaftMessage>(
             };
             buf.reserve(max + max / 8);
             batch::push(buf, &first);
+            first_group = first.group();
         }
+        batch.note(first_group);
+        let buf = &mut batch.bytes;
         let mut count = 1u64;
         while buf.len() < max {
             let Ok(m) = rx.try_recv() else { break };
@@ -172,9 +209,14 @@ async fn serve<M: RaftMessage>(
             batch::push(buf, &m);
             if buf.len() > max {
                 carried = Some(buf.split_off(start));
+                batch.carried_group = m.group();
                 break;
             }
             count += 1;
+            let group = m.group();
+            if batch.groups.last() != Some(&group) {
+                batch.groups.push(group);
+            }
         }
         if buf.len() > frame_max {
             // One message, too large for any frame: raft will have to send it differently.
@@ -187,13 +229,15 @@ async fn serve<M: RaftMessage>(
                 limit = frame_max,
                 "dropped a raft message larger than a frame"
             );
-            link.report.unreachable(peer.id);
+            link.report.unreachable(first_group, peer.id);
         } else {
             let body = buf.split().freeze();
             if let Err(e) = conn.conn.send_oneway_wait(route, body).await {
                 metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "lane_broken")
                     .increment(count + u64::from(carried.is_some()));
-                link.report.unreachable(peer.id);
+                for group in batch.distinct_groups(carried.is_some()) {
+                    link.report.unreachable(group, peer.id);
+                }
                 return Ended::Broken(e.to_string());
             }
             metrics::counter!("peerwire_raft_messages_sent_total", "lane" => lane_label(lane))

@@ -9,9 +9,10 @@ use tokio::time::Instant;
 use super::addr_pick::AddrPicker;
 use super::config::TransportConfig;
 use super::faults::Verdict;
+use super::groups::{Groups, GroupsReport, removed_everywhere};
 use super::handler::{RaftHandler, SnapshotStatus};
 use super::inbound::RaftInbound;
-use super::link::{HandlerReport, Link};
+use super::link::Link;
 use super::message::RaftMessage;
 use super::peer::RaftPeer;
 use super::probe::PeerHealth;
@@ -32,6 +33,10 @@ pub(crate) enum Refusal {
     WrongTarget { to: u64, local: u64 },
     #[error("node {0} was removed from the cluster")]
     Removed(u64),
+    #[error("node {id} was removed from raft group {group}")]
+    RemovedFromGroup { group: u64, id: u64 },
+    #[error("raft group {0} is not hosted here")]
+    UnknownGroup(u64),
     #[error("{0}")]
     Raft(String),
     #[error("dropped by a test hook")]
@@ -45,6 +50,8 @@ impl Refusal {
             Self::Spoofed { .. } => "spoofed",
             Self::WrongTarget { .. } => "wrong_target",
             Self::Removed(_) => "removed",
+            Self::RemovedFromGroup { .. } => "removed_from_group",
+            Self::UnknownGroup(_) => "unknown_group",
             Self::Raft(_) => "raft",
             Self::Faulted => "faulted",
         }
@@ -62,14 +69,18 @@ impl Refusal {
 /// The transport's state, shared with its inbound side.
 pub(crate) struct Inner<M, H> {
     pub(crate) link: Arc<Link>,
-    pub(crate) handler: Arc<H>,
+    /// The raft groups this member hosts, each with its handler.
+    pub(crate) groups: Arc<Groups<H>>,
     peers: RwLock<HashMap<u64, Arc<RaftPeer<M>>>>,
     remotes: RwLock<HashMap<u64, Arc<RaftPeer<M>>>>,
 }
 
 impl<M: RaftMessage, H: RaftHandler<M>> Inner<M, H> {
-    /// Checks a message that arrived on a lane from `lane_node`.
-    pub(crate) fn check_message(&self, lane_node: u64, msg: &M) -> Result<(), Refusal> {
+    /// Checks a message that arrived on a lane from `lane_node` and finds its group's handler
+    /// in `groups`. A member removed from every group is refused as a whole (the lane closes);
+    /// one removed from this group only, or a group not hosted here, is refused for that
+    /// message alone.
+    pub(crate) fn check_message(&self, lane_node: u64, msg: &M) -> Result<Arc<H>, Refusal> {
         let from = msg.from();
         if from != lane_node {
             return Err(Refusal::Spoofed {
@@ -84,18 +95,27 @@ impl<M: RaftMessage, H: RaftHandler<M>> Inner<M, H> {
                 local,
             });
         }
-        if self.handler.is_id_removed(from) {
-            return Err(Refusal::Removed(from));
+        let group = msg.group();
+        let Some(handler) = self.groups.get(group) else {
+            return Err(Refusal::UnknownGroup(group));
+        };
+        if handler.is_id_removed(from) {
+            return Err(if removed_everywhere::<M, H>(&self.groups.all(), from) {
+                Refusal::Removed(from)
+            } else {
+                Refusal::RemovedFromGroup { group, id: from }
+            });
         }
         if !self.link.faults.incoming(from) {
             return Err(Refusal::Faulted);
         }
-        Ok(())
+        Ok(handler)
     }
 }
 
-/// The raft transport of one member: lanes to every peer, served on the member's
-/// [`Server`](crate::Server) port through [`ServerBuilder::raft`](crate::ServerBuilder::raft).
+/// The raft transport of one member: lanes to every peer, shared by every raft group the
+/// member hosts, served on the member's [`Server`](crate::Server) port (mounted with
+/// [`ServerBuilder::mount_all`](crate::ServerBuilder::mount_all)).
 ///
 /// `M` is the raft message type ([`RaftMessage`]), `H` the raft node ([`RaftHandler`]).
 pub struct Transport<M, H> {
@@ -121,16 +141,31 @@ impl<M, H> Clone for Transport<M, H> {
 }
 
 impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
-    /// Starts a transport for the member `cfg.identity` whose raft side is `handler`. Serve it
-    /// with [`ServerBuilder::raft`](crate::ServerBuilder::raft) on a server with the same
+    /// Starts a transport for the member `cfg.identity` whose raft side is `handler`, the
+    /// transport's group 0. Mount it with
+    /// [`ServerBuilder::mount_all`](crate::ServerBuilder::mount_all) on a server with the same
     /// identity, then add peers. Must be called within a tokio runtime (an error otherwise);
     /// the transport's tasks run on that runtime whoever calls its other methods.
     pub fn start(cfg: TransportConfig, handler: H) -> Result<Self, Error> {
-        let handler = Arc::new(handler);
-        let report = Arc::new(HandlerReport::<M, H>(handler.clone(), PhantomData));
+        let transport = Self::start_multi(cfg)?;
+        transport.add_group(0, handler)?;
+        Ok(transport)
+    }
+
+    /// Starts a transport that hosts no raft group yet: a multi-raft member adds its groups
+    /// with [`Transport::add_group`] as it creates them. Every group shares the transport's
+    /// lanes to each peer (one set per peer, not per group) and its batches; each message
+    /// names its group ([`RaftMessage::group`]; [`raft_rs::GroupMessage`](super::raft_rs::GroupMessage)
+    /// for raft-rs).
+    pub fn start_multi(cfg: TransportConfig) -> Result<Self, Error> {
+        let groups = Arc::new(Groups::default());
+        let report = Arc::new(GroupsReport::<M, H> {
+            groups: groups.clone(),
+            _message: PhantomData,
+        });
         let inner = Arc::new(Inner {
             link: Arc::new(Link::new(cfg, report)?),
-            handler,
+            groups,
             peers: RwLock::new(HashMap::new()),
             remotes: RwLock::new(HashMap::new()),
         });
@@ -138,9 +173,53 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
         Ok(Self { inner, lanes })
     }
 
-    /// The raft side.
-    pub fn handler(&self) -> &H {
-        &self.inner.handler
+    /// The raft side of group 0 (the handler a single-group transport was started with).
+    ///
+    /// # Panics
+    ///
+    /// If the transport hosts no group 0 (see [`Transport::group`]).
+    pub fn handler(&self) -> Arc<H> {
+        self.group(0)
+            .expect("this transport hosts no raft group 0 (use Transport::group)")
+    }
+
+    /// The raft side of `group`, if this member hosts it.
+    pub fn group(&self, group: u64) -> Option<Arc<H>> {
+        self.inner.groups.get(group)
+    }
+
+    /// The groups this member hosts, ascending.
+    pub fn groups(&self) -> Vec<u64> {
+        self.inner.groups.ids()
+    }
+
+    /// Hosts raft group `group`, whose raft side is `handler`: messages for it are handed to
+    /// `handler`, and drops, unreachable peers and snapshot outcomes of its messages are
+    /// reported to it. Lanes and peers are the transport's, shared with every other group.
+    /// An error if the group is hosted already.
+    pub fn add_group(&self, group: u64, handler: H) -> Result<(), Error> {
+        if !self.inner.groups.insert(group, Arc::new(handler)) {
+            return Err(Error::Config(format!(
+                "node {} hosts raft group {group} already",
+                self.inner.link.node_id()
+            )));
+        }
+        tracing::debug!(node = self.inner.link.node_id(), group, "raft group added");
+        Ok(())
+    }
+
+    /// Stops hosting `group` and returns its raft side. Messages for it are refused from now
+    /// on, for that group alone: the lanes and every other group's traffic go on.
+    pub fn remove_group(&self, group: u64) -> Option<Arc<H>> {
+        let removed = self.inner.groups.remove(group);
+        if removed.is_some() {
+            tracing::debug!(
+                node = self.inner.link.node_id(),
+                group,
+                "raft group removed"
+            );
+        }
+        removed
     }
 
     /// Adds member `id` reachable at `addrs` (tried in order, rotating on failure) and starts
@@ -271,7 +350,8 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
                 Verdict::Pass => peer.send(link, msg),
                 Verdict::Drop => {
                     if msg.kind() == super::MessageKind::Snapshot {
-                        link.report.snapshot(to, SnapshotStatus::Failure);
+                        link.report
+                            .snapshot(msg.group(), to, SnapshotStatus::Failure);
                     }
                 }
                 Verdict::Delay(d) => {
@@ -294,7 +374,10 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
             Some(peer) => peer.send_snapshot(&self.inner.link, snapshot),
             None => {
                 let p = SnapshotProgress::new(to, snapshot.size());
-                self.inner.link.report.snapshot(to, SnapshotStatus::Failure);
+                self.inner
+                    .link
+                    .report
+                    .snapshot(snapshot.group(), to, SnapshotStatus::Failure);
                 p.finish(Err(SnapshotError::UnknownPeer(to)));
                 p
             }
