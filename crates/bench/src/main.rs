@@ -9,6 +9,7 @@
 
 mod baseline;
 mod cli;
+mod cpu;
 mod datastream;
 mod echo;
 mod harness;

@@ -8,7 +8,6 @@
 //! this process) per GiB of goodput. The client and each server run on their own runtime
 //! (`--threads` workers each), as separate processes would.
 
-mod cpu;
 mod raw;
 
 use std::collections::VecDeque;
@@ -289,10 +288,16 @@ fn table_line(row: &Value) -> String {
 /// Measures goodput over `--secs` after `--warmup`, sampling `counter` and the process CPU.
 async fn sample(counter: &AtomicU64, warmup: Duration, window: Duration) -> Measured {
     tokio::time::sleep(warmup).await;
-    let (b0, c0) = (counter.load(Ordering::Relaxed), cpu::process_cpu_secs());
+    let (b0, c0) = (
+        counter.load(Ordering::Relaxed),
+        crate::cpu::process_cpu_secs(),
+    );
     let started = tokio::time::Instant::now();
     tokio::time::sleep(window).await;
-    let (b1, c1) = (counter.load(Ordering::Relaxed), cpu::process_cpu_secs());
+    let (b1, c1) = (
+        counter.load(Ordering::Relaxed),
+        crate::cpu::process_cpu_secs(),
+    );
     let elapsed = started.elapsed().as_secs_f64();
     let bytes = (b1 - b0) as f64;
     let gib = bytes / (1u64 << 30) as f64;

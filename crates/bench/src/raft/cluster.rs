@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use peerwire::raft::{
-    ProcessError, RaftHandler, SnapshotData, SnapshotError, SnapshotStatus, Transport,
+    ProcessError, RaftHandler, RaftMessage, SnapshotData, SnapshotError, SnapshotStatus, Transport,
     TransportConfig,
 };
 use peerwire::{Identity, Server};
@@ -111,7 +111,7 @@ impl RaftHandler<Message> for Leader {
     fn report_snapshot(&self, _id: u64, _status: SnapshotStatus) {}
 }
 
-fn config(id: u64) -> TransportConfig {
+pub(crate) fn config(id: u64) -> TransportConfig {
     TransportConfig {
         identity: Identity {
             cluster_id: CLUSTER,
@@ -205,7 +205,14 @@ pub(crate) async fn start_leader(
     for (id, addr) in FOLLOWERS.iter().zip(followers) {
         transport.add_peer(*id, vec![*addr])?;
     }
-    // Both lanes to both followers up before measuring.
+    lanes_up(&transport).await?;
+    Ok((transport, server, hb_rx))
+}
+
+/// Waits until both lanes to both followers are up, for at most 10 s.
+pub(crate) async fn lanes_up<M: RaftMessage, H: RaftHandler<M>>(
+    transport: &Transport<M, H>,
+) -> Result<(), BoxError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !FOLLOWERS.iter().all(|f| {
         transport
@@ -217,7 +224,7 @@ pub(crate) async fn start_leader(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok((transport, server, hb_rx))
+    Ok(())
 }
 
 /// An append of `entries` entries of the shared `data`, after `index`.

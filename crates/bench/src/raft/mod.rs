@@ -14,8 +14,12 @@
 //! - `snapshot`: the time to deliver one `--snapshot-mib` snapshot, as bytes per second.
 //!
 //! The leader runs on one runtime, the followers on another (`--threads` workers each).
+//!
+//! With `--groups 1,100,10000` the scenario is multi-raft instead (`groups.rs`): every member
+//! hosts that many raft groups over one transport.
 
 mod cluster;
+mod groups;
 mod raw;
 
 use std::sync::Arc;
@@ -67,6 +71,20 @@ pub(crate) struct RaftArgs {
     /// Cases to run, comma-separated [default: all].
     #[arg(long, value_delimiter = ',')]
     pub(crate) cases: Vec<RaftCase>,
+    /// Raft group counts to sweep, comma-separated (e.g. `1,100,10000`): runs the multi-raft
+    /// scenario (append across all groups, heartbeat round trips under every group's ticks,
+    /// connections per peer, leader CPU per message) instead of the cases.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) groups: Vec<usize>,
+    /// With `--groups`: every group heartbeats each follower once per tick of this many ms.
+    /// The default is TiKV's raft base tick (1 s): a multi-raft store does not beat thousands
+    /// of groups at etcd's 100 ms (that is 200,000 heartbeats a second at 10,000 groups).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) group_tick_ms: u64,
+    /// With `--groups`: every group beats at the same instant of the tick (one store-wide
+    /// ticker) instead of spread over it.
+    #[arg(long)]
+    pub(crate) aligned_ticks: bool,
     /// Shared options.
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -78,6 +96,12 @@ pub(crate) fn run(args: &RaftArgs) -> Result<(), BoxError> {
     common.validate()?;
     if args.entries_per_msg == 0 || args.window == 0 || args.snapshot_mib == 0 {
         return Err("--entries-per-msg, --window and --snapshot-mib must be at least 1".into());
+    }
+    if !args.groups.is_empty() {
+        if args.group_tick_ms == 0 {
+            return Err("--group-tick-ms must be at least 1".into());
+        }
+        return groups::run(args);
     }
     let cases = if args.cases.is_empty() {
         vec![RaftCase::Append, RaftCase::Heartbeat, RaftCase::Snapshot]

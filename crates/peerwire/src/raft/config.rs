@@ -15,7 +15,9 @@ pub struct TransportConfig {
     /// closes dead ones).
     pub connection: ConnectionConfig,
     /// Messages queued per long-lived lane before new ones are dropped and reported (etcd's
-    /// `streamBufSize`, 4096).
+    /// `streamBufSize`, 4096). The lanes are shared by every group the transport hosts: a
+    /// member hosting many groups needs room for a tick's messages of all of them (a
+    /// heartbeat per group and peer), or heartbeats beyond it are dropped and reported.
     pub stream_queue: usize,
     /// A lane's writer sends the messages it has queued as one frame, up to this many bytes
     /// (a single larger message goes alone).

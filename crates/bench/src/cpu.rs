@@ -1,13 +1,32 @@
-//! Process CPU time from `/proc/self/stat` (Linux), for CPU-per-GiB figures.
+//! CPU time from `/proc` (Linux): the whole process's, for CPU-per-GiB figures, and that of the
+//! threads of one runtime, for CPU per message of one side of a benchmark.
 
 /// Clock ticks per second of `/proc` times (`USER_HZ`, 100 on every Linux this runs on).
 const TICKS_PER_SEC: f64 = 100.0;
 
 /// User plus system CPU seconds of this process (all threads), or 0 where `/proc` is absent.
 pub(crate) fn process_cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    std::fs::read_to_string("/proc/self/stat").map_or(0.0, |stat| stat_cpu_secs(&stat))
+}
+
+/// User plus system CPU seconds of the threads of this process named `name` (a runtime's
+/// workers share a name), or 0 where `/proc` is absent.
+pub(crate) fn threads_cpu_secs(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .map(|stat| stat_cpu_secs(&stat))
+        .sum()
+}
+
+/// utime + stime of one `/proc/.../stat` line, in seconds.
+fn stat_cpu_secs(stat: &str) -> f64 {
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
         return 0.0;
@@ -34,5 +53,7 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         assert!(super::process_cpu_secs() >= before);
+        // This test's thread is named after the test; a name nobody has counts nothing.
+        assert_eq!(super::threads_cpu_secs("no-such-thread-name"), 0.0);
     }
 }
