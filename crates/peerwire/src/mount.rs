@@ -48,7 +48,7 @@ use std::sync::Arc;
 use peerwire_wire::{GoAwayReason, Hello};
 
 use crate::config::Identity;
-pub use crate::connection::{MountPoint, Refusal, ReplySlot, Service};
+pub use crate::connection::{MountPoint, Refusal, ReplySlot, ServeNothing, Service};
 
 /// Something that mounts one or more services at once (the raft transport's lanes, a
 /// data-stream server, an RpcEnv), for [`ServerBuilder::mount_all`].

@@ -43,8 +43,8 @@ use crate::config::ConnectionConfig;
 use crate::error::{Error, NotExecuted, Unknown, failure_to_error};
 use crate::transport::BoxWrite;
 
-pub(crate) use self::service::ServeNothing;
-pub use self::service::{MountPoint, Refusal, ReplySlot, Service};
+pub use self::service::{MountPoint, Refusal, ReplySlot, ServeNothing, Service};
+pub use self::writer::FileRegion;
 
 /// Numbers connections in this process: a connection's id, never reused.
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
@@ -126,8 +126,8 @@ pub(crate) struct CloseRequest {
 /// The state shared by a connection's tasks and handles.
 pub(crate) struct Conn {
     /// This connection's number in this process.
-    pub(crate) id: u64,
-    pub(crate) peer: PeerInfo,
+    id: u64,
+    peer: PeerInfo,
     peer_max_body: usize,
     tx: mpsc::UnboundedSender<Outgoing>,
     /// One-way and control frames queued and not yet written.
@@ -137,11 +137,11 @@ pub(crate) struct Conn {
     room: Arc<writer::Room>,
     write_queue: usize,
     write_queue_bytes: usize,
-    pub(crate) activity: Arc<Activity>,
+    activity: Arc<Activity>,
     /// Fires when a close is requested (or the writer stops).
-    pub(crate) closing: CancellationToken,
+    closing: CancellationToken,
     /// Cleared when a close is requested: a lock-free check for the hot path.
-    pub(crate) open: AtomicBool,
+    open: AtomicBool,
     /// Fires to stop the writer at once.
     abort: CancellationToken,
     /// Fires when the connection is fully closed.
@@ -158,10 +158,10 @@ pub(crate) struct Conn {
     /// (not executed), requests up to it are still served.
     goaway_mark: AtomicU64,
     /// Inbound calls the peer cancelled.
-    pub(crate) cancels: cancels::Cancels,
+    cancels: cancels::Cancels,
     inbound: Arc<dyn Service>,
-    pub(crate) stats: ConnStats,
-    pub(crate) cfg: ConnectionConfig,
+    stats: ConnStats,
+    cfg: ConnectionConfig,
 }
 
 impl std::fmt::Debug for Conn {
@@ -180,6 +180,16 @@ const MAX_ROUTE: usize = peerwire_wire::limits::DEFAULT_MAX_ROUTE as usize;
 const ONEWAY_OVERHEAD: usize = 2;
 
 impl Conn {
+    /// Who is at the other end.
+    pub(crate) fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// The inbound calls the peer cancelled.
+    pub(crate) fn cancels(&self) -> &cancels::Cancels {
+        &self.cancels
+    }
+
     /// Starts the tasks of an established connection on `tracker` — on `runtime`, or else on
     /// the current runtime — and returns its handle.
     #[allow(clippy::too_many_arguments)]
@@ -682,7 +692,7 @@ impl Conn {
 /// (a late reply is discarded); for stream packets, the packet stays in flight and its reply
 /// releases its slots.
 #[derive(Debug)]
-pub(crate) struct PendingCall {
+pub struct PendingCall {
     conn: Arc<Conn>,
     id: u64,
     rx: oneshot::Receiver<Reply>,
@@ -698,7 +708,7 @@ impl PendingCall {
     /// # Cancel safety
     ///
     /// As dropping the [`PendingCall`].
-    pub(crate) async fn wait(mut self) -> Result<Bytes, Error> {
+    pub async fn wait(mut self) -> Result<Bytes, Error> {
         let reply = match tokio::time::timeout_at(self.until, &mut self.rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Reply::Lost("connection dropped the call".into()),
@@ -827,6 +837,16 @@ impl Connection {
         self.conn.begin_close_hard(reason, message.into());
     }
 
+    /// Waits until a close is requested, by either side, a timeout or an error (calls in
+    /// flight may still finish); at once if one was.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn closing(&self) {
+        self.conn.closing.cancelled().await;
+    }
+
     /// Waits until the connection is fully closed.
     ///
     /// # Cancel safety
@@ -834,6 +854,79 @@ impl Connection {
     /// Cancel safe.
     pub async fn closed(&self) {
         self.conn.closed.cancelled().await;
+    }
+
+    /// Queues a one-way message like [`Connection::send_oneway`], but waits for room when the
+    /// write queue is full instead of failing: the back-pressure of a long-lived lane whose
+    /// single producer should slow down to the socket's pace (a raft stream).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the message was not queued.
+    pub async fn send_oneway_wait(&self, route: &Route, payload: Bytes) -> Result<(), Error> {
+        self.conn.send_oneway_wait(route, payload).await
+    }
+
+    /// The largest one-way payload on `route` the peer accepts (its frame limit less the
+    /// frame's own fields).
+    pub fn max_oneway_payload(&self, route: &Route) -> usize {
+        self.conn.max_oneway_payload(route)
+    }
+
+    /// Sends a data-stream packet as a call (its reply is the acknowledgement) and returns
+    /// once it is queued for writing; the call times out at `until` (`deadline` is the budget
+    /// it was given, named in the error). `hold` is kept until the reply arrives (a stream's
+    /// outstanding-packet slot). Dropping the returned [`PendingCall`] does not cancel the
+    /// packet: it stays in flight, and its reply releases the slots.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped before it returns, the packet was not queued.
+    pub async fn send_stream_data(
+        &self,
+        data: StreamData,
+        deadline: Duration,
+        until: Instant,
+        hold: Option<OwnedSemaphorePermit>,
+    ) -> Result<PendingCall, Error> {
+        self.conn
+            .send_stream_data(data, deadline, until, hold)
+            .await
+    }
+
+    /// As [`Connection::send_stream_data`], with the payload read from `region` of a file when
+    /// written (with `sendfile` where the transport can); `head.payload` is ignored.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Connection::send_stream_data`].
+    pub async fn send_stream_file(
+        &self,
+        head: StreamData,
+        region: FileRegion,
+        deadline: Duration,
+        until: Instant,
+        hold: Option<OwnedSemaphorePermit>,
+    ) -> Result<PendingCall, Error> {
+        self.conn
+            .send_stream_file(head, region, deadline, until, hold)
+            .await
+    }
+
+    /// Calls `route` on the peer and waits until `until` for the reply (`deadline` is the
+    /// budget the call was given, named in errors).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Connection::call`].
+    pub async fn call_until(
+        &self,
+        route: &Route,
+        payload: Bytes,
+        deadline: Duration,
+        until: Instant,
+    ) -> Result<Bytes, Error> {
+        self.conn.call(route, payload, deadline, until).await
     }
 
     /// The last heartbeat round-trip time, once one was measured.

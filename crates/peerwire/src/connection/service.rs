@@ -138,9 +138,10 @@ impl fmt::Debug for dyn Service {
     }
 }
 
-/// The service of a side that serves nothing: every request fails as an unknown route.
-#[derive(Debug)]
-pub(crate) struct ServeNothing;
+/// The service of a side that serves nothing (a client whose peers make no calls back): every
+/// request fails as an unknown route, one-way messages are dropped and counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeNothing;
 
 impl Service for ServeNothing {
     fn on_request(&self, conn: &Connection, request: Request, slot: ReplySlot) {

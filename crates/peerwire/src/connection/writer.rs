@@ -66,10 +66,13 @@ pub(crate) enum Outgoing {
 
 /// A range of a file to send as a packet payload.
 #[derive(Debug, Clone)]
-pub(crate) struct FileRegion {
-    pub(crate) file: Arc<std::fs::File>,
-    pub(crate) offset: u64,
-    pub(crate) len: usize,
+pub struct FileRegion {
+    /// The file.
+    pub file: Arc<std::fs::File>,
+    /// Where the bytes start in it.
+    pub offset: u64,
+    /// How many bytes.
+    pub len: usize,
 }
 
 /// Bytes of one batch: a copy buffer for small frames, separate buffers for large payloads.

@@ -22,8 +22,7 @@ use super::error::DataStreamError;
 use super::forward::{lane_client, pool_hash, send_abort};
 use super::routing::RoutingTable;
 use crate::client::{Client, Peer};
-use crate::connection::writer::FileRegion;
-use crate::connection::{Conn, Route};
+use crate::connection::{Connection, FileRegion, Route};
 use crate::error::Error;
 
 /// What an acknowledgement reports: the stream bytes every server on the route holds.
@@ -125,13 +124,7 @@ impl DataStreamClient {
             routing,
         };
         let reply = connection
-            .conn
-            .call(
-                &Route::from(codec::OPEN),
-                open.encode(),
-                timeout,
-                Instant::now() + timeout,
-            )
+            .call(Route::from(codec::OPEN), open.encode(), timeout)
             .await
             .map_err(transport)?;
         match codec::decode_reply(&reply) {
@@ -140,7 +133,7 @@ impl DataStreamClient {
             None => return Err(DataStreamError::Malformed { stream, node }),
         }
         Ok(DataStreamOutput {
-            conn: connection.conn,
+            conn: connection,
             stream,
             primary: node,
             offset: 0,
@@ -169,7 +162,7 @@ impl DataStreamClient {
 /// Dropping it without [`close`](Self::close) aborts the stream on every server.
 #[derive(Debug)]
 pub struct DataStreamOutput {
-    conn: Arc<Conn>,
+    conn: Connection,
     stream: StreamRef,
     primary: u64,
     offset: u64,

@@ -15,7 +15,7 @@ use super::codec::{self, FailureKind, OpenRequest, Reply, StreamFailure, StreamR
 use super::config::DataStreamConfig;
 use crate::client::{Client, Peer, RetryPolicy};
 use crate::config::ClientConfig;
-use crate::connection::{Conn, MountPoint, PendingCall, Route, ServeNothing};
+use crate::connection::{Connection, MountPoint, PendingCall, Route, ServeNothing};
 use crate::error::Error;
 
 /// The pool slot of a stream: a mix of its client and stream ids.
@@ -29,7 +29,7 @@ pub(crate) fn lane_client(
     cfg: &DataStreamConfig,
     connections_per_peer: usize,
 ) -> Result<Client, Error> {
-    Client::for_mount(
+    Client::for_service(
         ClientConfig {
             identity: cfg.identity,
             connection: cfg.connection.clone(),
@@ -39,9 +39,8 @@ pub(crate) fn lane_client(
             retry: RetryPolicy::never(),
             ..ClientConfig::default()
         },
-        cfg.connection.network.connector(),
-        Arc::new(ServeNothing),
         MountPoint::group(Lane::DataStream, cfg.group),
+        Arc::new(ServeNothing),
     )
 }
 
@@ -86,13 +85,7 @@ impl Forwarder {
             ..open.clone()
         };
         let reply = connection
-            .conn
-            .call(
-                &Route::from(codec::OPEN),
-                request.encode(),
-                self.timeout,
-                Instant::now() + self.timeout,
-            )
+            .call(Route::from(codec::OPEN), request.encode(), self.timeout)
             .await
             .map_err(unreachable)?;
         let reply = codec::decode_reply(&reply).ok_or_else(|| StreamFailure {
@@ -104,7 +97,7 @@ impl Forwarder {
         Ok((
             Successor {
                 node,
-                conn: connection.conn,
+                conn: connection,
                 wire_id,
                 timeout: self.timeout,
             },
@@ -120,7 +113,7 @@ impl Forwarder {
 /// A stream opened at one successor.
 pub(crate) struct Successor {
     pub(crate) node: u64,
-    conn: Arc<Conn>,
+    conn: Connection,
     wire_id: u64,
     timeout: Duration,
 }
@@ -159,13 +152,12 @@ impl Successor {
 
 /// Asks the receiver of stream `wire_id` on `conn` to abort it; the outcome is ignored (the
 /// receiver's idle timeout is the backstop).
-pub(crate) async fn send_abort(conn: Arc<Conn>, wire_id: u64, timeout: Duration) {
+pub(crate) async fn send_abort(conn: Connection, wire_id: u64, timeout: Duration) {
     let _ = conn
         .call(
-            &Route::from(codec::ABORT),
+            Route::from(codec::ABORT),
             codec::encode_abort(wire_id),
             timeout,
-            Instant::now() + timeout,
         )
         .await;
 }

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use peerwire_wire::{Frame, Hello, OneWay, Request, Response, Status, StreamData};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use peerwire_wire::{Hello, OneWay, Request, Status, StreamData};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -18,7 +18,7 @@ use super::forward::Forwarder;
 use super::routing::RoutingError;
 use super::sink::DataSink;
 use super::stream::{self, Packet};
-use crate::connection::{Conn, Connection, MountPoint, ReplySlot, Service};
+use crate::connection::{Connection, MountPoint, ReplySlot, Service};
 use crate::error::Error;
 use crate::mount::Mountable;
 
@@ -39,8 +39,8 @@ pub struct DataStreamStats {
 /// Key of a stream on this server: its connection and the sender's id for it there.
 pub(crate) type StreamKey = (u64, u64);
 
-pub(crate) fn conn_key(conn: &Conn) -> u64 {
-    conn.id
+pub(crate) fn conn_key(conn: &Connection) -> u64 {
+    conn.id()
 }
 
 pub(crate) struct StreamEntry {
@@ -106,7 +106,7 @@ impl<S: DataSink> ServerInner<S> {
     /// Checks an open against the table, the peers and the limits, and registers it.
     fn admit_open(
         self: &Arc<Self>,
-        conn: &Arc<Conn>,
+        conn: &Connection,
         open: &OpenRequest,
     ) -> Result<
         (
@@ -119,7 +119,7 @@ impl<S: DataSink> ServerInner<S> {
         let me = self.me();
         let routing_failure =
             |e: RoutingError| self.failure(FailureKind::Routing, 0, e.to_string());
-        let from = conn.peer.node_id;
+        let from = conn.peer().node_id;
         let table = &open.routing;
         let on_route = table.primary() == me || (from != 0 && table.successors(from).contains(&me));
         if !on_route {
@@ -175,14 +175,8 @@ impl<S: DataSink> ServerInner<S> {
 }
 
 /// Sends a data-stream reply to an inbound request or packet.
-pub(crate) fn send_reply(conn: &Conn, slot: OwnedSemaphorePermit, id: u64, reply: &Reply) {
-    conn.reply(
-        slot,
-        Frame::Response(Response {
-            id,
-            payload: codec::encode_reply(reply),
-        }),
-    );
+pub(crate) fn send_reply(conn: &Connection, slot: ReplySlot, id: u64, reply: &Reply) {
+    conn.reply(slot, id, codec::encode_reply(reply));
 }
 
 /// The inbound policy of data-stream connections.
@@ -196,8 +190,7 @@ impl<S: DataSink> Service for DataStreamInbound<S> {
         Ok(())
     }
 
-    fn on_request(&self, handle: &Connection, request: Request, ReplySlot(slot): ReplySlot) {
-        let conn = &handle.conn;
+    fn on_request(&self, conn: &Connection, request: Request, slot: ReplySlot) {
         let inner = &self.inner;
         match &request.route[..] {
             r if r == codec::OPEN.as_bytes() => {
@@ -259,8 +252,7 @@ impl<S: DataSink> Service for DataStreamInbound<S> {
         }
     }
 
-    fn on_stream_data(&self, handle: &Connection, data: StreamData, ReplySlot(slot): ReplySlot) {
-        let conn = &handle.conn;
+    fn on_stream_data(&self, conn: &Connection, data: StreamData, slot: ReplySlot) {
         let inner = &self.inner;
         let key = (conn_key(conn), data.stream_id);
         let len = data.payload.len();
@@ -307,10 +299,10 @@ impl<S: DataSink> Service for DataStreamInbound<S> {
             .increment(1);
     }
 
-    fn on_disconnected(&self, handle: &Connection, _why: &str) {
+    fn on_disconnected(&self, conn: &Connection, _why: &str) {
         // The owner is gone: its streams end (dropping an entry closes the stream's packet
         // channel; a stream that has not seen its close aborts).
-        let key = handle.id();
+        let key = conn.id();
         self.inner
             .streams
             .lock()

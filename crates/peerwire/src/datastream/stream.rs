@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use peerwire_wire::{StreamData, StreamFlags};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -24,12 +24,12 @@ use super::codec::{self, FailureKind, OpenRequest, Reply, StreamFailure};
 use super::forward::Successor;
 use super::server::{ServerInner, StreamKey, send_reply};
 use super::sink::{DataSink, SinkStream, StreamInfo};
-use crate::connection::Conn;
+use crate::connection::{Connection, ReplySlot};
 
 /// A packet handed from the connection to its stream's task.
 pub(crate) struct Packet {
     pub(crate) data: StreamData,
-    pub(crate) slot: OwnedSemaphorePermit,
+    pub(crate) slot: ReplySlot,
     /// The server's packet-byte budget was exceeded when it arrived.
     pub(crate) over_budget: bool,
 }
@@ -37,7 +37,7 @@ pub(crate) struct Packet {
 /// The reply owed for one packet.
 struct Owed {
     id: u64,
-    slot: OwnedSemaphorePermit,
+    slot: ReplySlot,
     len: usize,
     close: bool,
 }
@@ -46,7 +46,7 @@ type AckFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 struct StreamTask<S: DataSink> {
     inner: Arc<ServerInner<S>>,
-    conn: Arc<Conn>,
+    conn: Connection,
     key: StreamKey,
     open: OpenRequest,
     sink: Option<S::Stream>,
@@ -63,10 +63,10 @@ struct StreamTask<S: DataSink> {
 /// Runs the stream registered under `key` until it closes, fails or is aborted.
 pub(crate) async fn run<S: DataSink>(
     inner: Arc<ServerInner<S>>,
-    conn: Arc<Conn>,
+    conn: Connection,
     key: StreamKey,
     open: OpenRequest,
-    (open_id, open_slot): (u64, OwnedSemaphorePermit),
+    (open_id, open_slot): (u64, ReplySlot),
     mut rx: mpsc::UnboundedReceiver<Packet>,
     abort: CancellationToken,
 ) {

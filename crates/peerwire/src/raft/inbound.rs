@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use peerwire_wire::{Frame, GoAwayReason, Hello, Lane, OneWay, Request, Response, Status};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use peerwire_wire::{GoAwayReason, Hello, Lane, OneWay, Request, Status};
+use tokio::sync::mpsc;
 
 use crate::mount;
 
@@ -29,7 +29,7 @@ use super::message::RaftMessage;
 use super::probe::unix_nanos;
 use super::snapshot_recv;
 use super::transport::{Inner, Refusal};
-use crate::connection::{Conn, Connection, ReplySlot, Service};
+use crate::connection::{Connection, ReplySlot, Service};
 
 /// The service mounted on a member's raft lanes: admits only members, and never removed ones,
 /// and hands what arrives to raft.
@@ -48,38 +48,34 @@ impl<M: RaftMessage, H: RaftHandler<M>> RaftInbound<M, H> {
     }
 
     /// Delivers one message to its group's handler in `groups`, or says why not.
-    fn deliver(&self, conn: &Conn, bytes: Bytes) -> Result<(), Refusal> {
+    fn deliver(&self, conn: &Connection, bytes: Bytes) -> Result<(), Refusal> {
         let msg = M::decode(bytes).map_err(|e| Refusal::Undecodable(e.to_string()))?;
-        let handler = self.inner.check_message(conn.peer.node_id, &msg)?;
+        let handler = self.inner.check_message(conn.peer().node_id, &msg)?;
         handler.process(msg).map_err(|e| Refusal::Raft(e.0))
     }
 
     /// Acts on a refused message: counts it, and closes the connection when the peer broke
     /// the protocol or was removed.
-    fn refused(&self, conn: &Conn, refusal: &Refusal) {
-        let lane = lane_label(conn.peer.lane);
+    fn refused(&self, conn: &Connection, refusal: &Refusal) {
+        let lane = lane_label(conn.peer().lane);
         metrics::counter!("peerwire_raft_messages_refused_total", "lane" => lane, "reason" => refusal.label())
             .increment(1);
         match refusal {
             Refusal::Undecodable(_) | Refusal::Spoofed { .. } => {
-                tracing::warn!(peer = conn.peer.node_id, lane, error = %refusal, "closing a raft lane: bad input");
-                conn.begin_close_hard(GoAwayReason::ProtocolError, refusal.to_string());
+                tracing::warn!(peer = conn.peer().node_id, lane, error = %refusal, "closing a raft lane: bad input");
+                conn.abort(GoAwayReason::ProtocolError, refusal.to_string());
             }
             Refusal::Removed(_) => {
-                conn.begin_close(GoAwayReason::MemberRemoved, refusal.to_string());
+                conn.close_with(GoAwayReason::MemberRemoved, refusal.to_string());
             }
             Refusal::WrongTarget { .. }
             | Refusal::RemovedFromGroup { .. }
             | Refusal::UnknownGroup(_)
             | Refusal::Raft(_)
             | Refusal::Faulted => {
-                tracing::debug!(peer = conn.peer.node_id, lane, error = %refusal, "raft message dropped");
+                tracing::debug!(peer = conn.peer().node_id, lane, error = %refusal, "raft message dropped");
             }
         }
-    }
-
-    fn reply(conn: &Conn, slot: OwnedSemaphorePermit, id: u64, payload: Bytes) {
-        conn.reply(slot, Frame::Response(Response { id, payload }));
     }
 }
 
@@ -114,30 +110,28 @@ impl<M: RaftMessage, H: RaftHandler<M>> Service for RaftInbound<M, H> {
         (lane == Lane::RaftSnapshot).then(|| self.inner.link.bulk_runtime().clone())
     }
 
-    fn on_connected(&self, handle: &Connection) {
-        let conn = &handle.conn;
-        if conn.peer.lane != Lane::RaftSnapshot {
+    fn on_connected(&self, conn: &Connection) {
+        if conn.peer().lane != Lane::RaftSnapshot {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
         self.snapshot_lanes
             .lock()
             .expect("snapshot lanes poisoned")
-            .insert(conn.id, tx);
+            .insert(conn.id(), tx);
         self.inner
             .link
             .spawn_bulk(snapshot_recv::run(self.inner.clone(), conn.clone(), rx));
     }
 
-    fn on_disconnected(&self, handle: &Connection, _why: &str) {
+    fn on_disconnected(&self, conn: &Connection, _why: &str) {
         self.snapshot_lanes
             .lock()
             .expect("snapshot lanes poisoned")
-            .remove(&handle.id());
+            .remove(&conn.id());
     }
 
-    fn on_oneway(&self, handle: &Connection, message: OneWay) {
-        let conn = &handle.conn;
+    fn on_oneway(&self, conn: &Connection, message: OneWay) {
         if message.route != BATCH_ROUTE.as_bytes() {
             metrics::counter!("peerwire_oneway_dropped_total", "reason" => "unknown_route")
                 .increment(1);
@@ -158,16 +152,15 @@ impl<M: RaftMessage, H: RaftHandler<M>> Service for RaftInbound<M, H> {
                 }
             }
         }
-        metrics::counter!("peerwire_raft_messages_received_total", "lane" => lane_label(conn.peer.lane))
+        metrics::counter!("peerwire_raft_messages_received_total", "lane" => lane_label(conn.peer().lane))
             .increment(delivered);
     }
 
-    fn on_request(&self, handle: &Connection, request: Request, ReplySlot(slot): ReplySlot) {
-        let conn = &handle.conn;
+    fn on_request(&self, conn: &Connection, request: Request, slot: ReplySlot) {
         let route = &request.route[..];
-        if conn.peer.lane == Lane::RaftSnapshot {
+        if conn.peer().lane == Lane::RaftSnapshot {
             let lanes = self.snapshot_lanes.lock().expect("snapshot lanes poisoned");
-            if let Some(tx) = lanes.get(&conn.id) {
+            if let Some(tx) = lanes.get(&conn.id()) {
                 // The task ends only with the connection; a send that fails drops the slot,
                 // which the closing connection no longer needs.
                 let _ = tx.send((request, slot));
@@ -175,8 +168,7 @@ impl<M: RaftMessage, H: RaftHandler<M>> Service for RaftInbound<M, H> {
             return;
         }
         if route == PROBE_ROUTE.as_bytes() {
-            Self::reply(
-                conn,
+            conn.reply(
                 slot,
                 request.id,
                 Bytes::copy_from_slice(&unix_nanos().to_le_bytes()),
@@ -186,7 +178,7 @@ impl<M: RaftMessage, H: RaftHandler<M>> Service for RaftInbound<M, H> {
                 Ok(()) => {
                     metrics::counter!("peerwire_raft_messages_received_total", "lane" => "pipeline")
                         .increment(1);
-                    Self::reply(conn, slot, request.id, Bytes::new());
+                    conn.reply(slot, request.id, Bytes::new());
                 }
                 Err(refusal) => {
                     let status = match refusal {

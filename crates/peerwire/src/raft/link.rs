@@ -15,8 +15,8 @@ use super::faults::FaultTable;
 use super::handler::SnapshotStatus;
 use crate::client::{Client, RetryPolicy};
 use crate::config::{BackoffConfig, ClientConfig};
-use crate::connection::ServeNothing;
 use crate::error::{ConnectError, Error, HandshakeError, NotExecuted};
+use crate::mount::ServeNothing;
 
 /// Route of a batch of messages (one-way) on the append and message lanes.
 pub(crate) const BATCH_ROUTE: &str = "raft.batch";
@@ -68,7 +68,7 @@ impl Link {
     pub(crate) fn new(cfg: TransportConfig, report: Arc<dyn Report>) -> Result<Self, Error> {
         cfg.validate()?;
         let client = |lane: Lane, connections: usize| {
-            Client::for_mount(
+            Client::for_service(
                 ClientConfig {
                     identity: cfg.identity,
                     connection: cfg.connection.clone(),
@@ -84,9 +84,8 @@ impl Link {
                     },
                     retry: RetryPolicy::never(),
                 },
-                cfg.connection.network.connector(),
-                Arc::new(ServeNothing),
                 crate::mount::MountPoint::lane(lane),
+                Arc::new(ServeNothing),
             )
         };
         Ok(Self {

@@ -8,21 +8,21 @@
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use peerwire_wire::{Frame, Request, Response, Status};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use peerwire_wire::{Request, Status};
+use tokio::sync::{mpsc, oneshot};
 
 use super::handler::RaftHandler;
 use super::link::{SNAP_BEGIN_ROUTE, SNAP_CHUNK_ROUTE, SNAP_END_ROUTE};
 use super::message::{MessageKind, RaftMessage};
 use super::snapshot::{SnapshotData, SnapshotError};
 use super::transport::Inner;
-use crate::connection::Conn;
+use crate::connection::{Connection, ReplySlot};
 
 /// Chunks buffered between the lane and the consumer.
 const DATA_BUFFER: usize = 2;
 
 /// One call of the snapshot lane, with its in-flight slot.
-pub(crate) type Work = (Request, OwnedSemaphorePermit);
+pub(crate) type Work = (Request, ReplySlot);
 
 struct Receiving {
     tx: mpsc::Sender<Bytes>,
@@ -34,7 +34,7 @@ struct Receiving {
 /// Serves the snapshot calls of `conn` until the connection closes.
 pub(crate) async fn run<M: RaftMessage, H: RaftHandler<M>>(
     inner: Arc<Inner<M, H>>,
-    conn: Arc<Conn>,
+    conn: Connection,
     mut rx: mpsc::UnboundedReceiver<Work>,
 ) {
     let mut current: Option<Receiving> = None;
@@ -44,7 +44,7 @@ pub(crate) async fn run<M: RaftMessage, H: RaftHandler<M>>(
                 Some(w) => w,
                 None => return,
             },
-            _ = conn.closing.cancelled() => return,
+            _ = conn.closing() => return,
             // The transport stops while the sender keeps its connection open.
             _ = inner.link.stop.cancelled() => return,
         };
@@ -66,17 +66,11 @@ pub(crate) async fn run<M: RaftMessage, H: RaftHandler<M>>(
             )),
         };
         match result {
-            Ok(()) => conn.reply(
-                slot,
-                Frame::Response(Response {
-                    id,
-                    payload: Bytes::new(),
-                }),
-            ),
+            Ok(()) => conn.reply(slot, id, Bytes::new()),
             Err((status, message)) => {
                 metrics::counter!("peerwire_raft_snapshots_received_total", "outcome" => "failure")
                     .increment(1);
-                tracing::warn!(peer = conn.peer.node_id, %status, %message, "snapshot refused");
+                tracing::warn!(peer = conn.peer().node_id, %status, %message, "snapshot refused");
                 current = None;
                 conn.fail(slot, id, status, 0, message);
             }
@@ -88,7 +82,7 @@ type Refusal = (Status, String);
 
 fn begin<M: RaftMessage, H: RaftHandler<M>>(
     inner: &Arc<Inner<M, H>>,
-    conn: &Conn,
+    conn: &Connection,
     current: &mut Option<Receiving>,
     mut payload: Bytes,
 ) -> Result<(), Refusal> {
@@ -108,7 +102,7 @@ fn begin<M: RaftMessage, H: RaftHandler<M>>(
         )));
     }
     let handler = inner
-        .check_message(conn.peer.node_id, &msg)
+        .check_message(conn.peer().node_id, &msg)
         .map_err(|e| (Status::BadRequest, e.to_string()))?;
     let (tx, data_rx) = mpsc::channel(DATA_BUFFER);
     let (done_tx, done) = oneshot::channel();
@@ -126,7 +120,7 @@ fn begin<M: RaftMessage, H: RaftHandler<M>>(
 }
 
 async fn chunk(
-    conn: &Conn,
+    conn: &Connection,
     current: &mut Option<Receiving>,
     payload: Bytes,
 ) -> Result<(), Refusal> {
@@ -152,7 +146,7 @@ async fn chunk(
             }
             Ok(())
         }
-        _ = conn.closing.cancelled() => Err((Status::ShuttingDown, "connection closing".into())),
+        _ = conn.closing() => Err((Status::ShuttingDown, "connection closing".into())),
     }
 }
 

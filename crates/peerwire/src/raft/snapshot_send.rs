@@ -13,19 +13,17 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use peerwire_wire::Lane;
 use tokio::io::AsyncReadExt;
-use tokio::time::Instant;
 
 use super::link::{Link, SNAP_BEGIN_ROUTE, SNAP_CHUNK_ROUTE, SNAP_END_ROUTE};
 use super::message::RaftMessage;
 use super::peer::PeerShared;
 use super::snapshot::{Body, Snapshot, SnapshotError, SnapshotProgress};
 use crate::client::Peer;
-use crate::connection::{Conn, Route};
+use crate::connection::Route;
 use crate::error::Error;
 
 type ChunkCall<'a> = Pin<Box<dyn Future<Output = Result<Bytes, Error>> + Send + 'a>>;
@@ -61,14 +59,11 @@ pub(crate) async fn send<M: RaftMessage>(
             return Err(SnapshotError::Interrupted(e.to_string()));
         }
     };
-    let conn: &Arc<Conn> = &connection.conn;
+    let conn = &connection;
     let timeout = link.cfg.snapshot_chunk_timeout;
     let call = |route: &'static str, payload: Bytes| {
         let route = Route::from(route);
-        async move {
-            conn.call(&route, payload, timeout, Instant::now() + timeout)
-                .await
-        }
+        async move { conn.call(route, payload, timeout).await }
     };
 
     let mut head = BytesMut::new();

@@ -162,7 +162,7 @@ async fn serve<M: RaftMessage>(
     peer: &PeerShared,
     batch: &mut BatchBuf,
 ) -> Ended {
-    let frame_max = conn.conn.max_oneway_payload(route);
+    let frame_max = conn.max_oneway_payload(route);
     let max = link.cfg.max_batch_bytes.min(frame_max);
     let lane = conn.peer().lane;
     // A message that did not fit the previous batch (or was left by the previous connection):
@@ -232,7 +232,7 @@ async fn serve<M: RaftMessage>(
             link.report.unreachable(first_group, peer.id);
         } else {
             let body = buf.split().freeze();
-            if let Err(e) = conn.conn.send_oneway_wait(route, body).await {
+            if let Err(e) = conn.send_oneway_wait(route, body).await {
                 metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "lane_broken")
                     .increment(count + u64::from(carried.is_some()));
                 for group in batch.distinct_groups(carried.is_some()) {

@@ -6,7 +6,7 @@
 use std::sync::Weak;
 
 use bytes::Bytes;
-use peerwire_wire::{Frame, OneWay, Request, Response, Status};
+use peerwire_wire::{OneWay, Request, Status};
 
 use super::endpoint::MessageContext;
 use super::env::EnvInner;
@@ -37,8 +37,7 @@ pub(crate) fn post_failure(env: &EnvInner, name: &str, error: PostError) -> (Sta
 }
 
 impl Service for RpcInbound {
-    fn on_request(&self, handle: &Connection, request: Request, ReplySlot(slot): ReplySlot) {
-        let conn = &handle.conn;
+    fn on_request(&self, conn: &Connection, request: Request, slot: ReplySlot) {
         let Some(env) = self.env.upgrade() else {
             conn.fail(
                 slot,
@@ -66,13 +65,7 @@ impl Service for RpcInbound {
             let name = String::from_utf8_lossy(&envelope.body);
             let exists = env.dispatcher.contains(&name);
             let payload = Bytes::from_static(if exists { b"\x01" } else { b"\x00" });
-            conn.reply(
-                slot,
-                Frame::Response(Response {
-                    id: request.id,
-                    payload,
-                }),
-            );
+            conn.reply(slot, request.id, payload);
             return;
         }
         let receiver = envelope.receiver.clone();
@@ -89,7 +82,7 @@ impl Service for RpcInbound {
         let message = InboxMessage::Ask {
             type_name: envelope.type_name,
             body: envelope.body,
-            conn: Some(handle.clone()),
+            conn: Some(conn.clone()),
             reply,
         };
         let name = text(&receiver);
@@ -100,8 +93,7 @@ impl Service for RpcInbound {
         }
     }
 
-    fn on_oneway(&self, handle: &Connection, message: OneWay) {
-        let conn = &handle.conn;
+    fn on_oneway(&self, conn: &Connection, message: OneWay) {
         let Some(env) = self.env.upgrade() else {
             return;
         };
@@ -120,9 +112,9 @@ impl Service for RpcInbound {
             body: envelope.body,
             ctx: MessageContext {
                 sender: envelope.sender,
-                remote: Some(conn.peer.addr),
+                remote: Some(conn.peer().addr),
             },
-            conn: Some(handle.clone()),
+            conn: Some(conn.clone()),
         };
         let name = text(&receiver);
         if let Err(refused) = env.dispatcher.post(name, message) {

@@ -4,20 +4,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use peerwire_wire::{Frame, Response, Status};
+use peerwire_wire::Status;
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 
 use super::codec::{self, Codec};
-use crate::connection::Conn;
+use crate::connection::{Connection, ReplySlot};
 
 /// Where the answer goes.
 pub(crate) enum ReplySink {
     /// Over the connection the ask arrived on; the slot is the call's in-flight slot.
     Remote {
-        conn: Arc<Conn>,
+        conn: Connection,
         id: u64,
-        slot: OwnedSemaphorePermit,
+        slot: ReplySlot,
     },
     /// To a local asker.
     Local(oneshot::Sender<Result<Bytes, (Status, String)>>),
@@ -26,9 +26,7 @@ pub(crate) enum ReplySink {
 impl ReplySink {
     fn ok(self, payload: Bytes) {
         match self {
-            Self::Remote { conn, id, slot } => {
-                conn.reply(slot, Frame::Response(Response { id, payload }));
-            }
+            Self::Remote { conn, id, slot } => conn.reply(slot, id, payload),
             Self::Local(tx) => {
                 let _ = tx.send(Ok(payload));
             }

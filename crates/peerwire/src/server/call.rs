@@ -29,7 +29,7 @@ pub struct Call {
 impl fmt::Debug for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
-            .field("peer", &self.conn.peer)
+            .field("peer", &self.conn.peer())
             .field("id", &self.id)
             .field("route", &String::from_utf8_lossy(&self.route))
             .field("payload_len", &self.payload.len())
@@ -57,8 +57,10 @@ impl Call {
 
 impl Schedulable for Call {
     fn caller(&self) -> u64 {
-        match self.conn.peer.node_id {
-            0 => BuildHasherDefault::<DefaultHasher>::default().hash_one(self.conn.peer.addr.ip()),
+        match self.conn.peer().node_id {
+            0 => {
+                BuildHasherDefault::<DefaultHasher>::default().hash_one(self.conn.peer().addr.ip())
+            }
             id => id,
         }
     }

@@ -36,7 +36,7 @@ async fn run_call(mut call: Call) {
         responder::deadline_exceeded(call);
         return;
     }
-    if call.slot.is_some() && call.conn.cancels.is_cancelled(call.id) {
+    if call.slot.is_some() && call.conn.cancels().is_cancelled(call.id) {
         responder::cancelled(call);
         return;
     }

@@ -23,7 +23,7 @@ pub(crate) fn respond(call: Call, outcome: Outcome) {
         tracing::debug!(error = %failure, "one-way handler failed");
         return;
     };
-    call.conn.cancels.finish(call.id);
+    call.conn.cancels().finish(call.id);
     match outcome {
         Ok(Ok(payload)) => call.conn.reply(
             slot,
@@ -52,7 +52,7 @@ pub(crate) fn respond(call: Call, outcome: Outcome) {
 /// has given up, so the answer only releases the call's slot.)
 pub(crate) fn cancelled(call: Call) {
     metrics::counter!("peerwire_calls_cancelled_total").increment(1);
-    call.conn.cancels.finish(call.id);
+    call.conn.cancels().finish(call.id);
     if let Some(slot) = call.slot {
         call.conn.fail(
             slot,
@@ -67,7 +67,7 @@ pub(crate) fn cancelled(call: Call) {
 /// Answers a call whose deadline passed before a handler took it: it was not run.
 pub(crate) fn deadline_exceeded(call: Call) {
     metrics::counter!("peerwire_calls_expired_total").increment(1);
-    call.conn.cancels.finish(call.id);
+    call.conn.cancels().finish(call.id);
     if let Some(slot) = call.slot {
         let waited = call.received.elapsed();
         call.conn.fail(

@@ -65,7 +65,7 @@ impl Request {
     /// Whether the caller has cancelled the call (it gave up: its deadline passed or its future
     /// was dropped). A handler doing long work should check, or race [`Request::cancelled`].
     pub fn is_cancelled(&self) -> bool {
-        self.id != 0 && self.connection.conn.cancels.is_cancelled(self.id)
+        self.id != 0 && self.connection.conn.cancels().is_cancelled(self.id)
     }
 
     /// Completes when the caller cancels the call. Never completes for one-way messages.
@@ -77,7 +77,7 @@ impl Request {
         if self.id == 0 {
             return std::future::pending().await;
         }
-        self.connection.conn.cancels.cancelled(self.id).await;
+        self.connection.conn.cancels().cancelled(self.id).await;
     }
 }
 
