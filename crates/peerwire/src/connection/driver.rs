@@ -15,6 +15,9 @@
 //! A hard close (protocol error, read timeout, write failure) sends a go-away if the peer can
 //! hear it, closes the write side, discards input until the peer closes (bounded), and fails
 //! every call at once.
+//!
+//! The phases and their transitions are `lifecycle.rs` (a pure state type, table-tested); the
+//! read loop here turns what happens into its events and carries out the actions it returns.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,6 +29,7 @@ use tokio::time::Instant;
 
 use super::calls::Reply;
 use super::frame_reader::{FrameReader, ReadError};
+use super::lifecycle::{Action, Event, Phase, Timing};
 use super::writer::Outgoing;
 use super::{CloseRequest, Conn, Connection, ReplySlot};
 
@@ -79,8 +83,11 @@ impl Drop for Ending<'_> {
 async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {
     // The handle the connection's service sees, made once.
     let service_handle = Connection { conn: conn.clone() };
-    let mut drain_deadline: Option<Instant> = None;
-    let mut linger_deadline: Option<Instant> = None;
+    let timing = Timing {
+        drain: conn.cfg.drain_timeout,
+        linger: LINGER,
+    };
+    let mut phase = Phase::Open;
     let mut drain_tick = tokio::time::interval(DRAIN_POLL);
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     // Built once: recreating these every iteration would register and unregister a waiter
@@ -90,78 +97,77 @@ async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {
     let linger_timer = tokio::time::sleep_until(far);
     tokio::pin!(linger_timer);
     loop {
-        tokio::select! {
+        let event = tokio::select! {
             biased;
-            _ = &mut closing, if drain_deadline.is_none() => {
+            _ = &mut closing, if phase.is_open() => {
                 let request = conn.take_close_request().unwrap_or(CloseRequest {
                     reason: GoAwayReason::Normal,
                     message: "writer stopped".into(),
                     hard: true,
                 });
-                start_close(conn, &request);
-                if request.hard {
-                    conn.tx.send(Outgoing::Shutdown).ok();
-                    linger(reader, LINGER).await;
-                    return format!("{}: {}", request.reason, request.message);
-                }
-                drain_deadline = Some(Instant::now() + conn.cfg.drain_timeout);
-            }
-            _ = drain_tick.tick(), if drain_deadline.is_some() && linger_deadline.is_none() => {
-                let timed_out = drain_deadline.is_some_and(|d| Instant::now() >= d);
-                if conn.is_drained() || timed_out {
-                    conn.tx.send(Outgoing::Shutdown).ok();
-                    let deadline = Instant::now() + LINGER;
-                    linger_deadline = Some(deadline);
-                    linger_timer.as_mut().reset(deadline);
+                Event::CloseRequested {
+                    reason: request.reason,
+                    message: request.message,
+                    hard: request.hard,
                 }
             }
-            _ = &mut linger_timer, if linger_deadline.is_some() => {
-                return "peer did not close its side in time".into();
-            }
+            _ = drain_tick.tick(), if phase.is_draining() => Event::DrainCheck {
+                drained: conn.is_drained(),
+            },
+            _ = &mut linger_timer, if phase.is_lingering() => Event::LingerExpired,
             read = reader.next(Some(&conn.activity)) => match read {
                 Ok(frame) => {
                     if let Err((reason, message)) = handle(conn, &service_handle, frame) {
                         tracing::warn!(%reason, %message, "closing connection");
                         conn.begin_close_hard(reason, message);
                     }
+                    continue;
                 }
-                Err(ReadError::Eof) if linger_deadline.is_some() => return "closed".into(),
+                Err(ReadError::Eof) if phase.is_lingering() => Event::PeerClosed,
                 Err(e) => {
-                    let why = e.to_string();
-                    match e.goaway_reason() {
-                        Some(reason) => {
-                            tracing::warn!(%reason, error = %why, "closing connection");
-                            metrics::counter!("peerwire_protocol_errors_total").increment(1);
-                            conn.begin_close_hard(reason, why.clone());
-                            if let Some(request) = conn.take_close_request() {
-                                start_close(conn, &request);
-                            }
-                            conn.tx.send(Outgoing::Shutdown).ok();
-                            linger(reader, LINGER).await;
-                        }
-                        None => {
-                            conn.begin_close_hard(GoAwayReason::Normal, why.clone());
-                        }
+                    let protocol = e.goaway_reason();
+                    if let Some(reason) = protocol {
+                        tracing::warn!(%reason, error = %e, "closing connection");
+                        metrics::counter!("peerwire_protocol_errors_total").increment(1);
                     }
-                    return why;
+                    Event::ReadFailed {
+                        protocol,
+                        why: e.to_string(),
+                    }
                 }
             },
+        };
+        let (next, actions) = phase.step(event, Instant::now(), timing);
+        for action in actions {
+            match action {
+                Action::CloseHard { reason, message } => conn.begin_close_hard(reason, message),
+                Action::AnnounceClose { reason, message } => start_close(conn, reason, message),
+                Action::ShutdownWrite => {
+                    conn.tx.send(Outgoing::Shutdown).ok();
+                }
+                Action::WaitForPeerClose { until } => linger_timer.as_mut().reset(until),
+                Action::DiscardUntilPeerCloses => linger(reader, LINGER).await,
+            }
+        }
+        phase = next;
+        if let Phase::Closed { why } = phase {
+            return why;
         }
     }
 }
 
 /// Announces the close: sends our go-away with the accepted mark and stops new calls.
-fn start_close(conn: &Conn, request: &CloseRequest) {
+fn start_close(conn: &Conn, reason: GoAwayReason, message: String) {
     let mark = conn.last_accepted.load(Ordering::Acquire);
     conn.goaway_mark.store(mark, Ordering::Release);
     conn.calls
         .lock()
         .expect("calls lock poisoned")
-        .drain(request.reason, request.message.clone());
+        .drain(reason, message.clone());
     conn.force_send(Frame::GoAway(GoAway {
         last_request_id: mark,
-        reason: request.reason,
-        message: request.message.clone(),
+        reason,
+        message,
     }));
 }
 

@@ -19,6 +19,7 @@ pub(crate) mod driver;
 pub(crate) mod frame_reader;
 pub(crate) mod handshake;
 pub(crate) mod keepalive;
+pub(crate) mod lifecycle;
 pub(crate) mod service;
 pub(crate) mod writer;
 
