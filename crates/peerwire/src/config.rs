@@ -291,7 +291,7 @@ pub struct ClientConfig {
     pub backoff: BackoffConfig,
     /// Automatic retries of calls that did not run (and of idempotent calls whose outcome is
     /// unknown), bounded by a retry budget.
-    pub retry: crate::client::RetryPolicy,
+    pub retry: RetryPolicy,
 }
 
 impl Default for ClientConfig {
@@ -303,7 +303,7 @@ impl Default for ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             default_deadline: DEFAULT_CALL_DEADLINE,
             backoff: BackoffConfig::default(),
-            retry: crate::client::RetryPolicy::default(),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -318,5 +318,46 @@ impl ClientConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// How a client retries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included (1 = never retry).
+    pub max_attempts: u32,
+    /// Delay between attempts (a server's retry-after hint wins if longer).
+    pub backoff: BackoffConfig,
+    /// Retry tokens earned per first attempt.
+    pub budget_ratio: f64,
+    /// Retries per second allowed regardless of the budget.
+    pub budget_min_per_sec: u32,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 10 ms doubling to 1 s with 50% jitter, a budget of 10% plus 10 retries per
+    /// second (the values Finagle and Linkerd ship).
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: BackoffConfig {
+                initial: Duration::from_millis(10),
+                max: Duration::from_secs(1),
+                multiplier: 2.0,
+                jitter: 0.5,
+            },
+            budget_ratio: 0.1,
+            budget_min_per_sec: 10,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Never retry.
+    pub fn never() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
     }
 }

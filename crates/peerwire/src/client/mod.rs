@@ -12,12 +12,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use peerwire_wire::{GoAwayReason, Lane, Limits};
 
-use crate::mount::{MountPoint, Service};
+use crate::connection::{MountPoint, Service};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+pub use crate::config::RetryPolicy;
 pub use pool::Peer;
-pub use retry::RetryPolicy;
 
 use self::pool::PeerPool;
 use crate::config::ClientConfig;

@@ -12,50 +12,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::BackoffConfig;
+use crate::config::RetryPolicy;
 use crate::error::{ConnectError, Error, NotExecuted};
 use peerwire_wire::Status;
-
-/// How a client retries.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts per call, the first included (1 = never retry).
-    pub max_attempts: u32,
-    /// Delay between attempts (a server's retry-after hint wins if longer).
-    pub backoff: BackoffConfig,
-    /// Retry tokens earned per first attempt.
-    pub budget_ratio: f64,
-    /// Retries per second allowed regardless of the budget.
-    pub budget_min_per_sec: u32,
-}
-
-impl Default for RetryPolicy {
-    /// 3 attempts, 10 ms doubling to 1 s with 50% jitter, a budget of 10% plus 10 retries per
-    /// second (the values Finagle and Linkerd ship).
-    fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            backoff: BackoffConfig {
-                initial: Duration::from_millis(10),
-                max: Duration::from_secs(1),
-                multiplier: 2.0,
-                jitter: 0.5,
-            },
-            budget_ratio: 0.1,
-            budget_min_per_sec: 10,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Never retry.
-    pub fn never() -> Self {
-        Self {
-            max_attempts: 1,
-            ..Self::default()
-        }
-    }
-}
 
 /// Whether an outcome may be retried.
 pub(crate) fn retryable(error: &Error, idempotent: bool) -> bool {

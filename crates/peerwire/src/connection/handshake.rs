@@ -12,9 +12,9 @@ use peerwire_wire::{Frame, GoAway, GoAwayReason, Hello, Limits};
 use tokio::io::AsyncWriteExt;
 
 use super::frame_reader::{FrameReader, ReadError};
+use super::service::MountPoint;
 use crate::config::{ConnectionConfig, Identity};
 use crate::error::HandshakeError;
-use crate::mount::MountPoint;
 use crate::tls::{PeerCert, TlsFailure};
 use crate::transport::BoxWrite;
 

@@ -53,6 +53,7 @@ mod forward;
 pub mod routing;
 mod server;
 pub mod sink;
+mod state;
 mod stream;
 
 pub use client::{Ack, DataStreamClient, DataStreamOutput, StreamReply, WriteAck};

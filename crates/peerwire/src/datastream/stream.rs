@@ -22,17 +22,9 @@ use tokio_util::sync::CancellationToken;
 use super::ack::{self, SuccessorAnswer};
 use super::codec::{self, FailureKind, OpenRequest, Reply, StreamFailure};
 use super::forward::Successor;
-use super::server::{ServerInner, StreamKey, send_reply};
 use super::sink::{DataSink, SinkStream, StreamInfo};
+use super::state::{Packet, ServerInner, StreamKey, send_reply};
 use crate::connection::{Connection, ReplySlot};
-
-/// A packet handed from the connection to its stream's task.
-pub(crate) struct Packet {
-    pub(crate) data: StreamData,
-    pub(crate) slot: ReplySlot,
-    /// The server's packet-byte budget was exceeded when it arrived.
-    pub(crate) over_budget: bool,
-}
 
 /// The reply owed for one packet.
 struct Owed {

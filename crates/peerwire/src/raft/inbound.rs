@@ -27,8 +27,8 @@ use super::handler::RaftHandler;
 use super::link::{BATCH_ROUTE, PIPE_ROUTE, PROBE_ROUTE, lane_label};
 use super::message::RaftMessage;
 use super::probe::unix_nanos;
+use super::shared::{Inner, Refusal};
 use super::snapshot_recv;
-use super::transport::{Inner, Refusal};
 use crate::connection::{Connection, ReplySlot, Service};
 
 /// The service mounted on a member's raft lanes: admits only members, and never removed ones,

@@ -39,12 +39,14 @@ mod inbound;
 mod link;
 mod message;
 mod peer;
+mod peer_state;
 mod pick;
 mod pipeline;
 mod probe;
 mod prober;
 #[cfg(feature = "raft-rs")]
 pub mod raft_rs;
+mod shared;
 mod snapshot;
 mod snapshot_recv;
 mod snapshot_send;

@@ -2,116 +2,23 @@
 //! carry messages to it. [`RaftPeer::send`] never blocks: a message goes to the lane
 //! [`pick`] names, or is dropped and reported when that lane's queue is full.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::time::Instant;
 
 use peerwire_wire::Lane;
-use tokio_util::sync::CancellationToken;
 
 use super::addr_pick::AddrPicker;
 use super::handler::SnapshotStatus;
 use super::link::Link;
 use super::message::{MessageKind, RaftMessage};
+use super::peer_state::PeerShared;
 use super::pick::{LaneChoice, LanesUp, pick};
 use super::pipeline::Pipeline;
-use super::probe::PeerHealth;
 use super::snapshot::{Snapshot, SnapshotError, SnapshotProgress};
 use super::status::PeerStatus;
 use super::stream::StreamLane;
 use super::{prober, snapshot_send};
-
-/// What a peer's tasks share.
-#[derive(Debug)]
-pub(crate) struct PeerShared {
-    pub(crate) id: u64,
-    pub(crate) addrs: Mutex<AddrPicker>,
-    status: Mutex<PeerStatus>,
-    pub(crate) health: Mutex<PeerHealth>,
-    /// Long-lived lanes connected now.
-    streams_up: AtomicUsize,
-    /// Fires when the peer is removed or the transport stops.
-    pub(crate) stop: CancellationToken,
-}
-
-impl PeerShared {
-    /// The address to dial now.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addrs.lock().expect("addrs poisoned").pick()
-    }
-
-    /// Dialing or using `addr` failed: rotate to the next address.
-    pub(crate) fn unreachable(&self, addr: SocketAddr) {
-        self.addrs.lock().expect("addrs poisoned").unreachable(addr);
-    }
-
-    /// A lane works.
-    pub(crate) fn activate(&self, lane: Lane) {
-        if self
-            .status
-            .lock()
-            .expect("status poisoned")
-            .activate(Instant::now())
-        {
-            tracing::info!(peer = self.id, %lane, "peer became active");
-            metrics::gauge!("peerwire_raft_peer_active", "peer" => self.id.to_string()).set(1.0);
-        }
-    }
-
-    /// A long-lived lane connected: the peer is active at least until it disconnects.
-    pub(crate) fn stream_up(&self, lane: Lane) {
-        self.streams_up.fetch_add(1, Ordering::AcqRel);
-        self.activate(lane);
-    }
-
-    /// A long-lived lane's connection ended (call [`PeerShared::deactivate`] after, with why).
-    pub(crate) fn stream_down(&self) {
-        self.streams_up.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// A lane failed. While a long-lived lane is still connected the peer stays active: the
-    /// failure of a pipeline call, a snapshot or the other stream does not make it
-    /// unreachable, and nothing would mark it active again while that lane stays up.
-    pub(crate) fn deactivate(&self, lane: Lane, error: impl std::fmt::Display) {
-        if self.streams_up.load(Ordering::Acquire) > 0 {
-            tracing::debug!(peer = self.id, %lane, %error, "a lane failed; a stream lane is still up");
-            return;
-        }
-        self.set_inactive(lane, error);
-    }
-
-    /// A lane's connect or call failed with `error`: as [`PeerShared::deactivate`], unless the
-    /// peer refused this node as a removed member (which `link` then records): every lane will
-    /// be refused, so the peer is inactive even while another lane is still connected. Returns
-    /// whether it was that refusal.
-    pub(crate) fn lane_failed(&self, link: &Link, lane: Lane, error: &crate::Error) -> bool {
-        // The status first: whoever learns of the removal from `link` sees the peer inactive.
-        if super::link::is_member_removed(error) {
-            self.set_inactive(lane, error);
-        } else {
-            self.deactivate(lane, error);
-        }
-        link.check_removed(self.id, error)
-    }
-
-    fn set_inactive(&self, lane: Lane, error: impl std::fmt::Display) {
-        let error = format!("{lane} lane: {error}");
-        if self
-            .status
-            .lock()
-            .expect("status poisoned")
-            .deactivate(Instant::now(), error.clone())
-        {
-            tracing::warn!(peer = self.id, %error, "peer became inactive");
-            metrics::gauge!("peerwire_raft_peer_active", "peer" => self.id.to_string()).set(0.0);
-        }
-    }
-
-    pub(crate) fn status(&self) -> PeerStatus {
-        self.status.lock().expect("status poisoned").clone()
-    }
-}
 
 /// A remote member and its lanes. A *remote* (etcd's `remote`, for a member not yet in the
 /// cluster's peer list) has only the pipeline.
@@ -126,14 +33,7 @@ pub(crate) struct RaftPeer<M> {
 impl<M: RaftMessage> RaftPeer<M> {
     /// Starts the lanes to member `id` (all of them, or only the pipeline for a remote).
     pub(crate) fn start(link: &Arc<Link>, id: u64, addrs: AddrPicker, remote: bool) -> Self {
-        let state = Arc::new(PeerShared {
-            id,
-            addrs: Mutex::new(addrs),
-            status: Mutex::new(PeerStatus::new()),
-            health: Mutex::new(PeerHealth::default()),
-            streams_up: AtomicUsize::new(0),
-            stop: link.stop.child_token(),
-        });
+        let state = Arc::new(PeerShared::new(id, addrs, link.stop.child_token()));
         let streams = (!remote).then(|| {
             (
                 StreamLane::start(Lane::RaftAppend, link, &state),

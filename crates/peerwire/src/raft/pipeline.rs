@@ -11,7 +11,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use super::link::{Link, PIPE_ROUTE};
 use super::message::RaftMessage;
-use super::peer::PeerShared;
+use super::peer_state::PeerShared;
 use crate::client::{CallOptions, Peer, RetryPolicy};
 use crate::connection::Route;
 

@@ -13,7 +13,7 @@ use bytes::{Buf, Bytes};
 use peerwire_wire::Lane;
 
 use super::link::{Link, PROBE_ROUTE};
-use super::peer::PeerShared;
+use super::peer_state::PeerShared;
 use super::probe::{CLOCK_DRIFT_WARN, unix_nanos};
 use crate::client::{CallOptions, Peer, RetryPolicy};
 

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::handler::RaftHandler;
 use super::link::{SNAP_BEGIN_ROUTE, SNAP_CHUNK_ROUTE, SNAP_END_ROUTE};
 use super::message::{MessageKind, RaftMessage};
+use super::shared::Inner;
 use super::snapshot::{SnapshotData, SnapshotError};
-use super::transport::Inner;
 use crate::connection::{Connection, ReplySlot};
 
 /// Chunks buffered between the lane and the consumer.

@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 
 use super::link::{Link, SNAP_BEGIN_ROUTE, SNAP_CHUNK_ROUTE, SNAP_END_ROUTE};
 use super::message::RaftMessage;
-use super::peer::PeerShared;
+use super::peer_state::PeerShared;
 use super::snapshot::{Body, Snapshot, SnapshotError, SnapshotProgress};
 use crate::client::Peer;
 use crate::connection::Route;

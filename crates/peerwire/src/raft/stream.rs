@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::batch;
 use super::link::{BATCH_ROUTE, Link, lane_label};
 use super::message::RaftMessage;
-use super::peer::PeerShared;
+use super::peer_state::PeerShared;
 use crate::client::{Peer, backoff};
 use crate::connection::{Connection, Route};
 
