@@ -1,6 +1,6 @@
-//! Fuzz target: see `peerwire::fuzzing::connection`.
+//! Fuzz target: see `peerwire_fuzzing::connection`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    peerwire::fuzzing::connection(data);
+    peerwire_fuzzing::connection(data);
 });

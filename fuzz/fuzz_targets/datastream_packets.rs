@@ -1,4 +1,4 @@
-//! Fuzz target: see `peerwire::fuzzing::datastream_packets`.
+//! Fuzz target: see `peerwire_fuzzing::datastream_packets`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| peerwire::fuzzing::datastream_packets(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| peerwire_fuzzing::datastream_packets(data));

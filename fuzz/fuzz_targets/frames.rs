@@ -1,4 +1,4 @@
-//! Fuzz target: see `peerwire::fuzzing::frames`.
+//! Fuzz target: see `peerwire_fuzzing::frames`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| peerwire::fuzzing::frames(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| peerwire_fuzzing::frames(data));

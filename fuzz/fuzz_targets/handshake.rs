@@ -1,4 +1,4 @@
-//! Fuzz target: see `peerwire::fuzzing::handshake`.
+//! Fuzz target: see `peerwire_fuzzing::handshake`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| peerwire::fuzzing::handshake(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| peerwire_fuzzing::handshake(data));

@@ -1,4 +1,4 @@
-//! Fuzz target: see `peerwire::fuzzing::raft_batch`.
+//! Fuzz target: see `peerwire_fuzzing::raft_batch`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| peerwire::fuzzing::raft_batch(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| peerwire_fuzzing::raft_batch(data));

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use peerwire::datastream::{DataStreamClient, DataStreamConfig, RoutingTable};
 use peerwire::service::{ProtocolClient, Serde};
 use peerwire::{CallOptions, Client, ClientConfig, Identity};
+use peerwire_datastream::{DataStreamClient, DataStreamConfig, RoutingTable};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -51,7 +51,7 @@ pub enum ClientError {
     },
     /// Streaming a blob failed.
     #[error("streaming the blob: {0}")]
-    Stream(#[from] peerwire::datastream::DataStreamError),
+    Stream(#[from] peerwire_datastream::DataStreamError),
     /// A node's answer does not fit (no such member, a bad address).
     #[error("{0}")]
     Protocol(String),

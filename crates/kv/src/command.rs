@@ -54,8 +54,8 @@ pub struct BlobRef {
 
 impl BlobRef {
     /// The data stream that carried the blob.
-    pub fn stream_ref(&self) -> peerwire::datastream::StreamRef {
-        peerwire::datastream::StreamRef {
+    pub fn stream_ref(&self) -> peerwire_datastream::StreamRef {
+        peerwire_datastream::StreamRef {
             client_id: self.stream.0,
             stream_id: self.stream.1,
         }

@@ -7,7 +7,7 @@
 //! | `wal`, `raft.MemoryStorage`, `snap` | [`log_store`] (redb, fsync per `Ready`), [`storage`] |
 //! | `kvstore` (kvstore.go) | [`state`]: the map, applied in log order; [`command`]: entries |
 //! | `httpKVAPI` (httpapi.go) | [`http`] (axum) |
-//! | `rafthttp.Transport` | `peerwire::raft::Transport` |
+//! | `rafthttp.Transport` | `peerwire_raft::Transport` |
 //! | (none) | [`service`]: native protocol and leader forwarding; [`client`]: native client |
 
 mod blobs;

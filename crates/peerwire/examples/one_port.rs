@@ -5,7 +5,7 @@
 //!
 //! Run with `cargo run -p peerwire --example one_port`.
 
-#[path = "raft_groups.rs"]
+#[path = "../../raft/examples/raft_groups.rs"]
 #[allow(dead_code, unreachable_pub, missing_docs)]
 mod raft_groups;
 
@@ -13,15 +13,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use peerwire::datastream::{
-    DataStreamClient, DataStreamConfig, DataStreamServer, FileSink, RoutingTable, StreamFlags,
-};
 use peerwire::mount::{MountPoint, ReplySlot, Service};
-use peerwire::raft::Transport;
-use peerwire::rpc::{Endpoint, EndpointError, ReplyContext, RpcEnv, RpcEnvConfig};
 use peerwire::service::{Protocol, ProtocolClient, Serde};
 use peerwire::wire::{Lane, Request as Frame, Status};
 use peerwire::{Client, ClientConfig, Connection, HandlerError, Identity, Peer, Request, Server};
+use peerwire_datastream::{
+    DataStreamClient, DataStreamConfig, DataStreamServer, FileSink, RoutingTable, StreamFlags,
+};
+use peerwire_raft::Transport;
+use peerwire_rpc::{Endpoint, EndpointError, ReplyContext, RpcEnv, RpcEnvConfig};
 use raft_groups::{GroupMember, applied_in, group_leader, propose_in, transport_config};
 
 type BoxError = Box<dyn std::error::Error>;

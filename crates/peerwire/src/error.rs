@@ -80,9 +80,10 @@ pub enum Error {
     Codec(String),
 }
 
-/// Maps a failure reply to its outcome: busy and statuses that guarantee the handler did not
-/// run are not executed; the rest failed remotely.
-pub(crate) fn failure_to_error(
+/// Maps a failure reply from `peer` to its outcome: busy and statuses that guarantee the
+/// handler did not run are not executed; the rest failed remotely. Services that carry
+/// failures of their own (an RpcEnv's local asks) map them the same way.
+pub fn failure_to_error(
     peer: SocketAddr,
     status: Status,
     retry_after_ms: u32,
@@ -122,7 +123,8 @@ impl Error {
         matches!(self, Self::Unknown { .. })
     }
 
-    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+    /// An IO failure, with what was being done.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Self::Io {
             context: context.into(),
             source: Arc::new(source),

@@ -1,8 +1,10 @@
 //! peerwire: the network layer between the nodes of a distributed system.
 //!
-//! This crate holds the connection layer, the server core and the client. The frame format
-//! lives in [`peerwire_wire`]; services (RpcEnv, typed protocols, raft transport, data
-//! streams) build on the types here.
+//! This crate is the open core: the connection layer, the server core with Hadoop-style typed
+//! protocols, the client, TLS, and the mount API every service uses to share a node's one port.
+//! The frame format lives in [`peerwire_wire`]; the service families are crates of their own
+//! that see only this crate's public API: `peerwire-rpc` (Spark's RpcEnv), `peerwire-raft`
+//! (etcd's rafthttp, multi-raft) and `peerwire-datastream` (Ratis DataStream).
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -29,13 +31,10 @@
 pub mod client;
 pub mod config;
 pub mod connection;
-pub mod datastream;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod mount;
-pub mod raft;
-pub mod rpc;
 pub mod server;
 pub mod service;
 pub mod tls;

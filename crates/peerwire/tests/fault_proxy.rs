@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use peerwire::raft::{LanesUp, MessageKind};
 use peerwire::{
     CallOptions, Client, ClientConfig, ConnectionConfig, Error, Identity, Peer, ServerConfig,
     Unknown,
 };
+use peerwire_raft::{LanesUp, MessageKind};
 use peerwire_testkit::fault_proxy::{Fault, FaultProxy};
 use peerwire_testkit::raft::{FakeMsg, FakeNode, test_config};
 use peerwire_testkit::{Gate, bounded, test_server, wait_until};

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use peerwire::mount::{MountPoint, ReplySlot, Service};
-use peerwire::rpc::{Endpoint, EndpointError, ReplyContext, RpcEnv, RpcEnvConfig};
 use peerwire::wire::{Frame, Hello, Lane, OneWay, Request, Status};
 use peerwire::{
     Client, ClientConfig, Connection, ConnectionConfig, Error, HandshakeError, Request as Call,
     Server, ServerConfig, handler_fn,
 };
+use peerwire_rpc::{Endpoint, EndpointError, ReplyContext, RpcEnv, RpcEnvConfig};
 use peerwire_testkit::{Received, ScriptedPeer, bounded, handshake_error, wait_until};
 
 /// A block service of our own: `put` stores a block, `get` reads it back; one-way `drop`

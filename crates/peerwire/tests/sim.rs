@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use peerwire::rpc::{Endpoint, EndpointError, ReplyContext, RpcEnv, RpcEnvConfig};
 use peerwire::{ConnectionConfig, Error};
+use peerwire_rpc::{Endpoint, EndpointError, ReplyContext, RpcEnv, RpcEnvConfig};
 use peerwire_testkit::sim::{Chaos, SimListener, network};
 use tokio::time::Instant;
 
@@ -128,7 +128,7 @@ fn env_config(name: &str) -> RpcEnvConfig {
 
 /// Asks from one worker until healed, then until the first success; returns (asks, answered).
 async fn asker(
-    echo: peerwire::rpc::EndpointRef<String>,
+    echo: peerwire_rpc::EndpointRef<String>,
     worker: usize,
     healed: Rc<Cell<Option<Duration>>>,
 ) -> (u64, u64) {
@@ -236,7 +236,7 @@ struct Checks {
 /// then keeps serving until every checking node is satisfied; without, it runs until the
 /// simulation ends.
 async fn raft_node(id: u64, checks: Option<Checks>) -> turmoil::Result {
-    use peerwire::raft::{MessageKind, Transport};
+    use peerwire_raft::{MessageKind, Transport};
     use peerwire_testkit::raft::{Event, FakeMsg, FakeRaft, test_config};
 
     let mut cfg = test_config(0x51, id);
@@ -326,8 +326,8 @@ fn raft_transport_lanes_recover_after_partitions_holds_crashes_and_latency() {
 
 /// The data-stream settings of the simulation: half-second requests, so a dead hop fails a
 /// stream quickly, and a two-second idle timeout, so abandoned streams leave soon.
-fn ds_config(id: u64) -> peerwire::datastream::DataStreamConfig {
-    peerwire::datastream::DataStreamConfig {
+fn ds_config(id: u64) -> peerwire_datastream::DataStreamConfig {
+    peerwire_datastream::DataStreamConfig {
         identity: peerwire::Identity {
             cluster_id: 0xd5,
             node_id: id,
@@ -346,7 +346,7 @@ const DS_REQUEST: Duration = Duration::from_millis(500);
 /// The data-stream servers the client host inspects (every host runs on this thread).
 type DsServers = Rc<std::cell::RefCell<Vec<Option<DataStreamServer<MemorySink>>>>>;
 
-use peerwire::datastream::DataStreamServer;
+use peerwire_datastream::DataStreamServer;
 use peerwire_testkit::datastream::{MemorySink, SinkState};
 
 /// One data-stream server on the simulated network, registered in `servers` until the
@@ -381,8 +381,8 @@ fn ds_packet(s: u64, k: u64) -> bytes::Bytes {
 /// Checks that every replica's sink holds the first `acked` bytes it acknowledged of `sent`.
 fn check_acked(
     sinks: &[MemorySink; 3],
-    stream: &peerwire::datastream::StreamRef,
-    replicas: &[peerwire::datastream::ReplicaBytes],
+    stream: &peerwire_datastream::StreamRef,
+    replicas: &[peerwire_datastream::ReplicaBytes],
     sent: &[u8],
 ) {
     for r in replicas {
@@ -411,7 +411,7 @@ fn check_acked(
 /// three. After healing, a stream must succeed within [`RECOVERY`], and then every server must
 /// drop its abandoned streams within the idle timeout. Returns (streams, completed).
 async fn ds_client(sinks: [MemorySink; 3], servers: DsServers, checks: Checks) -> (u64, u64) {
-    use peerwire::datastream::{DataStreamClient, RoutingTable, StreamFlags};
+    use peerwire_datastream::{DataStreamClient, RoutingTable, StreamFlags};
 
     let client = DataStreamClient::new(ds_config(0)).expect("client config");
     let (mut streams, mut completed) = (0u64, 0u64);

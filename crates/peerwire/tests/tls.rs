@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use peerwire::raft::{LanesUp, MessageKind};
 use peerwire::tls::TlsFailure;
 use peerwire::tls::certs::{CertAuthority, IssuedCert};
 use peerwire::transport::{Connector, TcpConnector};
@@ -15,6 +14,7 @@ use peerwire::{
     Client, ClientConfig, ConnectionConfig, Error, HandshakeError, Identity, Peer, Request, Server,
     ServerConfig, handler_fn,
 };
+use peerwire_raft::{LanesUp, MessageKind};
 use peerwire_testkit::raft::{Event, FakeMsg, fake_cluster_with};
 use peerwire_testkit::{bounded, handshake_error, wait_until};
 use tokio::io::AsyncReadExt;

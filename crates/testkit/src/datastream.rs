@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use peerwire::datastream::{
+use peerwire::{Identity, Server, ServerConfig};
+use peerwire_datastream::{
     DataSink, DataStreamConfig, DataStreamServer, SinkError, SinkStream, StreamInfo, StreamRef,
 };
-use peerwire::{Identity, Server, ServerConfig};
 
 use crate::Gate;
 

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use peerwire::raft::{
+use peerwire::{Identity, Server};
+use peerwire_raft::{
     MessageKind, ProcessError, RaftHandler, RaftMessage, SnapshotData, SnapshotError,
     SnapshotStatus, Transport, TransportConfig,
 };
-use peerwire::{Identity, Server};
 use tokio::sync::mpsc;
 
 use crate::{Gate, bounded};

@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use peerwire::datastream::{
+use peerwire::{Identity, Server, ServerConfig};
+use peerwire_datastream::{
     DataSink, DataStreamClient, DataStreamConfig, DataStreamServer, RoutingTable, SinkError,
     SinkStream, StreamFlags, StreamInfo,
 };
-use peerwire::{Identity, Server, ServerConfig};
 use serde_json::{Value, json};
 
 use crate::BoxError;

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use peerwire::rpc::{Endpoint, EndpointError, EndpointRef, ReplyContext, RpcEnv, RpcEnvConfig};
+use peerwire_rpc::{Endpoint, EndpointError, EndpointRef, ReplyContext, RpcEnv, RpcEnvConfig};
 
 use crate::BoxError;
 use crate::echo::{EchoCaller, EchoImpl};

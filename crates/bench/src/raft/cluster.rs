@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use peerwire::raft::{
+use peerwire::{Identity, Server};
+use peerwire_raft::{
     ProcessError, RaftHandler, RaftMessage, SnapshotData, SnapshotError, SnapshotStatus, Transport,
     TransportConfig,
 };
-use peerwire::{Identity, Server};
 use raft::eraftpb::{Entry, Message, MessageType};
 use tokio::sync::{Semaphore, mpsc};
 

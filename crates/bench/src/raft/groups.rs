@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use peerwire::Server;
-use peerwire::raft::raft_rs::GroupMessage;
-use peerwire::raft::{ProcessError, RaftHandler, SnapshotStatus, Transport};
+use peerwire_raft::raft_rs::GroupMessage;
+use peerwire_raft::{ProcessError, RaftHandler, SnapshotStatus, Transport};
 use raft::eraftpb::{Message, MessageType};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
@@ -136,7 +136,7 @@ struct Cluster {
 
 /// A member's transport settings for `groups` groups: a lane queue that holds a tick's
 /// heartbeats of every group (one per group and peer) besides etcd's 4,096.
-fn config(id: u64, groups: u64) -> peerwire::raft::TransportConfig {
+fn config(id: u64, groups: u64) -> peerwire_raft::TransportConfig {
     let mut cfg = cluster::config(id);
     cfg.stream_queue = cfg.stream_queue.max(4 * groups as usize);
     cfg

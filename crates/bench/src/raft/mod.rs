@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use clap::{Args, ValueEnum};
-use peerwire::raft::{RaftMessage, Snapshot};
+use peerwire_raft::{RaftMessage, Snapshot};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
 
@@ -231,7 +231,7 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-type Leader = peerwire::raft::Transport<raft::eraftpb::Message, cluster::Leader>;
+type Leader = peerwire_raft::Transport<raft::eraftpb::Message, cluster::Leader>;
 
 fn append(
     args: &RaftArgs,

@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::Stream;
-use peerwire::datastream::{
-    DataStreamClient, DataStreamConfig, DataStreamServer, FileSink, RoutingTable,
-};
 use peerwire::service::ProtocolClient;
 use peerwire::{Client, Identity};
+use peerwire_datastream::{
+    DataStreamClient, DataStreamConfig, DataStreamServer, FileSink, RoutingTable,
+};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use peerwire::datastream::{DataStreamConfig, DataStreamError, DataStreamOutput, StreamFlags};
+use peerwire_datastream::{DataStreamConfig, DataStreamError, DataStreamOutput, StreamFlags};
 use sha2::{Digest, Sha256};
 
 use crate::command::{BlobRef, hex};

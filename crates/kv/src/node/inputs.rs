@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use peerwire::raft::{ProcessError, RaftHandler, SnapshotStatus};
+use peerwire_raft::{ProcessError, RaftHandler, SnapshotStatus};
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
 
 use super::raft_loop::PeerInput;
 use super::shared::Shared;
 
-/// What the node's [`Transport`](peerwire::raft::Transport) calls.
+/// What the node's [`Transport`](peerwire_raft::Transport) calls.
 #[derive(Debug)]
 pub struct Inputs {
     pub(crate) tx: mpsc::Sender<PeerInput>,

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use peerwire::raft::{Transport, TransportConfig};
 use peerwire::{Client, ClientConfig, Identity, Server};
+use peerwire_raft::{Transport, TransportConfig};
 use raft::eraftpb::{HardState, Message, Snapshot};
 use raft::{Config, RawNode};
 use tokio::sync::mpsc;

@@ -21,7 +21,7 @@ use crate::error::KvError;
 use crate::log_store::{Batch, LogStore, LogStoreError};
 use crate::state::KvState;
 use crate::storage::KvStorage;
-use peerwire::raft::{SnapshotStatus, Transport};
+use peerwire_raft::{SnapshotStatus, Transport};
 
 use super::inputs::Inputs;
 use super::log_writer::{self, Persisted, WriteJob};

@@ -7,7 +7,7 @@ use crate::config::BackoffConfig;
 
 /// The delay before the next attempt after `failures` consecutive failures (≥ 1), given a
 /// uniform random draw `unit` in `[0, 1)`.
-pub(crate) fn delay(cfg: &BackoffConfig, failures: u32, unit: f64) -> Duration {
+pub fn delay(cfg: &BackoffConfig, failures: u32, unit: f64) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }

@@ -1,6 +1,6 @@
 //! The client: pooled connections per peer, lazy connect, deadlines.
 
-pub(crate) mod backoff;
+pub mod backoff;
 mod pool;
 mod retry;
 
@@ -420,7 +420,7 @@ impl Client {
     }
 
     /// Closes every connection at once: calls in flight end as lost.
-    pub(crate) fn close_all_hard(&self, why: &str) {
+    pub fn close_all_hard(&self, why: &str) {
         self.inner.closed.store(true, Ordering::Release);
         for c in self.inner.all_connections() {
             c.conn

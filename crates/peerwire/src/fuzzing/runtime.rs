@@ -9,7 +9,8 @@ thread_local! {
         .expect("a current-thread runtime");
 }
 
-/// Runs `fut` to completion on this thread's runtime.
-pub(super) fn block_on<F: Future>(fut: F) -> F::Output {
+/// Runs `fut` to completion on this thread's current-thread runtime (one per thread, reused
+/// across fuzz inputs).
+pub fn block_on<F: Future>(fut: F) -> F::Output {
     RUNTIME.with(|rt| rt.block_on(fut))
 }

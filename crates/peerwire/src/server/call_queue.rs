@@ -103,8 +103,10 @@ impl<T: Send + 'static> Scheduler<T> for FifoScheduler<T> {
     }
 }
 
-/// The shared queue: a scheduler behind a lock, and a wake-up for idle handlers.
-pub(crate) struct CallQueue<T> {
+/// The shared queue: a scheduler behind a lock, and a wake-up for idle handlers. The server
+/// core's call queue is one; a service with consumers of its own (the RpcEnv's message loops)
+/// may use another with any [`Scheduler`].
+pub struct CallQueue<T> {
     scheduler: Mutex<Box<dyn Scheduler<T>>>,
     ready: Notify,
     closed: AtomicBool,
@@ -121,7 +123,8 @@ impl<T> fmt::Debug for CallQueue<T> {
 }
 
 impl<T: Send + 'static> CallQueue<T> {
-    pub(crate) fn new(scheduler: Box<dyn Scheduler<T>>, depth_gauge: Option<&'static str>) -> Self {
+    /// A queue ordered by `scheduler`, reporting its depth to the gauge `depth_gauge` if named.
+    pub fn new(scheduler: Box<dyn Scheduler<T>>, depth_gauge: Option<&'static str>) -> Self {
         Self {
             scheduler: Mutex::new(scheduler),
             ready: Notify::new(),
@@ -131,7 +134,7 @@ impl<T: Send + 'static> CallQueue<T> {
     }
 
     /// Queues an item without waiting; a refusal is returned to answer `Busy`.
-    pub(crate) fn push(&self, item: T) -> Result<(), Rejected<T>> {
+    pub fn push(&self, item: T) -> Result<(), Rejected<T>> {
         let depth = {
             let mut scheduler = self.scheduler.lock().expect("call queue lock poisoned");
             scheduler.push(item)?;
@@ -150,7 +153,7 @@ impl<T: Send + 'static> CallQueue<T> {
     /// # Cancel safety
     ///
     /// Cancel safe: an item is only removed when the future completes.
-    pub(crate) async fn pop(&self) -> Option<T> {
+    pub async fn pop(&self) -> Option<T> {
         loop {
             let notified = self.ready.notified();
             tokio::pin!(notified);
@@ -179,15 +182,20 @@ impl<T: Send + 'static> CallQueue<T> {
     }
 
     /// Calls queued now.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.scheduler
             .lock()
             .expect("call queue lock poisoned")
             .len()
     }
 
+    /// Whether nothing is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// How often the scheduler wants [`CallQueue::tick`].
-    pub(crate) fn tick_interval(&self) -> Option<Duration> {
+    pub fn tick_interval(&self) -> Option<Duration> {
         self.scheduler
             .lock()
             .expect("call queue lock poisoned")
@@ -195,7 +203,7 @@ impl<T: Send + 'static> CallQueue<T> {
     }
 
     /// Runs the scheduler's periodic maintenance.
-    pub(crate) fn tick(&self) {
+    pub fn tick(&self) {
         self.scheduler
             .lock()
             .expect("call queue lock poisoned")
@@ -203,7 +211,7 @@ impl<T: Send + 'static> CallQueue<T> {
     }
 
     /// Lets handlers finish once the queue is empty.
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.ready.notify_waiters();
     }

@@ -31,11 +31,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use call::Call;
-pub use call_queue::{FifoScheduler, Rejected, Schedulable, Scheduler};
+pub use call_queue::{CallQueue, FifoScheduler, Rejected, Schedulable, Scheduler};
 pub use fair_queue::{FairScheduler, FairSchedulerConfig};
 pub use route::{Handler, HandlerError, HandlerFn, Request, handler_fn};
 
-use self::call_queue::CallQueue;
 use self::reader::ServerInbound;
 use self::route::Routes;
 use crate::config::{Identity, ServerConfig};
