@@ -31,6 +31,7 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod envelope;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -2,6 +2,7 @@
 //! bincode (compact, schema-less binary, the serde format of Rust-to-Rust RPC).
 
 use bytes::Bytes;
+use peerwire::envelope::CodecError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -12,7 +13,7 @@ pub trait Codec: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Serializes a value.
-    fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, String>;
+    fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, CodecError>;
 
     /// Serializes a value, appending to `out` (lets the caller put a header first without a
     /// second buffer). The default calls [`Codec::encode`] and copies.
@@ -20,7 +21,7 @@ pub trait Codec: Send + Sync + 'static {
         &self,
         value: &dyn erased_serde::Serialize,
         out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CodecError> {
         out.extend_from_slice(&self.encode(value)?);
         Ok(())
     }
@@ -32,7 +33,7 @@ pub trait Codec: Send + Sync + 'static {
         visit: &mut dyn FnMut(
             &mut dyn erased_serde::Deserializer<'_>,
         ) -> Result<(), erased_serde::Error>,
-    ) -> Result<(), String>;
+    ) -> Result<(), CodecError>;
 }
 
 /// bincode 1.x with variable-length integers, rejecting trailing bytes, and never reading more
@@ -45,22 +46,22 @@ impl Codec for BincodeCodec {
         "bincode"
     }
 
-    fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, String> {
+    fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, CodecError> {
         use bincode::Options;
         bincode::DefaultOptions::new()
             .serialize(value)
-            .map_err(|e| e.to_string())
+            .map_err(|e| CodecError::new("bincode", e))
     }
 
     fn encode_into(
         &self,
         value: &dyn erased_serde::Serialize,
         out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CodecError> {
         use bincode::Options;
         bincode::DefaultOptions::new()
             .serialize_into(out, value)
-            .map_err(|e| e.to_string())
+            .map_err(|e| CodecError::new("bincode", e))
     }
 
     fn decode(
@@ -69,7 +70,7 @@ impl Codec for BincodeCodec {
         visit: &mut dyn FnMut(
             &mut dyn erased_serde::Deserializer<'_>,
         ) -> Result<(), erased_serde::Error>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CodecError> {
         use bincode::Options;
         // The slice reader hands byte strings over without an intermediate buffer; the default
         // options reject trailing bytes, and the limit keeps a hostile length prefix from
@@ -77,7 +78,7 @@ impl Codec for BincodeCodec {
         bincode::DefaultOptions::new()
             .with_limit(bytes.len() as u64)
             .deserialize_seed(VisitSeed(visit), bytes)
-            .map_err(|e| e.to_string())
+            .map_err(|e| CodecError::new("bincode", e))
     }
 }
 
@@ -97,18 +98,21 @@ impl<'de> serde::de::DeserializeSeed<'de> for VisitSeed<'_> {
 }
 
 /// Encodes `value` with `codec`.
-pub(crate) fn encode<T: Serialize>(codec: &dyn Codec, value: &T) -> Result<Bytes, String> {
+pub(crate) fn encode<T: Serialize>(codec: &dyn Codec, value: &T) -> Result<Bytes, CodecError> {
     codec.encode(&value).map(Bytes::from)
 }
 
 /// Decodes a `T` from `bytes` with `codec`.
-pub(crate) fn decode<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, String> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    codec: &dyn Codec,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
     let mut out = None;
     codec.decode(bytes, &mut |de| {
         out = Some(erased_serde::deserialize::<T>(de)?);
         Ok(())
     })?;
-    out.ok_or_else(|| "codec produced no value".into())
+    out.ok_or_else(|| CodecError::new(codec.name(), "the codec produced no value"))
 }
 
 #[cfg(test)]

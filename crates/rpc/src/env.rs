@@ -217,7 +217,7 @@ impl EnvInner {
         .map_err(|e| Error::Codec(e.to_string()))?;
         self.codec
             .encode_into(&message, &mut out)
-            .map_err(Error::Codec)?;
+            .map_err(|e| Error::Codec(e.to_string()))?;
         Ok(Bytes::from(out))
     }
 
@@ -236,7 +236,8 @@ impl EnvInner {
         let type_name = std::any::type_name::<M>();
         match &target.target {
             Target::Local => {
-                let body = codec::encode(&*self.codec, message).map_err(Error::Codec)?;
+                let body = codec::encode(&*self.codec, message)
+                    .map_err(|e| Error::Codec(e.to_string()))?;
                 let message = InboxMessage::OneWay {
                     type_name: Bytes::from_static(type_name.as_bytes()),
                     body,
@@ -272,7 +273,8 @@ impl EnvInner {
         let exchange = async {
             let reply = match &target.target {
                 Target::Local => {
-                    let body = codec::encode(&*self.codec, message).map_err(Error::Codec)?;
+                    let body = codec::encode(&*self.codec, message)
+                        .map_err(|e| Error::Codec(e.to_string()))?;
                     let type_name = std::any::type_name::<M>();
                     self.ask_local(&target.name, type_name, body, timeout)
                         .await?

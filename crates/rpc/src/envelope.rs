@@ -14,11 +14,11 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use peerwire::envelope::{ENVELOPE_VERSION, check_version, put_name, read_name};
+pub(crate) use peerwire::envelope::{EnvelopeError, text};
 
 /// The receiver name of the built-in endpoint that answers "does endpoint X exist here?".
 pub(crate) const VERIFIER: &str = "$verifier";
-
-const VERSION: u8 = 1;
 
 /// A decoded envelope. Names are slices of the received frame (validated UTF-8): no copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,25 +29,6 @@ pub(crate) struct Envelope {
     pub(crate) body: Bytes,
 }
 
-/// Why an envelope could not be read or written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum EnvelopeError {
-    #[error("unsupported envelope version {0}")]
-    Version(u8),
-    #[error("envelope truncated in {0}")]
-    Truncated(&'static str),
-    #[error("envelope {0} is not valid UTF-8")]
-    Utf8(&'static str),
-    #[error("envelope sender `{0}` is not a socket address")]
-    Sender(String),
-    #[error("{0} longer than 255 bytes")]
-    TooLong(&'static str),
-}
-
-fn short(text: &str, what: &'static str) -> Result<u8, EnvelopeError> {
-    u8::try_from(text.len()).map_err(|_| EnvelopeError::TooLong(what))
-}
-
 /// Writes everything before the body; the caller appends the encoded message.
 pub(crate) fn write_head(
     out: &mut Vec<u8>,
@@ -56,20 +37,11 @@ pub(crate) fn write_head(
     sender: &str,
 ) -> Result<(), EnvelopeError> {
     out.reserve(4 + receiver.len() + type_name.len() + sender.len());
-    out.push(VERSION);
-    out.push(short(receiver, "receiver name")?);
-    out.extend_from_slice(receiver.as_bytes());
-    out.push(short(type_name, "message type name")?);
-    out.extend_from_slice(type_name.as_bytes());
-    out.push(short(sender, "sender address")?);
-    out.extend_from_slice(sender.as_bytes());
+    out.push(ENVELOPE_VERSION);
+    put_name(out, receiver, "receiver name", 0)?;
+    put_name(out, type_name, "message type name", 0)?;
+    put_name(out, sender, "sender address", 0)?;
     Ok(())
-}
-
-/// A validated UTF-8 view of a name field.
-pub(crate) fn text(field: &Bytes) -> &str {
-    // Validated when the envelope was decoded; never fails for decoded envelopes.
-    std::str::from_utf8(field).unwrap_or_default()
 }
 
 impl Envelope {
@@ -90,37 +62,20 @@ impl Envelope {
     /// Reads an envelope. Offsets are computed on the slice; the name fields and the body
     /// are then cut from `bytes` without copying.
     pub(crate) fn decode(bytes: Bytes) -> Result<Self, EnvelopeError> {
-        /// The range of the length-prefixed field at `at`, validated as UTF-8.
-        fn field(
-            data: &[u8],
-            at: usize,
-            what: &'static str,
-        ) -> Result<std::ops::Range<usize>, EnvelopeError> {
-            let len = *data.get(at).ok_or(EnvelopeError::Truncated(what))? as usize;
-            let range = at + 1..at + 1 + len;
-            let text = data
-                .get(range.clone())
-                .ok_or(EnvelopeError::Truncated(what))?;
-            std::str::from_utf8(text).map_err(|_| EnvelopeError::Utf8(what))?;
-            Ok(range)
-        }
         let data = &bytes[..];
-        let version = *data.first().ok_or(EnvelopeError::Truncated("version"))?;
-        if version != VERSION {
-            return Err(EnvelopeError::Version(version));
-        }
-        let receiver = field(data, 1, "receiver")?;
-        let type_name = field(data, receiver.end, "type")?;
-        let sender = field(data, type_name.end, "sender")?;
+        check_version(data)?;
+        let receiver = read_name(data, 1, "receiver", 0)?;
+        let type_name = read_name(data, receiver.end, "type", 0)?;
+        let sender = read_name(data, type_name.end, "sender", 0)?;
         let body_start = sender.end;
         let sender = if sender.is_empty() {
             None
         } else {
             let text = std::str::from_utf8(&data[sender]).unwrap_or_default();
-            Some(
-                text.parse()
-                    .map_err(|_| EnvelopeError::Sender(text.to_owned()))?,
-            )
+            Some(text.parse().map_err(|_| EnvelopeError::Invalid {
+                what: "sender",
+                text: text.to_owned(),
+            })?)
         };
         Ok(Self {
             receiver: bytes.slice(receiver),
@@ -169,7 +124,7 @@ mod tests {
         );
         assert!(matches!(
             Envelope::decode(Bytes::from_static(&[1, 1, b'a', 0, 3, b'x', b'y', b'z'])),
-            Err(EnvelopeError::Sender(_))
+            Err(EnvelopeError::Invalid { what: "sender", .. })
         ));
         let long = Envelope {
             receiver: Bytes::from("x".repeat(300)),

@@ -1,5 +1,6 @@
 //! RpcEnv behaviour: the cases Spark's own suite checks, and more.
 
+use peerwire::envelope::CodecError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -557,8 +558,8 @@ impl Codec for JsonCodec {
         "json"
     }
 
-    fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, String> {
-        serde_json::to_vec(value).map_err(|e| e.to_string())
+    fn encode(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, CodecError> {
+        serde_json::to_vec(value).map_err(|e| CodecError::new("json", e))
     }
 
     fn decode(
@@ -567,10 +568,10 @@ impl Codec for JsonCodec {
         visit: &mut dyn FnMut(
             &mut dyn erased_serde::Deserializer<'_>,
         ) -> Result<(), erased_serde::Error>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CodecError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let mut erased = <dyn erased_serde::Deserializer>::erase(&mut de);
-        visit(&mut erased).map_err(|e| e.to_string())
+        visit(&mut erased).map_err(|e| CodecError::new("json", e))
     }
 }
 

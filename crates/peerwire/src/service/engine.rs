@@ -2,6 +2,8 @@
 //! encoded. Chosen per method; the envelope names the engine so a mismatch is refused.
 
 use serde::Serialize;
+
+use crate::envelope::CodecError;
 use serde::de::DeserializeOwned;
 
 /// An engine's identity on the wire.
@@ -15,9 +17,9 @@ pub trait EngineId: Copy + Send + Sync + 'static {
 /// Encodes and decodes values of `T`.
 pub trait Engine<T>: EngineId {
     /// Serializes a value, appending it to `out`.
-    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), String>;
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError>;
     /// Deserializes a value.
-    fn decode(bytes: &[u8]) -> Result<T, String>;
+    fn decode(bytes: &[u8]) -> Result<T, CodecError>;
 }
 
 /// serde values in bincode (compact binary, Rust to Rust).
@@ -30,19 +32,19 @@ impl EngineId for Serde {
 }
 
 impl<T: Serialize + DeserializeOwned> Engine<T> for Serde {
-    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
         use bincode::Options;
         bincode::DefaultOptions::new()
             .serialize_into(out, value)
-            .map_err(|e| e.to_string())
+            .map_err(|e| CodecError::new("bincode", e))
     }
 
-    fn decode(bytes: &[u8]) -> Result<T, String> {
+    fn decode(bytes: &[u8]) -> Result<T, CodecError> {
         use bincode::Options;
         bincode::DefaultOptions::new()
             .with_limit(bytes.len() as u64)
             .deserialize(bytes)
-            .map_err(|e| e.to_string())
+            .map_err(|e| CodecError::new("bincode", e))
     }
 }
 
@@ -57,12 +59,14 @@ impl EngineId for Prost {
 }
 
 impl<T: prost::Message + Default> Engine<T> for Prost {
-    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        value.encode(out).map_err(|e| e.to_string())
+    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        value
+            .encode(out)
+            .map_err(|e| CodecError::new("protobuf", e))
     }
 
-    fn decode(bytes: &[u8]) -> Result<T, String> {
-        T::decode(bytes).map_err(|e| e.to_string())
+    fn decode(bytes: &[u8]) -> Result<T, CodecError> {
+        T::decode(bytes).map_err(|e| CodecError::new("protobuf", e))
     }
 }
 

@@ -15,7 +15,10 @@
 
 use bytes::{BufMut, Bytes};
 
-const VERSION: u8 = 1;
+pub(crate) use crate::envelope::text;
+use crate::envelope::{ENVELOPE_VERSION, EnvelopeError, check_version, put_name, read_name};
+
+/// Bytes before the protocol name: version, engine, protocol version, client id, call id.
 const FIXED: usize = 22;
 
 /// A decoded service envelope; names are slices of the request (no copies).
@@ -30,24 +33,6 @@ pub(crate) struct ServiceEnvelope {
     pub(crate) body: Bytes,
 }
 
-/// Why a service envelope could not be read or written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum ServiceEnvelopeError {
-    #[error("unsupported service envelope version {0}")]
-    Version(u8),
-    #[error("service envelope truncated in {0}")]
-    Truncated(&'static str),
-    #[error("service envelope {0} is not valid UTF-8")]
-    Utf8(&'static str),
-    #[error("{0} must be 1 to 255 bytes")]
-    Length(&'static str),
-}
-
-pub(crate) fn text(field: &Bytes) -> &str {
-    // Validated at decode time.
-    std::str::from_utf8(field).unwrap_or_default()
-}
-
 impl ServiceEnvelope {
     /// Writes an envelope's header; the body is appended to the returned buffer (by the
     /// engine, so the request is serialized once, in place).
@@ -59,23 +44,15 @@ impl ServiceEnvelope {
         client_id: u64,
         call_id: u64,
         body_hint: usize,
-    ) -> Result<Vec<u8>, ServiceEnvelopeError> {
-        let short = |s: &str, what| {
-            u8::try_from(s.len())
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(ServiceEnvelopeError::Length(what))
-        };
+    ) -> Result<Vec<u8>, EnvelopeError> {
         let mut out = Vec::with_capacity(FIXED + 2 + protocol.len() + method.len() + body_hint);
-        out.put_u8(VERSION);
+        out.put_u8(ENVELOPE_VERSION);
         out.put_u8(engine);
         out.put_u32(protocol_version);
         out.put_u64(client_id);
         out.put_u64(call_id);
-        out.put_u8(short(protocol, "protocol name")?);
-        out.put_slice(protocol.as_bytes());
-        out.put_u8(short(method, "method name")?);
-        out.put_slice(method.as_bytes());
+        put_name(&mut out, protocol, "protocol name", 1)?;
+        put_name(&mut out, method, "method name", 1)?;
         Ok(out)
     }
 
@@ -89,7 +66,7 @@ impl ServiceEnvelope {
         client_id: u64,
         call_id: u64,
         body: &[u8],
-    ) -> Result<Bytes, ServiceEnvelopeError> {
+    ) -> Result<Bytes, EnvelopeError> {
         let mut out = Self::encode_header(
             engine,
             protocol,
@@ -103,36 +80,18 @@ impl ServiceEnvelope {
         Ok(Bytes::from(out))
     }
 
-    pub(crate) fn decode(bytes: Bytes) -> Result<Self, ServiceEnvelopeError> {
-        fn field(
-            data: &[u8],
-            at: usize,
-            what: &'static str,
-        ) -> Result<std::ops::Range<usize>, ServiceEnvelopeError> {
-            let len = *data.get(at).ok_or(ServiceEnvelopeError::Truncated(what))? as usize;
-            if len == 0 {
-                return Err(ServiceEnvelopeError::Length(what));
-            }
-            let range = at + 1..at + 1 + len;
-            let text = data
-                .get(range.clone())
-                .ok_or(ServiceEnvelopeError::Truncated(what))?;
-            std::str::from_utf8(text).map_err(|_| ServiceEnvelopeError::Utf8(what))?;
-            Ok(range)
-        }
+    pub(crate) fn decode(bytes: Bytes) -> Result<Self, EnvelopeError> {
         let data = &bytes[..];
+        check_version(data)?;
         if data.len() < FIXED {
-            return Err(ServiceEnvelopeError::Truncated("header"));
-        }
-        if data[0] != VERSION {
-            return Err(ServiceEnvelopeError::Version(data[0]));
+            return Err(EnvelopeError::Truncated("header"));
         }
         let u32_at =
             |at: usize| u32::from_be_bytes(data[at..at + 4].try_into().unwrap_or_default());
         let u64_at =
             |at: usize| u64::from_be_bytes(data[at..at + 8].try_into().unwrap_or_default());
-        let protocol = field(data, FIXED, "protocol name")?;
-        let method = field(data, protocol.end, "method name")?;
+        let protocol = read_name(data, FIXED, "protocol name", 1)?;
+        let method = read_name(data, protocol.end, "method name", 1)?;
         Ok(Self {
             engine: data[1],
             protocol_version: u32_at(2),
@@ -168,13 +127,13 @@ mod tests {
     fn bad_envelopes() {
         assert_eq!(
             ServiceEnvelope::decode(Bytes::from_static(&[1, 1])),
-            Err(ServiceEnvelopeError::Truncated("header"))
+            Err(EnvelopeError::Truncated("header"))
         );
         let mut v = vec![9u8; FIXED];
         v[0] = 2;
         assert_eq!(
             ServiceEnvelope::decode(Bytes::from(v)),
-            Err(ServiceEnvelopeError::Version(2))
+            Err(EnvelopeError::Version(2))
         );
         assert!(ServiceEnvelope::encode(1, "", 1, "m", 0, 0, b"").is_err());
     }
