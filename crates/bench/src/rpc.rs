@@ -40,6 +40,7 @@ pub(crate) const RPC: Scenario = Scenario {
     default_impls: &[
         ImplKind::Peerwire,
         ImplKind::RawTcp,
+        ImplKind::RawTcpBatched,
         ImplKind::Tonic,
         ImplKind::Tarpc,
     ],
@@ -55,6 +56,7 @@ pub(crate) const RPCENV: Scenario = Scenario {
         ImplKind::PeerwireRpcEnv,
         ImplKind::Peerwire,
         ImplKind::RawTcp,
+        ImplKind::RawTcpBatched,
         ImplKind::Tonic,
     ],
     baselines: &RPCENV_BASELINES,
@@ -70,12 +72,13 @@ pub(crate) const SERVICE: Scenario = Scenario {
         ImplKind::PeerwireServiceCached,
         ImplKind::Peerwire,
         ImplKind::RawTcp,
+        ImplKind::RawTcpBatched,
         ImplKind::Tonic,
     ],
     baselines: &RPCENV_BASELINES,
 };
 
-const RPCENV_BASELINES: [Baseline; 3] = [
+const RPCENV_BASELINES: [Baseline; 4] = [
     Baseline {
         impl_name: "peerwire",
         key: "vs_peerwire",
@@ -83,14 +86,22 @@ const RPCENV_BASELINES: [Baseline; 3] = [
     },
     BASELINES[0],
     BASELINES[1],
+    BASELINES[2],
 ];
 
-/// Ratios reported for every row of `rpc`.
-const BASELINES: [Baseline; 2] = [
+/// Ratios reported for every row of `rpc`: against raw TCP as most code writes it, against
+/// raw TCP that coalesces every ready frame into one write on both sides (the limit plain
+/// tokio reaches), and against tonic.
+const BASELINES: [Baseline; 3] = [
     Baseline {
         impl_name: "raw-tcp",
         key: "vs_raw_tcp",
         header: "vs raw-tcp",
+    },
+    Baseline {
+        impl_name: "raw-tcp-batched",
+        key: "vs_raw_tcp_batched",
+        header: "vs batched",
     },
     Baseline {
         impl_name: "tonic",
@@ -154,6 +165,7 @@ rpc_impls! {
     PeerwireService => "peerwire-service", crate::impls::service_echo::ServiceEcho<false>;
     PeerwireServiceCached => "peerwire-service-rc", crate::impls::service_echo::ServiceEcho<true>;
     RawTcp => "raw-tcp", RawTcp;
+    RawTcpBatched => "raw-tcp-batched", crate::baseline::raw_tcp_batched::RawTcpBatched;
     Tonic => "tonic", Tonic;
     Tarpc => "tarpc", Tarpc;
 }
@@ -383,6 +395,9 @@ mod tests {
     #[test]
     fn raw_tcp_smoke() {
         let load = run_once::<RawTcp>(&spec(200)).expect("raw-tcp run");
+        assert!(load.ops > 0, "raw-tcp completed calls");
+        let load = run_once::<crate::baseline::raw_tcp_batched::RawTcpBatched>(&spec(200))
+            .expect("raw-tcp-batched run");
         assert!(load.ops > 0);
     }
 

@@ -3,5 +3,6 @@
 
 pub(crate) mod accept;
 pub(crate) mod raw_tcp;
+pub(crate) mod raw_tcp_batched;
 pub(crate) mod tarpc_echo;
 pub(crate) mod tonic_echo;

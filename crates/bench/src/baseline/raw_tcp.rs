@@ -23,9 +23,9 @@ use crate::baseline::accept::AcceptLoop;
 use crate::echo::{EchoCaller, EchoImpl};
 
 /// Largest frame either side accepts.
-const MAX_FRAME: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// Read and write buffer size.
-const BUF_SIZE: usize = 64 * 1024;
+pub(crate) const BUF_SIZE: usize = 64 * 1024;
 /// Smallest free space a read is attempted with.
 const MIN_READ: usize = 8 * 1024;
 /// Requests queued for the client's writer task.
@@ -224,7 +224,7 @@ async fn write_frame(write: &mut BufWriter<OwnedWriteHalf>, payload: &[u8]) -> i
 
 /// Reads more bytes into `buf`, first making room for at least [`MIN_READ`] of them. Returns
 /// the number read, 0 at EOF.
-async fn fill(read: &mut OwnedReadHalf, buf: &mut BytesMut) -> io::Result<usize> {
+pub(crate) async fn fill(read: &mut OwnedReadHalf, buf: &mut BytesMut) -> io::Result<usize> {
     if buf.capacity() - buf.len() < MIN_READ {
         buf.reserve(BUF_SIZE);
     }
@@ -233,7 +233,7 @@ async fn fill(read: &mut OwnedReadHalf, buf: &mut BytesMut) -> io::Result<usize>
 
 /// Splits one complete frame's payload off the front of `buf`, or reserves room for the rest of
 /// it and returns `None`.
-fn take_frame(buf: &mut BytesMut) -> io::Result<Option<BytesMut>> {
+pub(crate) fn take_frame(buf: &mut BytesMut) -> io::Result<Option<BytesMut>> {
     let Some(header) = buf.first_chunk::<4>() else {
         return Ok(None);
     };
