@@ -188,9 +188,10 @@ impl ImplKind {
 /// `peerwire-bench rpc` options.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RpcArgs {
-    /// Request payload in bytes (the reply echoes the same bytes).
-    #[arg(long, default_value_t = 1024)]
-    pub(crate) payload: usize,
+    /// Request payloads in bytes, comma-separated (the reply echoes the same bytes): each is
+    /// measured at every in-flight level, e.g. `64,1024,16384,65536,1048576`.
+    #[arg(long, value_delimiter = ',', default_value = "1024")]
+    pub(crate) payload: Vec<usize>,
     /// In-flight levels, comma-separated: requests kept outstanding on the one connection.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     pub(crate) inflight: Vec<usize>,
@@ -230,20 +231,27 @@ pub(crate) fn run(args: &RpcArgs, scenario: &Scenario) -> Result<(), BoxError> {
     dedup_in_order(&mut impls);
     let mut inflights = args.inflight.clone();
     dedup_in_order(&mut inflights);
+    let mut payloads = args.payload.clone();
+    dedup_in_order(&mut payloads);
+    // Every (payload, in-flight) point, payloads outermost.
+    let points: Vec<(usize, usize)> = payloads
+        .iter()
+        .flat_map(|&p| inflights.iter().map(move |&i| (p, i)))
+        .collect();
 
-    // measurements[i_inflight][i_impl] = one entry per run.
-    let mut measurements = vec![vec![Vec::<Measurement>::new(); impls.len()]; inflights.len()];
+    // measurements[i_point][i_impl] = one entry per run.
+    let mut measurements = vec![vec![Vec::<Measurement>::new(); impls.len()]; points.len()];
     for run in 1..=common.runs {
-        for (i, &inflight) in inflights.iter().enumerate() {
+        for (i, &(payload, inflight)) in points.iter().enumerate() {
             for (j, &kind) in impls.iter().enumerate() {
                 let spec = EchoSpec {
-                    payload: args.payload,
+                    payload,
                     inflight,
                     threads: common.threads,
                     load: LoadSpec::new(common.warmup(), common.measure()),
                 };
                 let label = format!(
-                    "run {run}/{runs}, inflight {inflight}, {name}",
+                    "run {run}/{runs}, payload {payload} B, inflight {inflight}, {name}",
                     runs = common.runs,
                     name = kind.name()
                 );
@@ -262,11 +270,11 @@ pub(crate) fn run(args: &RpcArgs, scenario: &Scenario) -> Result<(), BoxError> {
     }
 
     let mut rows = Vec::new();
-    for (i, &inflight) in inflights.iter().enumerate() {
+    for (i, &(payload, inflight)) in points.iter().enumerate() {
         for (j, &kind) in impls.iter().enumerate() {
             let params = vec![
                 ("inflight".to_owned(), json!(inflight)),
-                ("payload_bytes".to_owned(), json!(args.payload)),
+                ("payload_bytes".to_owned(), json!(payload)),
                 ("threads".to_owned(), json!(common.threads)),
                 ("secs".to_owned(), json!(common.secs)),
                 ("runs".to_owned(), json!(common.runs)),
@@ -291,7 +299,11 @@ pub(crate) fn run(args: &RpcArgs, scenario: &Scenario) -> Result<(), BoxError> {
              thread(s); {} s measured after {} s warm-up; median of {} run(s) by ops/s",
             scenario.name,
             scenario.title,
-            args.payload,
+            payloads
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             common.threads,
             common.threads,
             common.secs,
@@ -417,7 +429,7 @@ mod tests {
             "peerwire-bench",
             "rpc",
             "--payload",
-            "512",
+            "64,512",
             "--inflight",
             "1,64",
             "--secs",
@@ -433,7 +445,7 @@ mod tests {
         let Command::Rpc(args) = cli.command else {
             panic!("expected the rpc subcommand");
         };
-        assert_eq!(args.payload, 512);
+        assert_eq!(args.payload, [64, 512]);
         assert_eq!(args.inflight, [1, 64]);
         assert_eq!(
             args.impls,
