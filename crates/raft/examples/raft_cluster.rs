@@ -39,7 +39,7 @@ pub enum Input {
 
 /// The raft side of a member's transport: queues everything for the raft loop.
 #[derive(Debug)]
-pub struct Inputs(mpsc::UnboundedSender<Input>);
+pub struct Inputs(pub mpsc::UnboundedSender<Input>);
 
 impl RaftHandler<Message> for Inputs {
     fn process(&self, msg: Message) -> Result<(), ProcessError> {

@@ -20,30 +20,29 @@ use std::time::Duration;
 use peerwire::{Identity, Server};
 use peerwire_raft::raft_rs::GroupMessage;
 use peerwire_raft::{ProcessError, RaftHandler, SnapshotStatus, Transport, TransportConfig};
-use raft_cluster::{Input, View, raw_node, run};
+use raft_cluster::{Input, Inputs, View, raw_node, run};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 const CLUSTER: u64 = 0x9ee4_0006;
 
-/// The raft side of one group on one member: queues everything for the group's raft loop.
+/// The raft side of one group on one member: the `raft_cluster` example's inputs, taking the
+/// group's messages out of their [`GroupMessage`].
 #[derive(Debug)]
-pub struct GroupInputs(mpsc::UnboundedSender<Input>);
+pub struct GroupInputs(Inputs);
 
 impl RaftHandler<GroupMessage> for GroupInputs {
     fn process(&self, msg: GroupMessage) -> Result<(), ProcessError> {
-        self.0
-            .send(Input::Message(msg.message))
-            .map_err(|_| ProcessError("the raft loop stopped".into()))
+        self.0.process(msg.message)
     }
-    fn is_id_removed(&self, _id: u64) -> bool {
-        false
+    fn is_id_removed(&self, id: u64) -> bool {
+        <Inputs as RaftHandler<_>>::is_id_removed(&self.0, id)
     }
     fn report_unreachable(&self, id: u64) {
-        let _ = self.0.send(Input::Unreachable(id));
+        <Inputs as RaftHandler<_>>::report_unreachable(&self.0, id);
     }
     fn report_snapshot(&self, id: u64, status: SnapshotStatus) {
-        let _ = self.0.send(Input::Snapshot(id, status));
+        <Inputs as RaftHandler<_>>::report_snapshot(&self.0, id, status);
     }
 }
 
@@ -129,7 +128,8 @@ impl GroupMember {
         voters: &[u64],
     ) -> Result<(), Box<dyn std::error::Error>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.transport.add_group(group, GroupInputs(tx.clone()))?;
+        self.transport
+            .add_group(group, GroupInputs(Inputs(tx.clone())))?;
         let node = raw_node(self.id, voters)?;
         let (view_tx, view) = watch::channel(View::default());
         let log = Arc::new(Mutex::new(Vec::new()));

@@ -103,16 +103,27 @@ impl EchoImpl for RawTcp {
         // The writer ends (and sends FIN) once every sender is gone; the server then closes its
         // side and the reader sees EOF.
         drop(caller);
-        for (name, task) in [("writer", writer), ("reader", reader)] {
-            let abort = task.abort_handle();
-            match tokio::time::timeout(CLOSE_TIMEOUT, task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => eprintln!("raw-tcp client: {name}: {e}"),
-                Ok(Err(e)) => eprintln!("raw-tcp client: {name} task: {e}"),
-                Err(_) => {
-                    eprintln!("raw-tcp client: {name} did not finish in {CLOSE_TIMEOUT:?}");
-                    abort.abort();
-                }
+        join_client_tasks("raw-tcp", writer, reader).await;
+    }
+}
+
+/// Waits for a client's writer and reader tasks to end (the writer first: it sends FIN once
+/// its callers are gone), each for at most [`CLOSE_TIMEOUT`], reporting failures under `impl_name`
+/// and aborting a task that does not finish.
+pub(crate) async fn join_client_tasks(
+    impl_name: &str,
+    writer: JoinHandle<io::Result<()>>,
+    reader: JoinHandle<io::Result<()>>,
+) {
+    for (name, task) in [("writer", writer), ("reader", reader)] {
+        let abort = task.abort_handle();
+        match tokio::time::timeout(CLOSE_TIMEOUT, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => eprintln!("{impl_name} client: {name}: {e}"),
+            Ok(Err(e)) => eprintln!("{impl_name} client: {name} task: {e}"),
+            Err(_) => {
+                eprintln!("{impl_name} client: {name} did not finish in {CLOSE_TIMEOUT:?}");
+                abort.abort();
             }
         }
     }

@@ -10,7 +10,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -21,13 +20,11 @@ use tokio::task::JoinHandle;
 
 use crate::BoxError;
 use crate::baseline::accept::AcceptLoop;
-use crate::baseline::raw_tcp::{BUF_SIZE, MAX_FRAME, fill, take_frame};
+use crate::baseline::raw_tcp::{BUF_SIZE, MAX_FRAME, fill, join_client_tasks, take_frame};
 use crate::echo::{EchoCaller, EchoImpl};
 
 /// Requests (client) or replies (server) queued for a writer task.
 const QUEUE: usize = 4096;
-/// How long closing the client waits for its tasks.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The batched raw TCP echo implementation.
 #[derive(Debug)]
@@ -93,18 +90,7 @@ impl EchoImpl for RawTcpBatched {
         // The writer ends (and sends FIN) once every sender is gone; the server then closes its
         // side and the reader sees EOF.
         drop(caller);
-        for (name, task) in [("writer", writer), ("reader", reader)] {
-            let abort = task.abort_handle();
-            match tokio::time::timeout(CLOSE_TIMEOUT, task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => eprintln!("raw-tcp-batched client: {name}: {e}"),
-                Ok(Err(e)) => eprintln!("raw-tcp-batched client: {name} task: {e}"),
-                Err(_) => {
-                    eprintln!("raw-tcp-batched client: {name} did not finish in {CLOSE_TIMEOUT:?}");
-                    abort.abort();
-                }
-            }
-        }
+        join_client_tasks("raw-tcp-batched", writer, reader).await;
     }
 }
 

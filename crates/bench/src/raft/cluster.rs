@@ -31,26 +31,37 @@ pub(crate) struct Follower {
     pub(crate) snapshot_bytes: AtomicU64,
 }
 
+/// A follower's answer to `m`, as raft's would be: an append response acknowledging every
+/// entry, a heartbeat response echoing the commit; nothing for other messages.
+pub(crate) fn follower_reply(m: &Message) -> Option<Message> {
+    let mut reply = Message {
+        to: m.from,
+        from: m.to,
+        term: m.term,
+        ..Message::default()
+    };
+    match m.get_msg_type() {
+        MessageType::MsgAppend => {
+            reply.set_msg_type(MessageType::MsgAppendResponse);
+            reply.index = m.index + m.entries.len() as u64;
+        }
+        MessageType::MsgHeartbeat => {
+            reply.set_msg_type(MessageType::MsgHeartbeatResponse);
+            reply.commit = m.commit;
+        }
+        _ => return None,
+    }
+    Some(reply)
+}
+
 impl RaftHandler<Message> for Follower {
     fn process(&self, m: Message) -> Result<(), ProcessError> {
-        let mut reply = Message {
-            to: m.from,
-            from: m.to,
-            term: m.term,
-            ..Message::default()
+        let Some(reply) = follower_reply(&m) else {
+            return Ok(());
         };
-        match m.get_msg_type() {
-            MessageType::MsgAppend => {
-                let n = m.entries.len() as u64;
-                self.entries.fetch_add(n, Ordering::Relaxed);
-                reply.set_msg_type(MessageType::MsgAppendResponse);
-                reply.index = m.index + n;
-            }
-            MessageType::MsgHeartbeat => {
-                reply.set_msg_type(MessageType::MsgHeartbeatResponse);
-                reply.commit = m.commit;
-            }
-            _ => return Ok(()),
+        if m.get_msg_type() == MessageType::MsgAppend {
+            self.entries
+                .fetch_add(m.entries.len() as u64, Ordering::Relaxed);
         }
         self.replies
             .send(reply)

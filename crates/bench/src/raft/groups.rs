@@ -22,7 +22,7 @@ use bytes::Bytes;
 use peerwire::Server;
 use peerwire_raft::raft_rs::GroupMessage;
 use peerwire_raft::{ProcessError, RaftHandler, SnapshotStatus, Transport};
-use raft::eraftpb::{Message, MessageType};
+use raft::eraftpb::MessageType;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -46,24 +46,9 @@ struct Follower {
 
 impl RaftHandler<GroupMessage> for Follower {
     fn process(&self, m: GroupMessage) -> Result<(), ProcessError> {
-        let m = m.message;
-        let mut reply = Message {
-            to: m.from,
-            from: m.to,
-            term: m.term,
-            ..Message::default()
+        let Some(reply) = cluster::follower_reply(&m.message) else {
+            return Ok(());
         };
-        match m.get_msg_type() {
-            MessageType::MsgAppend => {
-                reply.set_msg_type(MessageType::MsgAppendResponse);
-                reply.index = m.index + m.entries.len() as u64;
-            }
-            MessageType::MsgHeartbeat => {
-                reply.set_msg_type(MessageType::MsgHeartbeatResponse);
-                reply.commit = m.commit;
-            }
-            _ => return Ok(()),
-        }
         self.replies
             .send(GroupMessage::new(self.group, reply))
             .map_err(|_| ProcessError("follower stopped".into()))
