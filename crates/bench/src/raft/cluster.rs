@@ -147,6 +147,21 @@ async fn serve<H: RaftHandler<Message>>(
     Ok((transport, server))
 }
 
+/// Sends the replies a follower's handlers queue on `rx`, in batches, as a raft loop sends a
+/// ready's messages together; ends when every handler is gone.
+pub(crate) fn send_replies<M: RaftMessage, H: RaftHandler<M>>(
+    transport: &Transport<M, H>,
+    mut rx: mpsc::UnboundedReceiver<M>,
+) {
+    let t = transport.clone();
+    tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 1024).await > 0 {
+            t.send(batch.drain(..));
+        }
+    });
+}
+
 /// The followers, started on the calling runtime.
 pub(crate) struct Followers {
     pub(crate) nodes: Vec<(Transport<Message, Follower>, Server)>,
@@ -156,7 +171,7 @@ impl Followers {
     pub(crate) async fn start() -> Result<Self, BoxError> {
         let mut nodes = Vec::new();
         for id in FOLLOWERS {
-            let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+            let (tx, rx) = mpsc::unbounded_channel::<Message>();
             let (transport, server) = serve(
                 config(id),
                 Follower {
@@ -166,14 +181,7 @@ impl Followers {
                 },
             )
             .await?;
-            // Replies leave in batches, as a raft loop sends a ready's messages together.
-            let t = transport.clone();
-            tokio::spawn(async move {
-                let mut batch = Vec::new();
-                while rx.recv_many(&mut batch, 1024).await > 0 {
-                    t.send(batch.drain(..));
-                }
-            });
+            send_replies(&transport, rx);
             nodes.push((transport, server));
         }
         Ok(Self { nodes })

@@ -135,7 +135,7 @@ async fn start_followers(
         let cfg = config(id, groups);
         let server_cfg = cfg.server_config();
         let transport = Transport::start_multi(cfg)?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<GroupMessage>();
+        let (tx, rx) = mpsc::unbounded_channel::<GroupMessage>();
         for group in 0..groups {
             transport.add_group(
                 group,
@@ -149,14 +149,7 @@ async fn start_followers(
             .mount_all(&transport)
             .bind("127.0.0.1:0".parse()?)
             .await?;
-        // Replies leave in batches, as a raft loop sends a ready's messages together.
-        let t = transport.clone();
-        tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while rx.recv_many(&mut batch, 1024).await > 0 {
-                t.send(batch.drain(..));
-            }
-        });
+        cluster::send_replies(&transport, rx);
         nodes.push((transport, server));
     }
     Ok(nodes)
