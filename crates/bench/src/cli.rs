@@ -47,6 +47,10 @@ pub(crate) enum Command {
     /// Puts against a local 3-node peerwire-kv cluster (native client) at several client
     /// counts, beside a local 3-member etcd (gRPC) when an `etcd` binary is on PATH.
     Kv(KvArgs),
+    /// The echo server of `rpc`, `rpcenv` and `service`, run by those scenarios in a child
+    /// process: prints its address, serves until stdin closes.
+    #[command(hide = true)]
+    EchoServer(crate::server_proc::EchoServerArgs),
 }
 
 /// Options shared by every scenario.

@@ -9,6 +9,12 @@ pub(crate) fn process_cpu_secs() -> f64 {
     std::fs::read_to_string("/proc/self/stat").map_or(0.0, |stat| stat_cpu_secs(&stat))
 }
 
+/// User plus system CPU seconds of process `pid` (all its threads), or 0 where `/proc` is
+/// absent or the process is gone.
+pub(crate) fn pid_cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |stat| stat_cpu_secs(&stat))
+}
+
 /// User plus system CPU seconds of the threads of this process named `name` (a runtime's
 /// workers share a name), or 0 where `/proc` is absent.
 pub(crate) fn threads_cpu_secs(name: &str) -> f64 {
@@ -53,6 +59,7 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         assert!(super::process_cpu_secs() >= before);
+        assert!(super::pid_cpu_secs(std::process::id()) >= before);
         // This test's thread is named after the test; a name nobody has counts nothing.
         assert_eq!(super::threads_cpu_secs("no-such-thread-name"), 0.0);
     }

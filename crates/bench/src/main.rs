@@ -9,6 +9,7 @@
 
 mod baseline;
 mod cli;
+mod costs;
 mod cpu;
 mod datastream;
 mod echo;
@@ -16,11 +17,14 @@ mod harness;
 mod impls;
 mod kv;
 mod overload;
+mod plot;
+mod progress;
 mod raft;
 mod report;
 mod rpc;
 mod rss;
 mod runtime;
+mod server_proc;
 mod slowloris;
 
 use std::process::ExitCode;
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Datastream(args) => datastream::run(&args),
         Command::Kv(args) => kv::run(&args),
         Command::Slowloris(args) => slowloris::run(&args),
+        Command::EchoServer(args) => args.kind.serve_until_stdin_closes(args.threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -193,10 +193,22 @@ pub(crate) fn json_line(row: &Row) -> String {
 /// A plain-text table: `impl`, the given param columns, throughput and latencies of the median
 /// run, one ratio column per baseline, and every run's throughput.
 pub(crate) fn render_table(rows: &[Row], columns: &[Column], baselines: &[Baseline]) -> String {
+    render_table_with(rows, columns, baselines, &[])
+}
+
+/// [`render_table`] with extra columns taken from each row's [`Row::extra`] fields (after the
+/// ratios; `-` where a row has no such field or it is null).
+pub(crate) fn render_table_with(
+    rows: &[Row],
+    columns: &[Column],
+    baselines: &[Baseline],
+    extras: &[Column],
+) -> String {
     let mut header: Vec<String> = vec!["impl".to_owned()];
     header.extend(columns.iter().map(|c| c.header.to_owned()));
     header.extend(["ops/s", "p50 µs", "p99 µs", "p99.9 µs"].map(str::to_owned));
     header.extend(baselines.iter().map(|b| b.header.to_owned()));
+    header.extend(extras.iter().map(|c| c.header.to_owned()));
     header.push("runs ops/s".to_owned());
 
     let mut cells: Vec<Vec<String>> = vec![header];
@@ -213,6 +225,14 @@ pub(crate) fn render_table(rows: &[Row], columns: &[Column], baselines: &[Baseli
         line.extend(baselines.iter().map(|b| {
             row.ratio(b.key)
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
+        }));
+        line.extend(extras.iter().map(|c| {
+            row.extra
+                .iter()
+                .find(|(k, _)| k == c.key)
+                .map(|(_, v)| v)
+                .filter(|v| !v.is_null())
+                .map_or_else(|| "-".to_owned(), display_value)
         }));
         let runs: Vec<String> = row
             .runs_ops_per_sec
@@ -417,5 +437,21 @@ mod tests {
         assert!(lines[1].contains("14700"));
         assert!(lines[2].contains("0.42")); // 6200 / 14700.4
         assert!(lines[2].contains("1.00")); // vs itself
+    }
+
+    #[test]
+    fn extra_columns_come_from_the_rows_fields() {
+        let mut rows = vec![row("raw-tcp", 1, 100.0), row("tonic", 1, 50.0)];
+        rows[0].extra.push(("mb_per_sec".to_owned(), json!(12.5)));
+        rows[1].extra.push(("mb_per_sec".to_owned(), Value::Null));
+        let extras = [Column {
+            key: "mb_per_sec",
+            header: "MB/s",
+        }];
+        let table = render_table_with(&rows, &[], &[], &extras);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("MB/s"));
+        assert!(lines[1].contains("12.5"));
+        assert!(lines[2].contains(" - "), "{}", lines[2]);
     }
 }

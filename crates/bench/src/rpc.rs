@@ -6,19 +6,25 @@
 //! and both are torn down before the next measurement. The median run per (impl, in-flight)
 //! is reported, with ratios against raw TCP and tonic.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::BoxError;
 use crate::baseline::raw_tcp::RawTcp;
 use crate::baseline::tarpc_echo::Tarpc;
 use crate::baseline::tonic_echo::Tonic;
 use crate::cli::CommonArgs;
+use crate::costs::{self, Costs, ServerMemory, ServerSide};
 use crate::echo::{EchoImpl, EchoWorker};
 use crate::harness::{self, LoadResult, LoadSpec};
+use crate::progress::Progress;
 use crate::report::{self, Baseline, Column, Measurement, Row};
+use crate::rss::PeakRss;
 use crate::runtime::RuntimeThread;
+use crate::server_proc::ServerProcess;
 
 /// What distinguishes the scenarios that share this echo workload.
 #[derive(Debug)]
@@ -111,7 +117,11 @@ const BASELINES: [Baseline; 3] = [
 ];
 
 /// Parameters shown as table columns (the rest are constant and printed above the table).
-const COLUMNS: [Column; 2] = [
+const COLUMNS: [Column; 3] = [
+    Column {
+        key: "connections",
+        header: "conns",
+    },
     Column {
         key: "inflight",
         header: "inflight",
@@ -150,9 +160,17 @@ macro_rules! rpc_impls {
             }
 
             /// One measurement: server, client, load, teardown.
-            fn run_once(self, spec: &EchoSpec) -> Result<LoadResult, BoxError> {
+            fn run_once(self, spec: &EchoSpec) -> Result<(LoadResult, Costs), BoxError> {
                 match self {
-                    $( $(#[$attr])* Self::$variant => run_once::<$ty>(spec), )*
+                    $( $(#[$attr])* Self::$variant => run_once::<$ty>(self, spec), )*
+                }
+            }
+
+            /// Serves this impl's echo server in this process until stdin closes (the child
+            /// side of [`ServerProcess`]).
+            pub(crate) fn serve_until_stdin_closes(self, threads: usize) -> Result<(), BoxError> {
+                match self {
+                    $( $(#[$attr])* Self::$variant => crate::server_proc::serve::<$ty>(threads), )*
                 }
             }
         }
@@ -192,9 +210,21 @@ pub(crate) struct RpcArgs {
     /// measured at every in-flight level, e.g. `64,1024,16384,65536,1048576`.
     #[arg(long, value_delimiter = ',', default_value = "1024")]
     pub(crate) payload: Vec<usize>,
-    /// In-flight levels, comma-separated: requests kept outstanding on the one connection.
+    /// In-flight levels, comma-separated: requests kept outstanding on each connection.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     pub(crate) inflight: Vec<usize>,
+    /// Connection counts, comma-separated: that many clients, each with its own connection
+    /// and `--inflight` requests outstanding on it, e.g. `--connections 1,100,1000
+    /// --inflight 1` (a NameNode's or an etcd's view of many clients).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub(crate) connections: Vec<usize>,
+    /// Run the echo server on a runtime of this process instead of in a child process (the
+    /// server's memory per connection is then not reported).
+    #[arg(long)]
+    pub(crate) server_in_process: bool,
+    /// Draw throughput and p99 against the swept parameter, one line per impl, to this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub(crate) plot: Option<std::path::PathBuf>,
     /// Impls to run, comma-separated [default: every impl built in].
     #[arg(long, value_delimiter = ',', value_parser = ImplKind::parse)]
     pub(crate) impls: Vec<ImplKind>,
@@ -208,12 +238,24 @@ pub(crate) struct RpcArgs {
 pub(crate) struct EchoSpec {
     /// Request payload bytes.
     pub(crate) payload: usize,
-    /// Requests kept outstanding.
+    /// Clients, each with its own connection.
+    pub(crate) connections: usize,
+    /// Requests kept outstanding on each connection.
     pub(crate) inflight: usize,
+    /// Whether the server runs in a child process.
+    pub(crate) server_in_child: bool,
     /// Worker threads of each runtime.
     pub(crate) threads: usize,
     /// Warm-up and window.
     pub(crate) load: LoadSpec,
+}
+
+/// One point of the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Point {
+    payload: usize,
+    connections: usize,
+    inflight: usize,
 }
 
 /// Runs the scenario and prints the results.
@@ -222,6 +264,9 @@ pub(crate) fn run(args: &RpcArgs, scenario: &Scenario) -> Result<(), BoxError> {
     common.validate()?;
     if args.inflight.is_empty() || args.inflight.contains(&0) {
         return Err("--inflight levels must be at least 1".into());
+    }
+    if args.connections.is_empty() || args.connections.contains(&0) {
+        return Err("--connections counts must be at least 1".into());
     }
     let mut impls = if args.impls.is_empty() {
         scenario.default_impls.to_vec()
@@ -233,58 +278,86 @@ pub(crate) fn run(args: &RpcArgs, scenario: &Scenario) -> Result<(), BoxError> {
     dedup_in_order(&mut inflights);
     let mut payloads = args.payload.clone();
     dedup_in_order(&mut payloads);
-    // Every (payload, in-flight) point, payloads outermost.
-    let points: Vec<(usize, usize)> = payloads
-        .iter()
-        .flat_map(|&p| inflights.iter().map(move |&i| (p, i)))
-        .collect();
-
-    // measurements[i_point][i_impl] = one entry per run.
-    let mut measurements = vec![vec![Vec::<Measurement>::new(); impls.len()]; points.len()];
-    for run in 1..=common.runs {
-        for (i, &(payload, inflight)) in points.iter().enumerate() {
-            for (j, &kind) in impls.iter().enumerate() {
-                let spec = EchoSpec {
+    let mut connection_counts = args.connections.clone();
+    dedup_in_order(&mut connection_counts);
+    // Every (payload, connections, in-flight) point, payloads outermost.
+    let mut points = Vec::new();
+    for &payload in &payloads {
+        for &connections in &connection_counts {
+            for &inflight in &inflights {
+                points.push(Point {
                     payload,
+                    connections,
                     inflight,
-                    threads: common.threads,
-                    load: LoadSpec::new(common.warmup(), common.measure()),
-                };
-                let label = format!(
-                    "run {run}/{runs}, payload {payload} B, inflight {inflight}, {name}",
-                    runs = common.runs,
-                    name = kind.name()
-                );
-                eprintln!("[{}] {label} ...", scenario.name);
-                let load = kind
-                    .run_once(&spec)
-                    .map_err(|e| format!("{} {label}: {e}", scenario.name))?;
-                let m = Measurement::from_load(&load);
-                eprintln!(
-                    "[{}] {label}: {:.0} ops/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
-                    scenario.name, m.ops_per_sec, m.p50_us, m.p99_us, m.p999_us
-                );
-                measurements[i][j].push(m);
+                });
             }
         }
     }
 
+    let progress = Progress::new(
+        scenario.name,
+        (common.runs * points.len() * impls.len()) as u64,
+    );
+    // measurements[i_point][i_impl] = one entry per run.
+    let mut measurements =
+        vec![vec![Vec::<(Measurement, Costs, u64)>::new(); impls.len()]; points.len()];
+    for run in 1..=common.runs {
+        for (i, point) in points.iter().enumerate() {
+            for (j, &kind) in impls.iter().enumerate() {
+                let spec = EchoSpec {
+                    payload: point.payload,
+                    connections: point.connections,
+                    inflight: point.inflight,
+                    server_in_child: !args.server_in_process,
+                    threads: common.threads,
+                    load: LoadSpec::new(common.warmup(), common.measure()),
+                };
+                let label = format!(
+                    "run {run}/{runs}, payload {payload} B, {connections} conn x {inflight} in \
+                     flight, {name}",
+                    runs = common.runs,
+                    payload = point.payload,
+                    connections = point.connections,
+                    inflight = point.inflight,
+                    name = kind.name()
+                );
+                progress.start(&label);
+                let (load, costs) = kind
+                    .run_once(&spec)
+                    .map_err(|e| format!("{} {label}: {e}", scenario.name))?;
+                let m = Measurement::from_load(&load);
+                progress.done(&format!(
+                    "{label}: {:.0} ops/s, p50 {} µs, p99 {} µs, p99.9 {} µs",
+                    m.ops_per_sec, m.p50_us, m.p99_us, m.p999_us
+                ));
+                measurements[i][j].push((m, costs, load.ops));
+            }
+        }
+    }
+    progress.finish();
+
     let mut rows = Vec::new();
-    for (i, &(payload, inflight)) in points.iter().enumerate() {
+    for (i, point) in points.iter().enumerate() {
         for (j, &kind) in impls.iter().enumerate() {
             let params = vec![
-                ("inflight".to_owned(), json!(inflight)),
-                ("payload_bytes".to_owned(), json!(payload)),
+                ("inflight".to_owned(), json!(point.inflight)),
+                ("payload_bytes".to_owned(), json!(point.payload)),
+                ("connections".to_owned(), json!(point.connections)),
                 ("threads".to_owned(), json!(common.threads)),
                 ("secs".to_owned(), json!(common.secs)),
                 ("runs".to_owned(), json!(common.runs)),
             ];
-            rows.extend(Row::from_runs(
-                scenario.name,
-                kind.name(),
-                params,
-                &measurements[i][j],
-            ));
+            let runs = &measurements[i][j];
+            let plain: Vec<Measurement> = runs.iter().map(|(m, _, _)| *m).collect();
+            let Some(mut row) = Row::from_runs(scenario.name, kind.name(), params, &plain) else {
+                continue;
+            };
+            let throughputs: Vec<f64> = plain.iter().map(|m| m.ops_per_sec).collect();
+            if let Some(median) = report::median_index(&throughputs) {
+                let (m, costs, ops) = runs[median];
+                row.extra = cost_fields(point, &m, &costs, ops);
+            }
+            rows.push(row);
         }
     }
     report::apply_ratios(&mut rows, scenario.baselines);
@@ -296,7 +369,8 @@ pub(crate) fn run(args: &RpcArgs, scenario: &Scenario) -> Result<(), BoxError> {
     } else {
         println!(
             "{}: {}; payload {} B; {} server + {} client worker \
-             thread(s); {} s measured after {} s warm-up; median of {} run(s) by ops/s",
+             thread(s); server {}; {} s measured after {} s warm-up; median of {} run(s) by \
+             ops/s; MB/s is payload bytes each way; CPU is client + server",
             scenario.name,
             scenario.title,
             payloads
@@ -306,60 +380,259 @@ pub(crate) fn run(args: &RpcArgs, scenario: &Scenario) -> Result<(), BoxError> {
                 .join(", "),
             common.threads,
             common.threads,
+            if args.server_in_process {
+                "in process"
+            } else {
+                "in a child process"
+            },
             common.secs,
             common.warmup,
             common.runs
         );
         print!(
             "{}",
-            report::render_table(&rows, &COLUMNS, scenario.baselines)
+            report::render_table_with(&rows, &COLUMNS, scenario.baselines, &COST_COLUMNS)
         );
+    }
+    if let Some(path) = &args.plot {
+        let values: Vec<Value> = rows.iter().map(|r| json!(r)).collect();
+        crate::plot::draw(
+            path,
+            &format!("peerwire-bench {}: {}", scenario.name, scenario.title),
+            &PLOT,
+            &values,
+        )?;
+        eprintln!("[{}] plot written to {}", scenario.name, path.display());
     }
     Ok(())
 }
 
-/// One measurement of impl `I`: start its server and a client on separate runtimes, run the
-/// load, then close the client, stop the server and drop both runtimes.
-fn run_once<I: EchoImpl + 'static>(spec: &EchoSpec) -> Result<LoadResult, BoxError> {
+/// The median run's throughput in bytes and its costs, as row fields.
+fn cost_fields(point: &Point, m: &Measurement, costs: &Costs, ops: u64) -> Vec<(String, Value)> {
+    let round = |x: Option<f64>, places: i32| {
+        x.map(|x| {
+            let scale = 10f64.powi(places);
+            (x * scale).round() / scale
+        })
+    };
+    vec![
+        (
+            "mb_per_sec".to_owned(),
+            json!(round(Some(m.ops_per_sec * point.payload as f64 / 1e6), 2)),
+        ),
+        (
+            "cpu_s_per_mcall".to_owned(),
+            json!(round(costs.cpu_secs_per_million(ops), 2)),
+        ),
+        (
+            "server_cpu_s_per_mcall".to_owned(),
+            json!(round(costs.server_cpu_secs_per_million(ops), 2)),
+        ),
+        (
+            "server_kib_per_conn_idle".to_owned(),
+            json!(round(costs.server_kib_per_conn_idle(point.connections), 1)),
+        ),
+        (
+            "server_kib_per_conn_busy".to_owned(),
+            json!(round(costs.server_kib_per_conn_busy(point.connections), 1)),
+        ),
+    ]
+}
+
+/// What `--plot` draws: throughput, p99 and CPU per call against the swept parameter.
+const PLOT: crate::plot::PlotSpec<'static> = crate::plot::PlotSpec {
+    x_keys: &[
+        ("payload_bytes", "payload (bytes)"),
+        ("connections", "connections"),
+        ("inflight", "in flight per connection"),
+    ],
+    category_keys: &["payload_bytes"],
+    series_keys: &["payload_bytes", "connections", "inflight"],
+    panels: &[
+        ("ops_per_sec", "calls/s"),
+        ("p99_us", "p99 latency (µs)"),
+        (
+            "cpu_s_per_mcall",
+            "CPU s per million calls (client + server)",
+        ),
+    ],
+};
+
+/// Cost fields shown as table columns.
+const COST_COLUMNS: [Column; 4] = [
+    Column {
+        key: "mb_per_sec",
+        header: "MB/s",
+    },
+    Column {
+        key: "cpu_s_per_mcall",
+        header: "CPU s/Mcall",
+    },
+    Column {
+        key: "server_kib_per_conn_idle",
+        header: "srv KiB/conn idle",
+    },
+    Column {
+        key: "server_kib_per_conn_busy",
+        header: "busy",
+    },
+];
+
+/// One measurement of impl `I` (named `kind`): start its server (in a child process, or on a
+/// runtime of this process) and a client runtime, run the load, then close the clients, stop
+/// the server and drop both runtimes.
+fn run_once<I: EchoImpl + 'static>(
+    kind: ImplKind,
+    spec: &EchoSpec,
+) -> Result<(LoadResult, Costs), BoxError> {
+    if spec.server_in_child {
+        let server = ServerProcess::spawn(kind, spec.threads)?;
+        let side = ServerSide::Child(server.pid());
+        let result = run_client::<I>(spec, server.addr(), side);
+        let stopped = server.stop();
+        let result = result?;
+        stopped?;
+        return Ok(result);
+    }
     let server_rt = RuntimeThread::start("bench-server", spec.threads)?;
     let (server, addr) = server_rt.run(I::start_server())?;
-    let client_rt = match RuntimeThread::start("bench-client", spec.threads) {
-        Ok(rt) => rt,
-        Err(e) => {
-            server_rt.run(I::stop_server(server));
-            return Err(e.into());
-        }
-    };
-
-    let result = client_rt.run(echo_load::<I>(
-        addr,
-        payload_bytes(spec.payload),
-        spec.inflight,
-        spec.load,
-    ));
-    // Client side first, so the server sees its connection close rather than a shutdown with
-    // a live peer.
-    client_rt.shutdown();
+    let result = run_client::<I>(spec, addr, ServerSide::InProcess);
     server_rt.run(I::stop_server(server));
     server_rt.shutdown();
     result
 }
 
-/// Connects impl `I`'s client to `addr` and runs the echo load on it: `inflight` callers
+/// The client half of [`run_once`]: its own runtime, the load, then the runtime's shutdown
+/// (before the server stops, so the server sees its connections close rather than a shutdown
+/// with live peers).
+fn run_client<I: EchoImpl + 'static>(
+    spec: &EchoSpec,
+    addr: std::net::SocketAddr,
+    side: ServerSide,
+) -> Result<(LoadResult, Costs), BoxError> {
+    let client_rt = RuntimeThread::start("bench-client", spec.threads)?;
+    let result = client_rt.run(echo_load_costed::<I>(
+        addr,
+        EchoLoad {
+            payload: payload_bytes(spec.payload),
+            connections: spec.connections,
+            inflight: spec.inflight,
+            load: spec.load,
+            server: side,
+        },
+    ));
+    client_rt.shutdown();
+    result
+}
+
+/// What [`echo_load_costed`] runs.
+#[derive(Debug, Clone)]
+pub(crate) struct EchoLoad {
+    /// The request payload.
+    pub(crate) payload: Bytes,
+    /// Clients, each with its own connection.
+    pub(crate) connections: usize,
+    /// Callers per connection, each keeping one call outstanding.
+    pub(crate) inflight: usize,
+    /// Warm-up and window.
+    pub(crate) load: LoadSpec,
+    /// Where the server runs, to read its costs.
+    pub(crate) server: ServerSide,
+}
+
+/// Connects one impl `I` client to `addr` and runs the echo load on it: `inflight` callers
 /// sending `payload`, then closes the client.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it leaves the client's connection to be torn down with its
+/// runtime.
 pub(crate) async fn echo_load<I: EchoImpl>(
     addr: std::net::SocketAddr,
     payload: Bytes,
     inflight: usize,
     load: LoadSpec,
 ) -> Result<LoadResult, BoxError> {
-    let client = I::connect(addr).await?;
-    let workers: Vec<_> = (0..inflight)
-        .map(|_| EchoWorker::new(I::caller(&client), payload.clone()))
+    let spec = EchoLoad {
+        payload,
+        connections: 1,
+        inflight,
+        load,
+        server: ServerSide::InProcess,
+    };
+    echo_load_costed::<I>(addr, spec)
+        .await
+        .map(|(load, _)| load)
+}
+
+/// Connects `spec.connections` impl `I` clients to `addr` (one connection each), runs the echo
+/// load with `spec.inflight` callers on each, and reads what it cost: CPU over the window, and
+/// the server's memory before the clients connected, with all of them idle, and at its peak
+/// under load (when the server is a child process). Closes every client at the end.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it leaves the clients' connections to be torn down with their
+/// runtime.
+pub(crate) async fn echo_load_costed<I: EchoImpl>(
+    addr: std::net::SocketAddr,
+    spec: EchoLoad,
+) -> Result<(LoadResult, Costs), BoxError> {
+    let base = spec.server.rss_bytes();
+    let mut clients = Vec::with_capacity(spec.connections);
+    for _ in 0..spec.connections {
+        match I::connect(addr).await {
+            Ok(client) => clients.push(client),
+            Err(e) => {
+                let opened = clients.len();
+                close_all::<I>(clients).await;
+                return Err(
+                    format!("connection {} of {}: {e}", opened + 1, spec.connections).into(),
+                );
+            }
+        }
+    }
+    let idle = spec.server.rss_bytes();
+    let workers: Vec<_> = clients
+        .iter()
+        .flat_map(|client| (0..spec.inflight).map(|_| I::caller(client)))
+        .map(|caller| EchoWorker::new(caller, spec.payload.clone()))
         .collect();
-    let result = harness::run_load(workers, load).await;
-    I::close(client).await;
-    result
+    let sampler = match spec.server {
+        ServerSide::Child(pid) => PeakRss::start_for(pid).ok(),
+        ServerSide::InProcess => None,
+    };
+    let started = Instant::now();
+    let window_from = started + spec.load.warmup;
+    let cpu = tokio::spawn(costs::sample_window(
+        spec.server,
+        window_from,
+        window_from + spec.load.measure,
+    ));
+    let result = harness::run_load(workers, spec.load).await;
+    // The window has closed by now (unless the load failed early), so the sampler's last
+    // reading is due at once.
+    let window = match tokio::time::timeout(std::time::Duration::from_secs(2), cpu).await {
+        Ok(Ok(readings)) => Some(readings),
+        _ => None,
+    };
+    let busy_peak = sampler.map(|s| s.finish(window_from).peak);
+    close_all::<I>(clients).await;
+    let memory = match (base, idle, busy_peak) {
+        (Some(base), Some(idle), Some(busy_peak)) => Some(ServerMemory {
+            base,
+            idle,
+            busy_peak: busy_peak.max(idle),
+        }),
+        _ => None,
+    };
+    result.map(|load| (load, Costs::new(window, memory)))
+}
+
+async fn close_all<I: EchoImpl>(clients: Vec<I::Client>) {
+    for client in clients {
+        I::close(client).await;
+    }
 }
 
 /// A payload of `len` bytes with a non-trivial pattern.
@@ -394,7 +667,9 @@ mod tests {
     fn spec(measure_ms: u64) -> EchoSpec {
         EchoSpec {
             payload: 64,
+            connections: 1,
             inflight: 4,
+            server_in_child: false,
             threads: 1,
             load: LoadSpec {
                 warmup: Duration::ZERO,
@@ -406,20 +681,41 @@ mod tests {
 
     #[test]
     fn raw_tcp_smoke() {
-        let load = run_once::<RawTcp>(&spec(200)).expect("raw-tcp run");
+        let (load, _) = run_once::<RawTcp>(ImplKind::RawTcp, &spec(200)).expect("raw-tcp run");
         assert!(load.ops > 0, "raw-tcp completed calls");
-        let load = run_once::<crate::baseline::raw_tcp_batched::RawTcpBatched>(&spec(200))
-            .expect("raw-tcp-batched run");
+        let (load, _) = run_once::<crate::baseline::raw_tcp_batched::RawTcpBatched>(
+            ImplKind::RawTcpBatched,
+            &spec(200),
+        )
+        .expect("raw-tcp-batched run");
         assert!(load.ops > 0);
     }
 
     #[test]
     fn every_impl_echoes() {
         for kind in ImplKind::all() {
-            let load = kind
+            let (load, _) = kind
                 .run_once(&spec(100))
                 .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
             assert!(load.ops > 0, "{}", kind.name());
+        }
+    }
+
+    #[test]
+    fn many_connections_share_the_load_and_report_costs() {
+        for kind in [ImplKind::Peerwire, ImplKind::Tonic] {
+            let spec = EchoSpec {
+                connections: 5,
+                inflight: 1,
+                ..spec(200)
+            };
+            let (load, costs) = kind
+                .run_once(&spec)
+                .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
+            assert!(load.ops > 0, "{}", kind.name());
+            // The window was sampled; in process, the server's memory is not told apart.
+            assert!(costs.cpu_secs_per_million(load.ops).is_some());
+            assert_eq!(costs.server_memory, None);
         }
     }
 
@@ -432,6 +728,10 @@ mod tests {
             "64,512",
             "--inflight",
             "1,64",
+            "--connections",
+            "1,100",
+            "--plot",
+            "rpc.png",
             "--secs",
             "3",
             "--runs",
@@ -447,6 +747,9 @@ mod tests {
         };
         assert_eq!(args.payload, [64, 512]);
         assert_eq!(args.inflight, [1, 64]);
+        assert_eq!(args.connections, [1, 100]);
+        assert_eq!(args.plot.as_deref(), Some(std::path::Path::new("rpc.png")));
+        assert!(!args.server_in_process);
         assert_eq!(
             args.impls,
             [ImplKind::RawTcp, ImplKind::Tonic, ImplKind::Tarpc]

@@ -1,4 +1,5 @@
-//! Peak resident memory of this process during a measurement, sampled from `/proc`.
+//! Peak resident memory of a process (this one, or a child such as a benchmark's server) during
+//! a measurement, sampled from `/proc`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,12 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// The resident set size of this process in bytes (`VmRSS`), if the OS reports it.
 pub(crate) fn current_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss(&status)
+}
+
+/// The resident set size of process `pid` in bytes, if the OS reports it (and it still runs).
+pub(crate) fn pid_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_vm_rss(&status)
 }
 
@@ -44,8 +51,17 @@ pub(crate) struct PeakRss {
 }
 
 impl PeakRss {
-    /// Starts sampling.
+    /// Starts sampling this process.
     pub(crate) fn start() -> std::io::Result<Self> {
+        Self::start_with(current_rss_bytes)
+    }
+
+    /// Starts sampling process `pid`.
+    pub(crate) fn start_for(pid: u32) -> std::io::Result<Self> {
+        Self::start_with(move || pid_rss_bytes(pid))
+    }
+
+    fn start_with(read: impl Fn() -> Option<u64> + Send + 'static) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("rss-sampler".into())
@@ -54,7 +70,7 @@ impl PeakRss {
                 move || {
                     let mut samples = Vec::new();
                     loop {
-                        samples.push((Instant::now(), current_rss_bytes().unwrap_or(0)));
+                        samples.push((Instant::now(), read().unwrap_or(0)));
                         if stop.load(Ordering::Relaxed) {
                             return samples;
                         }

@@ -30,8 +30,9 @@ pub const DEFAULT_WRITE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// that one batch does not delay the next for long.
 pub const DEFAULT_MAX_WRITE_BATCH: usize = 256 * 1024;
 
-/// Default read buffer: 64 KiB, a typical socket receive window; larger frames grow the
-/// buffer up to the frame limit.
+/// Default largest read: 64 KiB, a typical socket receive window. Reads start smaller and grow
+/// to this only while the peer keeps them full; larger frames grow the buffer up to the frame
+/// limit.
 pub const DEFAULT_READ_BUFFER: usize = 64 * 1024;
 
 /// Default read timeout: 5 s, etcd's `ConnReadTimeout`. A connection that delivers nothing,
@@ -101,7 +102,10 @@ pub struct ConnectionConfig {
     pub write_queue_bytes: usize,
     /// Bytes gathered into one vectored write at most.
     pub max_write_batch: usize,
-    /// Initial read buffer size.
+    /// Largest room offered to one socket read. Reads start at 2 KiB and adapt: the offer
+    /// doubles when a read fills it and halves after two reads that use less than half, so an
+    /// idle connection holds little and a busy one reads in large chunks. Frames larger than
+    /// this are still read whole (the decoder makes room for the frame it is reading).
     pub read_buffer: usize,
     /// Heartbeat interval when nothing else is written.
     pub heartbeat_interval: Duration,

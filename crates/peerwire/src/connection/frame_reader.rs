@@ -12,6 +12,7 @@ use peerwire_wire::{Frame, FrameDecoder, GoAwayReason, Limits, WireError};
 use tokio::io::AsyncReadExt;
 
 use super::activity::Activity;
+use super::read_size::ReadSize;
 use crate::transport::BoxRead;
 
 /// Bytes of an unfinished frame that count as activity: 16 KiB. At the default 5 s read
@@ -57,6 +58,8 @@ pub(crate) struct FrameReader {
     buf: BytesMut,
     decoder: FrameDecoder,
     chunk: usize,
+    /// How much room each read is offered.
+    size: ReadSize,
     /// Bytes read since activity was last reported.
     unreported: usize,
 }
@@ -71,12 +74,16 @@ impl std::fmt::Debug for FrameReader {
 }
 
 impl FrameReader {
+    /// A reader of `io` enforcing `limits`, offering each read at most `chunk` bytes of room
+    /// (less while the connection carries little; see [`ReadSize`]).
     pub(crate) fn new(io: BoxRead, limits: Limits, chunk: usize) -> Self {
+        let size = ReadSize::new(chunk);
         Self {
             io,
-            buf: BytesMut::with_capacity(chunk),
+            buf: BytesMut::with_capacity(size.next()),
             decoder: FrameDecoder::new(limits),
             chunk,
+            size,
             unreported: 0,
         }
     }
@@ -128,9 +135,11 @@ impl FrameReader {
                 self.unreported = 0;
                 return Ok(frame);
             }
-            if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
-                self.buf.reserve(self.chunk);
+            let want = self.size.next();
+            if self.buf.capacity() - self.buf.len() < want / 4 {
+                self.buf.reserve(want);
             }
+            let offered = self.buf.capacity() - self.buf.len();
             let n = self
                 .io
                 .read_buf(&mut self.buf)
@@ -139,6 +148,7 @@ impl FrameReader {
             if n == 0 {
                 return Err(ReadError::Eof);
             }
+            self.size.record(offered, n);
             self.unreported += n;
             if self.unreported >= PROGRESS_BYTES {
                 if let Some(activity) = activity {

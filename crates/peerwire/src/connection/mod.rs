@@ -20,6 +20,7 @@ pub(crate) mod frame_reader;
 pub(crate) mod handshake;
 pub(crate) mod keepalive;
 pub(crate) mod lifecycle;
+pub(crate) mod read_size;
 pub(crate) mod service;
 pub(crate) mod writer;
 

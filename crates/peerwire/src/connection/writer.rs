@@ -266,7 +266,9 @@ async fn write_loop(
         ..
     } = ctx;
     let max_batch_bytes = *max_batch_bytes;
-    let mut items = Vec::with_capacity(MAX_BATCH_FRAMES);
+    // Grown by `recv_many` as batches need it: a connection that carries a call now and then
+    // never holds room for MAX_BATCH_FRAMES queued frames.
+    let mut items = Vec::new();
     let mut batch = Batch::default();
     // Built once, not per batch (each build registers a waiter on the token).
     let aborted = abort.cancelled();
