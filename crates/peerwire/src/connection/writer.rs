@@ -24,25 +24,55 @@ const COPY_THRESHOLD: usize = 16 * 1024;
 /// Frames taken from the queue per batch at most.
 const MAX_BATCH_FRAMES: usize = 512;
 
+/// Outgoing calls in flight on a connection above which the writer, woken by one frame, yields
+/// once so the other ready callers can queue theirs into the same write.
+///
+/// With many calls in flight both sides are busy and one write per frame costs more CPU than
+/// it saves latency: at 64 calls in flight the yield carries ~1.3x the calls of writing at once
+/// (`peerwire-bench rpc`, 64 B and 1 KiB). With a few, the peer is idle waiting for the first
+/// reply, and holding it back for the rest turns the pipeline into lock-step batches: at 16 in
+/// flight writing at once carries ~1.35x the calls of the yield. Between them (32) the two are
+/// even. See BENCHMARKS.md, "writer batching".
+const BATCH_WAIT_MIN_INFLIGHT: usize = 24;
+
 /// At most this many buffers per `writev` call (well below Linux's `IOV_MAX` of 1024).
 const MAX_IOVECS: usize = 64;
 
-/// The connection's in-flight slots, read by the writer to decide whether to wait for more
-/// frames before writing.
+/// The connection's slots for its outgoing calls, read by the writer to decide whether to wait
+/// for more frames before writing.
 #[derive(Debug, Clone)]
 pub(crate) struct Load {
     pub(crate) call_slots: Arc<Semaphore>,
-    pub(crate) serve_slots: Arc<Semaphore>,
     pub(crate) max_inflight: usize,
 }
 
 impl Load {
-    /// Whether more than one call is in flight on the connection, in either direction.
-    fn concurrent(&self) -> bool {
-        let used = 2 * self.max_inflight
-            - self.call_slots.available_permits()
-            - self.serve_slots.available_permits();
-        used > 1
+    /// This side's calls in flight on the connection now. Calls it serves do not count:
+    /// replies go out as soon as they are ready, because the peer is waiting for them (holding
+    /// them back for more made `peerwire-bench rpc` slower at every in-flight level tried).
+    fn calls_in_flight(&self) -> usize {
+        self.max_inflight
+            .saturating_sub(self.call_slots.available_permits())
+    }
+}
+
+/// Whether the connection carries enough outgoing calls that waiting for more frames before a
+/// write pays: its recent peak of calls in flight is above [`BATCH_WAIT_MIN_INFLIGHT`].
+///
+/// The peak, not the count at the moment the writer wakes: a client that has just read a batch
+/// of replies has released their slots, and its callers are about to take them again with the
+/// very frames worth waiting for. The peak decays by an eighth per wake-up, so a connection
+/// that quiets down stops waiting after a few writes.
+#[derive(Debug, Default)]
+struct Concurrency {
+    peak: usize,
+}
+
+impl Concurrency {
+    /// Records the calls in flight at a wake-up; whether to wait for more frames.
+    fn observe(&mut self, in_flight: usize) -> bool {
+        self.peak = in_flight.max(self.peak - self.peak / 8);
+        self.peak > BATCH_WAIT_MIN_INFLIGHT
     }
 }
 
@@ -270,6 +300,7 @@ async fn write_loop(
     // never holds room for MAX_BATCH_FRAMES queued frames.
     let mut items = Vec::new();
     let mut batch = Batch::default();
+    let mut concurrency = Concurrency::default();
     // Built once, not per batch (each build registers a waiter on the token).
     let aborted = abort.cancelled();
     tokio::pin!(aborted);
@@ -283,11 +314,11 @@ async fn write_loop(
             io.flush().await?;
             return Ok(());
         }
-        if n < MAX_BATCH_FRAMES && load.concurrent() {
-            // With several calls in flight, the task that woke us (tokio runs it first, from
-            // the LIFO slot) is the first of several producers ready to run: yield once so they
-            // queue their frames and one write carries them all. With one call in flight there
-            // is nobody to wait for, and the yield would only add latency.
+        if concurrency.observe(load.calls_in_flight()) && n < MAX_BATCH_FRAMES {
+            // With many calls in flight, the task that woke us (tokio runs it first, from the
+            // LIFO slot) is the first of several producers ready to run: yield once so they
+            // queue their frames and one write carries them all. With few there is little to
+            // wait for, and the peer is waiting for this frame (BATCH_WAIT_MIN_INFLIGHT).
             tokio::task::yield_now().await;
             while items.len() < MAX_BATCH_FRAMES {
                 match rx.try_recv() {
@@ -342,6 +373,22 @@ async fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_for_more_frames_while_the_recent_peak_is_high() {
+        let mut c = Concurrency::default();
+        // A few calls in flight: write at once.
+        assert!(!c.observe(1));
+        assert!(!c.observe(BATCH_WAIT_MIN_INFLIGHT));
+        // Many: wait, and keep waiting while the count dips as a batch of replies lands.
+        assert!(c.observe(64));
+        assert!(c.observe(30));
+        assert!(c.observe(10));
+        // Quiet for a while: the peak decays and writes go out at once again.
+        let waits = (0..20).filter(|_| c.observe(1)).count();
+        assert!(waits < 10, "{waits}");
+        assert!(!c.observe(1));
+    }
     use peerwire_wire::{FrameDecoder, Limits, Response};
     use tokio::io::AsyncReadExt;
 
@@ -352,7 +399,6 @@ mod tests {
             room: Arc::default(),
             load: Load {
                 call_slots: Arc::new(Semaphore::new(1)),
-                serve_slots: Arc::new(Semaphore::new(1)),
                 max_inflight: 1,
             },
             activity: Arc::new(Activity::new()),
