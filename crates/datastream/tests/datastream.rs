@@ -445,6 +445,7 @@ async fn a_file_streams_to_every_replica_with_sendfile() {
     let content = payload(42, (3 << 20) + 12_345);
     std::fs::write(&path, &content).unwrap();
     let mut out = open(&client, &nodes, RoutingTable::chain(&[1, 2, 3]).unwrap()).await;
+    let totals = peerwire::transport::file_send_totals();
     let ack = bounded("the file", async {
         out.write_file(&path, StreamFlags::SYNC)
             .await
@@ -454,6 +455,16 @@ async fn a_file_streams_to_every_replica_with_sendfile() {
     })
     .await;
     assert_eq!(ack.bytes, content.len() as u64);
+    // The client's packets went from the page cache to the socket: a silent fallback to
+    // copying (a transport that lost its sendfile path) fails here. This is the only test of
+    // this binary that sends files, so nothing else moves the totals meanwhile.
+    let after = peerwire::transport::file_send_totals();
+    assert_eq!(
+        after.sendfile - totals.sendfile,
+        content.len() as u64,
+        "{totals:?} -> {after:?}"
+    );
+    assert_eq!(after.copied, totals.copied, "{totals:?} -> {after:?}");
     let reply = out.close().await.unwrap();
     assert_eq!(reply.bytes, content.len() as u64);
     for node in &nodes {

@@ -192,7 +192,10 @@ async fn send_region(io: &mut BoxWrite, region: &FileRegion) -> io::Result<()> {
         .await?;
         match sent {
             Some(0) => return Err(short_file()),
-            Some(n) => done += n,
+            Some(n) => {
+                crate::transport::record_sendfile(n);
+                done += n;
+            }
             None => return copy_region(io, region, done).await,
         }
     }
@@ -219,6 +222,7 @@ async fn copy_region(io: &mut BoxWrite, region: &FileRegion, mut done: usize) ->
             return Err(short_file());
         }
         io.write_all(&buf[..n]).await?;
+        crate::transport::record_copied(n);
         done += n;
     }
     Ok(())
@@ -477,9 +481,12 @@ mod tests {
         .unwrap();
         tx.send(Outgoing::Call(after.clone())).unwrap();
         tx.send(Outgoing::Shutdown).unwrap();
+        let totals = crate::transport::file_send_totals();
         run(Box::new(client), rx, test_context(CancellationToken::new()))
             .await
             .unwrap();
+        // Counted as copied (other tests may add to the totals meanwhile, never subtract).
+        assert!(crate::transport::file_send_totals().copied - totals.copied >= 250_000);
         std::fs::remove_file(&path).unwrap();
         let mut bytes = Vec::new();
         server.read_to_end(&mut bytes).await.unwrap();
@@ -492,6 +499,67 @@ mod tests {
         });
         assert_eq!(dec.decode(&mut buf).unwrap(), Some(expected));
         assert_eq!(dec.decode(&mut buf).unwrap(), Some(after));
+        assert!(buf.is_empty());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn file_packets_over_tcp_go_by_sendfile_not_by_copy() {
+        let path =
+            std::env::temp_dir().join(format!("peerwire-sendfile-{}.bin", std::process::id()));
+        let content: Vec<u8> = (0..400_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (mut server, _) = accepted.unwrap();
+        // The write half exactly as the TCP transport hands it to the writer.
+        let (_read, write) = client.unwrap().into_split();
+        let reader = tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            server.read_to_end(&mut bytes).await.unwrap();
+            bytes
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let head = StreamData {
+            id: 2,
+            stream_id: 5,
+            flags: peerwire_wire::StreamFlags::CLOSE,
+            offset: 0,
+            checksum: 9,
+            payload: Bytes::new(),
+        };
+        tx.send(Outgoing::CallFile(
+            head.clone(),
+            FileRegion {
+                file,
+                offset: 7,
+                len: 390_000,
+            },
+        ))
+        .unwrap();
+        tx.send(Outgoing::Shutdown).unwrap();
+        let totals = crate::transport::file_send_totals();
+        run(Box::new(write), rx, test_context(CancellationToken::new()))
+            .await
+            .unwrap();
+        let after = crate::transport::file_send_totals();
+        // Fails if the TCP path silently fell back to copying through a buffer.
+        assert!(
+            after.sendfile - totals.sendfile >= 390_000,
+            "{totals:?} -> {after:?}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let bytes = reader.await.unwrap();
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut dec = FrameDecoder::new(Limits::default());
+        let expected = Frame::StreamData(StreamData {
+            payload: Bytes::copy_from_slice(&content[7..390_007]),
+            ..head
+        });
+        assert_eq!(dec.decode(&mut buf).unwrap(), Some(expected));
         assert!(buf.is_empty());
     }
 }

@@ -5,6 +5,7 @@
 //! implementing these traits, without touching the protocol code. Tests can also hand
 //! [`tokio::io::duplex`] streams straight to the connection layer.
 
+mod file_send;
 mod network;
 mod tcp;
 
@@ -20,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::HandshakeError;
 use crate::tls::{PeerCert, TlsConfig};
 
+pub use file_send::{FileSendTotals, file_send_totals};
+pub(crate) use file_send::{record_copied, record_sendfile};
 pub use network::Network;
 pub(crate) use tcp::rehome;
 pub use tcp::{LISTEN_BACKLOG, TcpConnector, TcpListener};
