@@ -48,9 +48,46 @@ pub(crate) struct PlotSpec<'a> {
     pub(crate) category_keys: &'a [&'a str],
     /// Parameters that, where they vary, split an impl's rows into separate lines.
     pub(crate) series_keys: &'a [&'a str],
-    /// One panel per metric: the row key and its axis label. Rows without the key are not in
-    /// that panel.
-    pub(crate) panels: &'a [(&'a str, &'a str)],
+    /// One panel per metric.
+    pub(crate) panels: &'a [Panel<'a>],
+}
+
+/// One panel: a metric of the rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Panel<'a> {
+    /// The row key of the metric; rows without it are not in the panel.
+    pub(crate) key: &'a str,
+    /// The panel's caption.
+    pub(crate) label: &'a str,
+    /// Only rows whose field `.0` is the string `.1` (a metric several cases share).
+    pub(crate) only: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Panel<'a> {
+    /// A panel of metric `key` over every row that has it.
+    pub(crate) const fn of(key: &'a str, label: &'a str) -> Self {
+        Self {
+            key,
+            label,
+            only: None,
+        }
+    }
+
+    /// A panel of metric `key` over the rows whose `field` is `value`.
+    pub(crate) const fn only(key: &'a str, label: &'a str, field: &'a str, value: &'a str) -> Self {
+        Self {
+            key,
+            label,
+            only: Some((field, value)),
+        }
+    }
+
+    fn admits(&self, row: &Value) -> bool {
+        row.get(self.key).is_some_and(Value::is_number)
+            && self
+                .only
+                .is_none_or(|(field, value)| row.get(field).and_then(Value::as_str) == Some(value))
+    }
 }
 
 /// One line of a panel.
@@ -82,18 +119,46 @@ pub(crate) fn draw(
     rows: &[Value],
 ) -> Result<(), BoxError> {
     register_font()?;
-    let axis = x_axis(spec, rows).ok_or("nothing to plot: the run produced no rows")?;
+    if rows.is_empty() {
+        return Err("nothing to plot: the run produced no rows".into());
+    }
     let panels = spec.panels.len().max(1) as u32;
     let root = BitMapBackend::new(path, (PANEL_WIDTH * panels, HEIGHT)).into_drawing_area();
     let failed = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
     root.fill(&WHITE).map_err(|e| failed(&e))?;
     let root = root.titled(title, (FAMILY, 20)).map_err(|e| failed(&e))?;
     let areas = root.split_evenly((1, panels as usize));
-    for (area, &(key, label)) in areas.iter().zip(spec.panels) {
-        let series = series(spec, &axis, rows, key);
-        draw_panel(area, &axis, label, &series).map_err(|e| failed(&e))?;
+    for (area, panel) in areas.iter().zip(spec.panels) {
+        // Each panel's axis from the rows that have its metric (raft's cases each have their
+        // own metrics).
+        let with_metric: Vec<Value> = rows
+            .iter()
+            .filter(|row| panel.admits(row))
+            .cloned()
+            .collect();
+        let Some(axis) = x_axis(spec, &with_metric) else {
+            continue;
+        };
+        let series = series(spec, &axis, &with_metric, panel.key);
+        draw_panel(area, &axis, panel.label, &series).map_err(|e| failed(&e))?;
     }
     root.present().map_err(|e| failed(&e))?;
+    Ok(())
+}
+
+/// Draws `rows` to `path` when one was given (`--plot`), and says where on stderr.
+pub(crate) fn draw_if_asked(
+    path: Option<&Path>,
+    scenario: &str,
+    title: &str,
+    spec: &PlotSpec<'_>,
+    rows: &[Value],
+) -> Result<(), BoxError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    draw(path, title, spec, rows)?;
+    eprintln!("[{scenario}] plot written to {}", path.display());
     Ok(())
 }
 
@@ -406,7 +471,10 @@ mod tests {
         x_keys: &[("payload_bytes", "payload"), ("inflight", "in flight")],
         category_keys: &["case"],
         series_keys: &["inflight", "payload_bytes"],
-        panels: &[("ops_per_sec", "calls/s"), ("p99_us", "p99 µs")],
+        panels: &[
+            Panel::of("ops_per_sec", "calls/s"),
+            Panel::of("p99_us", "p99 µs"),
+        ],
     };
 
     fn row(name: &str, payload: u64, inflight: u64, ops: f64) -> Value {

@@ -394,16 +394,14 @@ pub(crate) fn run(args: &RpcArgs, scenario: &Scenario) -> Result<(), BoxError> {
             report::render_table_with(&rows, &COLUMNS, scenario.baselines, &COST_COLUMNS)
         );
     }
-    if let Some(path) = &args.plot {
-        let values: Vec<Value> = rows.iter().map(|r| json!(r)).collect();
-        crate::plot::draw(
-            path,
-            &format!("peerwire-bench {}: {}", scenario.name, scenario.title),
-            &PLOT,
-            &values,
-        )?;
-        eprintln!("[{}] plot written to {}", scenario.name, path.display());
-    }
+    let values: Vec<Value> = rows.iter().map(|r| json!(r)).collect();
+    crate::plot::draw_if_asked(
+        args.plot.as_deref(),
+        scenario.name,
+        &format!("peerwire-bench {}: {}", scenario.name, scenario.title),
+        &PLOT,
+        &values,
+    )?;
     Ok(())
 }
 
@@ -449,9 +447,9 @@ const PLOT: crate::plot::PlotSpec<'static> = crate::plot::PlotSpec {
     category_keys: &["payload_bytes"],
     series_keys: &["payload_bytes", "connections", "inflight"],
     panels: &[
-        ("ops_per_sec", "calls/s"),
-        ("p99_us", "p99 latency (µs)"),
-        (
+        crate::plot::Panel::of("ops_per_sec", "calls/s"),
+        crate::plot::Panel::of("p99_us", "p99 latency (µs)"),
+        crate::plot::Panel::of(
             "cpu_s_per_mcall",
             "CPU s per million calls (client + server)",
         ),

@@ -73,6 +73,9 @@ pub(crate) struct DataStreamArgs {
     /// Topologies to run, comma-separated [default: single,star,chain].
     #[arg(long, value_delimiter = ',')]
     pub(crate) topologies: Vec<Topology>,
+    /// Draw the results to this PNG (one panel per metric, one line per impl).
+    #[arg(long, value_name = "FILE.png")]
+    pub(crate) plot: Option<std::path::PathBuf>,
     /// Shared options.
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -236,12 +239,33 @@ pub(crate) fn run(args: &DataStreamArgs) -> Result<(), BoxError> {
             println!("{}", table_line(r));
         }
     }
+    crate::plot::draw_if_asked(
+        args.plot.as_deref(),
+        "datastream",
+        &format!(
+            "peerwire-bench datastream: {} B packets, {} outstanding",
+            args.packet_bytes, args.outstanding
+        ),
+        &PLOT,
+        &rows,
+    )?;
     let c = client.clone();
     client_rt.run(async move { c.shutdown().await });
     servers.stop();
     client_rt.shutdown();
     Ok(())
 }
+
+/// What `--plot` draws: goodput and CPU per GiB for each topology.
+const PLOT: crate::plot::PlotSpec<'static> = crate::plot::PlotSpec {
+    x_keys: &[("packet_bytes", "packet (bytes)")],
+    category_keys: &["topology"],
+    series_keys: &[],
+    panels: &[
+        crate::plot::Panel::of("bytes_per_sec", "goodput (bytes/s)"),
+        crate::plot::Panel::of("cpu_sec_per_gib", "CPU s per GiB"),
+    ],
+};
 
 fn median(runs: &[Measured]) -> Measured {
     let keys: Vec<f64> = runs.iter().map(|m| m.bytes_per_sec).collect();

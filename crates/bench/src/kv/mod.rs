@@ -42,6 +42,9 @@ pub(crate) struct KvArgs {
     /// The etcd binary [default: `etcd` on PATH; skipped if none].
     #[arg(long)]
     pub(crate) etcd: Option<PathBuf>,
+    /// Draw the results to this PNG (one panel per metric, one line per impl).
+    #[arg(long, value_name = "FILE.png")]
+    pub(crate) plot: Option<PathBuf>,
     /// Shared options (`--threads`: workers of each node's runtime and of the client's).
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -244,5 +247,27 @@ pub(crate) fn run(args: &KvArgs) -> Result<(), BoxError> {
         );
         print!("{}", report::render_table(&rows, &COLUMNS, &BASELINES));
     }
-    Ok(())
+    let values: Vec<serde_json::Value> = rows.iter().map(|r| json!(r)).collect();
+    crate::plot::draw_if_asked(
+        args.plot.as_deref(),
+        "kv",
+        &format!(
+            "peerwire-bench kv: puts of {} B values on a local 3-node cluster (fsync on)",
+            args.value_bytes
+        ),
+        &PLOT,
+        &values,
+    )
 }
+
+/// What `--plot` draws: puts/s and latency against the number of clients.
+const PLOT: crate::plot::PlotSpec<'static> = crate::plot::PlotSpec {
+    x_keys: &[("clients", "concurrent clients")],
+    category_keys: &["clients"],
+    series_keys: &[],
+    panels: &[
+        crate::plot::Panel::of("ops_per_sec", "puts/s"),
+        crate::plot::Panel::of("p50_us", "p50 latency (µs)"),
+        crate::plot::Panel::of("p99_us", "p99 latency (µs)"),
+    ],
+};

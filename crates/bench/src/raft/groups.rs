@@ -301,7 +301,16 @@ pub(crate) fn run(args: &RaftArgs) -> Result<(), BoxError> {
             println!("{}", super::table_line(row));
         }
     }
-    Ok(())
+    crate::plot::draw_if_asked(
+        args.plot.as_deref(),
+        "raft",
+        &format!(
+            "peerwire-bench raft --groups: many raft groups over shared lanes, {} ms ticks",
+            args.group_tick_ms
+        ),
+        &super::GROUPS_PLOT,
+        &rows,
+    )
 }
 
 /// Each row's ratios to the same case's row with the fewest groups: append throughput,

@@ -85,6 +85,9 @@ pub(crate) struct RaftArgs {
     /// ticker) instead of spread over it.
     #[arg(long)]
     pub(crate) aligned_ticks: bool,
+    /// Draw the results to this PNG (one panel per metric, one line per impl).
+    #[arg(long, value_name = "FILE.png")]
+    pub(crate) plot: Option<std::path::PathBuf>,
     /// Shared options.
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -154,6 +157,13 @@ pub(crate) fn run(args: &RaftArgs) -> Result<(), BoxError> {
             println!("{}", table_line(row));
         }
     }
+    crate::plot::draw_if_asked(
+        args.plot.as_deref(),
+        "raft",
+        "peerwire-bench raft: a leader and two followers over the raft transport",
+        &PLOT,
+        &rows,
+    )?;
     leader_rt.run(async move {
         leader.stop().await;
         leader_server.shutdown().await;
@@ -163,6 +173,39 @@ pub(crate) fn run(args: &RaftArgs) -> Result<(), BoxError> {
     follower_rt.shutdown();
     Ok(())
 }
+
+/// What `--plot` draws: each case's figure, peerwire beside raw TCP.
+const PLOT: crate::plot::PlotSpec<'static> = crate::plot::PlotSpec {
+    x_keys: &[],
+    category_keys: &["case"],
+    series_keys: &[],
+    panels: &[
+        crate::plot::Panel::of("entries_per_sec", "append: entries/s"),
+        crate::plot::Panel::only("bytes_per_sec", "snapshot: bytes/s", "case", "snapshot"),
+        crate::plot::Panel::of("p99_us_idle", "heartbeat p99 µs, idle"),
+        crate::plot::Panel::of("p99_us_snapshot", "heartbeat p99 µs, during a snapshot"),
+    ],
+};
+
+/// What `--plot` draws with `--groups`: each figure against the number of groups.
+const GROUPS_PLOT: crate::plot::PlotSpec<'static> = crate::plot::PlotSpec {
+    x_keys: &[("groups", "raft groups")],
+    category_keys: &["groups"],
+    series_keys: &[],
+    panels: &[
+        crate::plot::Panel::of("entries_per_sec", "append: entries/s"),
+        crate::plot::Panel::only(
+            "p99_us",
+            "heartbeat p99 µs under every group's ticks",
+            "case",
+            "heartbeat",
+        ),
+        crate::plot::Panel::of(
+            "leader_cpu_sec_per_million_msgs",
+            "leader CPU s per million messages",
+        ),
+    ],
+};
 
 /// For each impl in the runs, the row of the median run (by its first metric), with ratios to
 /// raw TCP where both ran.
