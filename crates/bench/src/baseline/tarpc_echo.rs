@@ -78,6 +78,27 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
+/// Largest tarpc frame: raised from tokio-util's 8 MiB default, as a user sending large
+/// payloads would, so that the payload sweep's 8 MiB (and larger) echoes fit.
+const MAX_FRAME: usize = crate::baseline::raw_tcp::MAX_FRAME + 4096;
+
+/// tarpc's bincode transport over `stream`, with frames up to [`MAX_FRAME`].
+fn transport<Item, SinkItem>(
+    stream: TcpStream,
+) -> Transport<TcpStream, Item, SinkItem, Bincode<Item, SinkItem>>
+where
+    Item: for<'de> Deserialize<'de>,
+    SinkItem: Serialize,
+{
+    let framed = tarpc::tokio_util::codec::Framed::new(
+        stream,
+        tarpc::tokio_util::codec::LengthDelimitedCodec::builder()
+            .max_frame_length(MAX_FRAME)
+            .new_codec(),
+    );
+    tarpc::serde_transport::new(framed, Bincode::default())
+}
+
 /// The tarpc echo implementation.
 #[derive(Debug)]
 pub(crate) struct Tarpc;
@@ -98,7 +119,7 @@ impl EchoImpl for Tarpc {
 
     async fn start_server() -> Result<(AcceptLoop, SocketAddr), BoxError> {
         AcceptLoop::bind("tarpc", |stream| {
-            let transport = Transport::from((stream, Bincode::default()));
+            let transport = transport(stream);
             BaseChannel::with_defaults(transport)
                 .execute(EchoServer.serve())
                 .for_each(|response| async move {
@@ -117,8 +138,7 @@ impl EchoImpl for Tarpc {
             .await
             .map_err(|e| format!("tarpc client: connect {addr}: {e}"))?;
         stream.set_nodelay(true)?;
-        let transport = Transport::from((stream, Bincode::default()));
-        Ok(EchoClient::new(client::Config::default(), transport).spawn())
+        Ok(EchoClient::new(client::Config::default(), transport(stream)).spawn())
     }
 
     fn caller(client: &EchoClient) -> EchoClient {

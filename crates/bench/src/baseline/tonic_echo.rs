@@ -33,6 +33,10 @@ use pb::echo_client::EchoClient;
 use pb::echo_server::{Echo, EchoServer};
 use pb::{EchoReply, EchoRequest};
 
+/// Largest message either side accepts: raised from tonic's 4 MiB decoding default, as a user
+/// sending large payloads would, so that the payload sweep's 8 MiB (and larger) echoes fit.
+const MAX_MESSAGE: usize = crate::baseline::raw_tcp::MAX_FRAME + 4096;
+
 /// How long stopping the server waits for its graceful shutdown.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -72,7 +76,11 @@ impl EchoImpl for Tonic {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop, stop_rx) = oneshot::channel::<()>();
         let serve = Server::builder()
-            .add_service(EchoServer::new(EchoService))
+            .add_service(
+                EchoServer::new(EchoService)
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            )
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;
             });
@@ -106,6 +114,8 @@ impl EchoImpl for Tonic {
     fn caller(client: &Channel) -> EchoClient<Channel> {
         // Clones of a `Channel` share its one connection.
         EchoClient::new(client.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
     }
 
     async fn close(client: Channel) {
