@@ -42,7 +42,7 @@ pub(crate) struct Scenario {
 /// `rpc`: the raw call path of every impl.
 pub(crate) const RPC: Scenario = Scenario {
     name: "rpc",
-    title: "unary echo over one connection",
+    title: "unary echo, one connection per client",
     default_impls: &[
         ImplKind::Peerwire,
         ImplKind::RawTcp,
@@ -57,7 +57,7 @@ pub(crate) const RPC: Scenario = Scenario {
 /// (the target is at least 0.85 of it) and the baselines.
 pub(crate) const RPCENV: Scenario = Scenario {
     name: "rpcenv",
-    title: "RpcEnv ask to a named endpoint over one connection",
+    title: "RpcEnv ask to a named endpoint, one connection per client",
     default_impls: &[
         ImplKind::PeerwireRpcEnv,
         ImplKind::Peerwire,
@@ -72,7 +72,7 @@ pub(crate) const RPCENV: Scenario = Scenario {
 /// peerwire call path (the target is at most 10% overhead, i.e. at least 0.9 of it).
 pub(crate) const SERVICE: Scenario = Scenario {
     name: "service",
-    title: "typed protocol call (serde engine) over one connection",
+    title: "typed protocol call (serde engine), one connection per client",
     default_impls: &[
         ImplKind::PeerwireService,
         ImplKind::PeerwireServiceCached,
@@ -452,6 +452,10 @@ const PLOT: crate::plot::PlotSpec<'static> = crate::plot::PlotSpec {
         crate::plot::Panel::of(
             "cpu_s_per_mcall",
             "CPU s per million calls (client + server)",
+        ),
+        crate::plot::Panel::of(
+            "server_kib_per_conn_busy",
+            "server KiB per connection, busy",
         ),
     ],
 };

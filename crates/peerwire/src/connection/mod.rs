@@ -258,6 +258,7 @@ impl Conn {
         let max_batch = cfg.max_write_batch;
         let load = writer::Load {
             call_slots: conn.call_slots.clone(),
+            serve_slots: conn.serve_slots.clone(),
             max_inflight: conn.max_inflight,
         };
         tracker.spawn_on(
