@@ -158,8 +158,15 @@ async fn a_group_removed_at_runtime_is_refused_alone_while_the_other_flows() {
             msg(MessageKind::Heartbeat, 1, 1000 + seq),
         ]);
     }
+    // A fence of group 1 on each lane: once both arrive, every group-2 message sent before
+    // them on the same lanes has been refused (each lane delivers in order), so none can
+    // reach the group added back below.
+    a.transport.send([
+        msg(MessageKind::Append, 1, 51),
+        msg(MessageKind::Heartbeat, 1, 1051),
+    ]);
     let (mut appends, mut heartbeats) = (Vec::new(), Vec::new());
-    while appends.len() < 50 || heartbeats.len() < 50 {
+    while appends.len() < 51 || heartbeats.len() < 51 {
         let m = b.next_message(1).await;
         assert_eq!(m.group, 1);
         match m.kind {
@@ -167,8 +174,8 @@ async fn a_group_removed_at_runtime_is_refused_alone_while_the_other_flows() {
             _ => heartbeats.push(m.seq),
         }
     }
-    assert_eq!(appends, (1..=50).collect::<Vec<_>>());
-    assert_eq!(heartbeats, (1001..=1050).collect::<Vec<_>>());
+    assert_eq!(appends, (1..=51).collect::<Vec<_>>());
+    assert_eq!(heartbeats, (1001..=1051).collect::<Vec<_>>());
     // The lanes stayed up throughout: a refusal for one group does not touch them.
     assert_eq!(a.transport.lanes_up(2), Some(BOTH));
     // Adding the group back makes its messages flow again.
