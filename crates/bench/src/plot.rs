@@ -313,35 +313,29 @@ fn draw_panel<DB: DrawingBackend>(
     label: &str,
     series: &[Series],
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
     let ys: Vec<f64> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
         .collect();
-    let y_lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
-    let y_hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let y_log = y_lo > 0.0 && y_hi / y_lo > 10.0;
-    let (y_lo, y_hi) = if ys.is_empty() {
-        (0.0, 1.0)
-    } else if y_log {
-        (y_lo.log10() - 0.05, y_hi.log10() + 0.05)
-    } else {
-        (0.0, y_hi * 1.1 + f64::EPSILON)
+    let y_extent = extent(&ys);
+    let y_log = y_extent.is_some_and(|(lo, hi)| lo > 0.0 && hi / lo > 10.0);
+    let (y_lo, y_hi) = match y_extent {
+        None => (0.0, 1.0),
+        Some((lo, hi)) if y_log => (lo.log10() - 0.05, hi.log10() + 0.05),
+        Some((_, hi)) => (0.0, hi * 1.1 + f64::EPSILON),
     };
     let (x_lo, x_hi, x_label) = match axis {
-        XAxis::Numeric { label, .. } => {
-            let xs: Vec<f64> = series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.0))
-                .collect();
-            let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            if xs.is_empty() {
-                (0.0, 1.0, label.clone())
-            } else {
+        XAxis::Numeric { label, .. } => match extent(&xs) {
+            None => (0.0, 1.0, label.clone()),
+            Some((lo, hi)) => {
                 let pad = ((hi - lo) * 0.04).max(0.05);
                 (lo - pad, hi + pad, label.clone())
             }
-        }
+        },
         XAxis::Categories(names) => (-0.5, names.len() as f64 - 0.5, String::new()),
     };
     let mut chart = ChartBuilder::on(area)
@@ -352,17 +346,8 @@ fn draw_panel<DB: DrawingBackend>(
         .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?;
     // Numeric axes are labelled at the swept values only: many candidate label positions,
     // and each data point's value printed at the one nearest to it.
-    let data_xs: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .collect();
     let step = (x_hi - x_lo) / X_LABEL_SLOTS as f64;
-    let at_data = |x: f64| {
-        data_xs
-            .iter()
-            .copied()
-            .find(|p| (x - p).abs() <= step / 2.0)
-    };
+    let at_data = |x: f64| xs.iter().copied().find(|p| (x - p).abs() <= step / 2.0);
     let x_format = |x: &f64| match axis {
         XAxis::Numeric { log, key, .. } => at_data(*x)
             .map(|p| {
@@ -429,6 +414,13 @@ fn draw_panel<DB: DrawingBackend>(
         .position(SeriesLabelPosition::UpperRight)
         .draw()?;
     Ok(())
+}
+
+/// The smallest and largest of `values`, `None` when there are none.
+fn extent(values: &[f64]) -> Option<(f64, f64)> {
+    let lo = values.iter().copied().reduce(f64::min)?;
+    let hi = values.iter().copied().reduce(f64::max)?;
+    Some((lo, hi))
 }
 
 /// A number in two or three significant digits with an SI suffix: 950, 1.5k, 64k, 1.0M.

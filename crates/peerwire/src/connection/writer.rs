@@ -477,6 +477,18 @@ mod tests {
         assert!(buf.is_empty());
     }
 
+    /// The head of a file packet (its payload comes from the file region).
+    fn file_packet_head() -> StreamData {
+        StreamData {
+            id: 2,
+            stream_id: 5,
+            flags: peerwire_wire::StreamFlags::CLOSE,
+            offset: 0,
+            checksum: 9,
+            payload: Bytes::new(),
+        }
+    }
+
     #[tokio::test]
     async fn file_packets_follow_their_head_in_queue_order() {
         // A duplex pipe cannot sendfile: this is the copying fallback.
@@ -490,14 +502,7 @@ mod tests {
             id: 1,
             payload: Bytes::from_static(b"before"),
         });
-        let head = StreamData {
-            id: 2,
-            stream_id: 5,
-            flags: peerwire_wire::StreamFlags::CLOSE,
-            offset: 0,
-            checksum: 9,
-            payload: Bytes::new(),
-        };
+        let head = file_packet_head();
         let after = Frame::Response(Response {
             id: 3,
             payload: Bytes::from_static(b"after"),
@@ -556,14 +561,7 @@ mod tests {
             bytes
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        let head = StreamData {
-            id: 2,
-            stream_id: 5,
-            flags: peerwire_wire::StreamFlags::CLOSE,
-            offset: 0,
-            checksum: 9,
-            payload: Bytes::new(),
-        };
+        let head = file_packet_head();
         tx.send(Outgoing::CallFile(
             head.clone(),
             FileRegion {
