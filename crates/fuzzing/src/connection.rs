@@ -58,6 +58,7 @@ pub fn connection(data: &[u8]) -> Vec<u8> {
             target_node_id: IDENTITY.node_id,
             epoch: 1,
             max_frame_body: 1 << 20,
+            max_message: 1 << 20,
         })
         .encode(&mut input);
     }

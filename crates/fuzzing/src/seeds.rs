@@ -90,6 +90,7 @@ fn hello(lane: Lane) -> Hello {
         target_node_id: 1,
         epoch: 1,
         max_frame_body: 1 << 20,
+        max_message: 1 << 20,
     }
 }
 

@@ -10,6 +10,15 @@ use crate::Error;
 /// [`peerwire_wire::limits::DEFAULT_MAX_BODY`] for the reasoning (16 MiB).
 pub const DEFAULT_MAX_FRAME_BODY: u32 = peerwire_wire::limits::DEFAULT_MAX_BODY;
 
+/// Default largest message payload a connection accepts, whole or in parts; see
+/// [`peerwire_wire::limits::DEFAULT_MAX_MESSAGE_BYTES`] for the reasoning (128 MiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = peerwire_wire::limits::DEFAULT_MAX_MESSAGE_BYTES;
+
+/// Default largest part of a message sent in parts: 256 KiB, one write batch. A call or reply
+/// larger than this travels in parts, and a small call on the same connection waits for one
+/// part at most (~0.1 ms on loopback) rather than for the whole message.
+pub const DEFAULT_MESSAGE_PART: usize = 256 * 1024;
+
 /// Default calls in flight per connection: 1,024. Enough to keep a loopback or LAN link busy
 /// (the throughput of a single connection levels off well below this), small enough that the
 /// replies one connection can have queued stay bounded.
@@ -91,6 +100,16 @@ pub struct Identity {
 pub struct ConnectionConfig {
     /// Largest frame body accepted from the peer, in bytes.
     pub max_frame_body: u32,
+    /// Largest payload of one request, response or one-way message accepted from the peer, in
+    /// bytes (protocol version 3: a message larger than a frame travels in parts). Sent in the
+    /// hello: a peer refuses locally to send more. A message over it fails alone (the call,
+    /// on both sides, with an error naming this setting); the connection goes on. Against a
+    /// version-1 or 2 peer, a message is one frame and `max_frame_body` is the limit.
+    pub max_message_bytes: u64,
+    /// Payload bytes per part when a message is sent in parts: a message larger than this
+    /// (or than the peer's frame limit) is split. Small calls on the connection wait for one
+    /// part at most.
+    pub message_part: usize,
     /// Calls in flight on one connection (client: awaiting replies; server: received and
     /// not yet answered). The server stops reading a connection at this limit.
     pub max_inflight: usize,
@@ -132,6 +151,8 @@ impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
             max_frame_body: DEFAULT_MAX_FRAME_BODY,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            message_part: DEFAULT_MESSAGE_PART,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             write_queue: DEFAULT_WRITE_QUEUE,
             write_queue_bytes: DEFAULT_WRITE_QUEUE_BYTES,
@@ -186,12 +207,22 @@ impl ConnectionConfig {
         if (self.max_frame_body as usize) < 1024 {
             return Err(Error::Config("max_frame_body must be at least 1024".into()));
         }
+        if self.max_message_bytes < u64::from(self.max_frame_body) {
+            return Err(Error::Config(format!(
+                "max_message_bytes ({}) must be at least max_frame_body ({})",
+                self.max_message_bytes, self.max_frame_body
+            )));
+        }
+        if self.message_part < 1024 {
+            return Err(Error::Config("message_part must be at least 1024".into()));
+        }
         Ok(())
     }
 
     pub(crate) fn limits(&self) -> peerwire_wire::Limits {
         peerwire_wire::Limits {
             max_body: self.max_frame_body,
+            max_payload: self.max_message_bytes,
             ..peerwire_wire::Limits::default()
         }
     }

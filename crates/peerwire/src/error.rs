@@ -177,15 +177,18 @@ pub enum NotExecuted {
         /// The configuration field that sets it.
         setting: &'static str,
     },
-    /// The request is larger than the peer accepts.
+    /// The request (or one-way message) is larger than the peer accepts.
     #[error(
-        "payload of {len} bytes exceeds the peer's frame limit of {limit} bytes (setting `max_frame_body`)"
+        "payload of {len} bytes exceeds the peer's limit of {limit} bytes for one message (its setting `{setting}`)"
     )]
     PayloadTooLarge {
         /// Request size in bytes.
         len: usize,
         /// The limit.
         limit: usize,
+        /// The peer's configuration field that sets it: `max_message_bytes`, or
+        /// `max_frame_body` against a peer that sends every message in one frame.
+        setting: &'static str,
     },
     /// The route name is longer than the protocol allows.
     #[error("route of {len} bytes exceeds the limit of {limit} bytes")]

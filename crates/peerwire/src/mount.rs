@@ -167,6 +167,7 @@ mod tests {
             target_node_id: 0,
             epoch: 0,
             max_frame_body: 1024,
+            max_message: 1024,
         }
     }
 

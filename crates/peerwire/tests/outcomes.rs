@@ -83,6 +83,7 @@ async fn payload_over_the_peer_limit_is_refused_before_sending() {
     let cfg = ServerConfig {
         connection: ConnectionConfig {
             max_frame_body: 64 * 1024,
+            max_message_bytes: 64 * 1024,
             ..ConnectionConfig::default()
         },
         ..ServerConfig::default()
@@ -95,11 +96,17 @@ async fn payload_over_the_peer_limit_is_refused_before_sending() {
         .await
     {
         Err(Error::NotExecuted {
-            reason: NotExecuted::PayloadTooLarge { len, limit },
+            reason:
+                NotExecuted::PayloadTooLarge {
+                    len,
+                    limit,
+                    setting,
+                },
             ..
         }) => {
             assert_eq!(len, 100_000);
-            assert!(limit < 64 * 1024);
+            assert_eq!(limit, 64 * 1024);
+            assert_eq!(setting, "max_message_bytes");
         }
         other => panic!("expected payload too large, got {other:?}"),
     }

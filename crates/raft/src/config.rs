@@ -49,6 +49,12 @@ pub struct TransportConfig {
     pub bulk_thread: bool,
 }
 
+/// Default largest raft message a member accepts: 512 MiB, etcd's limit for one raft message
+/// on its peer streams. Larger than any batch of entries raft sends under its own size limits,
+/// so only a runaway entry meets it; snapshot data travels on the snapshot lane in chunks and
+/// never counts against it.
+pub const RAFT_MAX_MESSAGE_BYTES: u64 = 512 * 1024 * 1024;
+
 impl Default for TransportConfig {
     fn default() -> Self {
         Self {
@@ -56,6 +62,9 @@ impl Default for TransportConfig {
             connection: ConnectionConfig {
                 // Lanes are long-lived: never closed for idleness, only for silence.
                 idle_timeout: None,
+                // etcd's limit for one raft message (its `readBytesLimit`): an append carrying
+                // a large entry travels in parts rather than failing.
+                max_message_bytes: RAFT_MAX_MESSAGE_BYTES,
                 ..ConnectionConfig::default()
             },
             stream_queue: 4096,

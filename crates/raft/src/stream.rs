@@ -151,9 +151,9 @@ impl BatchBuf {
 
 /// Writes batches on `conn` until it breaks or the peer stops.
 ///
-/// A batch holds at most `max_batch_bytes` (and never more than the peer accepts in one
-/// frame): a message that would overflow it starts the next batch, and a single message too
-/// large for any frame is dropped and reported.
+/// A batch holds at most `max_batch_bytes`: a message that would overflow it starts the next
+/// batch (a message larger than a frame travels in parts), and a single message larger than
+/// the peer accepts in one message is dropped and reported.
 async fn serve<M: RaftMessage>(
     conn: &Connection,
     rx: &mut mpsc::Receiver<M>,
@@ -162,8 +162,8 @@ async fn serve<M: RaftMessage>(
     peer: &PeerShared,
     batch: &mut BatchBuf,
 ) -> Ended {
-    let frame_max = conn.max_oneway_payload(route);
-    let max = link.cfg.max_batch_bytes.min(frame_max);
+    let message_max = conn.max_oneway_payload(route);
+    let max = link.cfg.max_batch_bytes.min(message_max);
     let lane = conn.peer().lane;
     // A message that did not fit the previous batch (or was left by the previous connection):
     // it starts the next one.
@@ -218,16 +218,16 @@ async fn serve<M: RaftMessage>(
                 batch.groups.push(group);
             }
         }
-        if buf.len() > frame_max {
-            // One message, too large for any frame: raft will have to send it differently.
+        if buf.len() > message_max {
+            // One message, larger than the peer accepts: raft will have to send it differently.
             buf.clear();
             metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "too_large")
                 .increment(1);
             tracing::warn!(
                 peer = peer.id,
                 lane = lane_label(lane),
-                limit = frame_max,
-                "dropped a raft message larger than a frame"
+                limit = message_max,
+                "dropped a raft message larger than the peer accepts (its `max_message_bytes`)"
             );
             link.report.unreachable(first_group, peer.id);
         } else {

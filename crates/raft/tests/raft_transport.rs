@@ -183,9 +183,9 @@ async fn full_queues_drop_and_report() {
     b.stop().await;
 }
 
-/// A lane's batches never exceed its batch limit or the peer's frame limit: a message that
-/// would overflow a batch starts the next, and one too large for any frame is dropped and
-/// reported while the lane stays up and delivers what follows.
+/// A lane's batches never exceed its batch limit: a message that would overflow a batch starts
+/// the next, and one larger than the peer accepts in one message (`max_message_bytes`) is
+/// dropped and reported while the lane stays up and delivers what follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_stay_within_their_limit_and_oversized_messages_are_dropped() {
     let config = |id| {
@@ -193,6 +193,7 @@ async fn batches_stay_within_their_limit_and_oversized_messages_are_dropped() {
         cfg.max_batch_bytes = 4096;
         cfg.snapshot_chunk = 16 * 1024;
         cfg.connection.max_frame_body = 64 * 1024;
+        cfg.connection.max_message_bytes = 64 * 1024;
         cfg
     };
     let a = FakeNode::start(config(1), "127.0.0.1:0".parse().unwrap()).await;
@@ -221,6 +222,41 @@ async fn batches_stay_within_their_limit_and_oversized_messages_are_dropped() {
     })
     .await;
     assert_eq!(t.lanes_up(2), Some(BOTH));
+    assert_eq!(t.active_since(2), since, "no lane broke on the way");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A raft message larger than a frame travels in parts (protocol version 3), in order with the
+/// small messages around it, on a lane that stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_a_frame_arrives_whole_and_in_order() {
+    let config = |id| {
+        let mut cfg = test_config(7, id);
+        cfg.max_batch_bytes = 4096;
+        cfg.snapshot_chunk = 16 * 1024;
+        cfg.connection.max_frame_body = 64 * 1024;
+        cfg
+    };
+    let a = FakeNode::start(config(1), "127.0.0.1:0".parse().unwrap()).await;
+    let mut b = FakeNode::start(config(2), "127.0.0.1:0".parse().unwrap()).await;
+    let t = a.transport.clone();
+    t.add_peer(2, vec![b.addr()]).unwrap();
+    lanes_up(&a, 2).await;
+    let since = t.active_since(2);
+    let append = |seq: u64, len: usize| {
+        msg(MessageKind::Append, 1, 2, seq).with_payload(Bytes::from(vec![seq as u8; len]))
+    };
+    t.send((0..5).map(|seq| append(seq, 3000)));
+    t.send([append(5, 3 << 20)]);
+    t.send((6..10).map(|seq| append(seq, 3000)));
+    for seq in 0..10 {
+        let m = b.next_message().await;
+        assert_eq!(m.seq, seq);
+        let len = if seq == 5 { 3 << 20 } else { 3000 };
+        assert_eq!(m.payload, Bytes::from(vec![seq as u8; len]));
+    }
+    assert_eq!(t.handler().unreachable_reports(), 0);
     assert_eq!(t.active_since(2), since, "no lane broke on the way");
     a.stop().await;
     b.stop().await;

@@ -114,6 +114,7 @@ impl ScriptedPeer {
             target_node_id: 0,
             epoch: identity.epoch,
             max_frame_body: peerwire::config::DEFAULT_MAX_FRAME_BODY,
+            max_message: peerwire::config::DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 

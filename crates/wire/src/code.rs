@@ -79,6 +79,9 @@ wire_code! {
         UnknownMethod = 11 => "unknown method",
         /// The server serves another version of the protocol.
         ProtocolVersionMismatch = 12 => "protocol version mismatch",
+        /// The handler ran, but its reply exceeds the caller's limit for one message, so the
+        /// caller receives this instead.
+        ReplyTooLarge = 13 => "reply too large",
     }
 }
 
@@ -96,7 +99,11 @@ impl Status {
             | Self::UnknownProtocol
             | Self::UnknownMethod
             | Self::ProtocolVersionMismatch => false,
-            Self::HandlerFailed | Self::Cancelled | Self::Internal | Self::Other(_) => true,
+            Self::HandlerFailed
+            | Self::Cancelled
+            | Self::Internal
+            | Self::ReplyTooLarge
+            | Self::Other(_) => true,
         }
     }
 }
@@ -216,6 +223,7 @@ mod tests {
             (Status::UnknownProtocol, false),
             (Status::UnknownMethod, false),
             (Status::ProtocolVersionMismatch, false),
+            (Status::ReplyTooLarge, true),
             (Status::Other(77), true),
         ];
         for (status, executed) in table {

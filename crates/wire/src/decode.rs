@@ -2,6 +2,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::assemble::{Assembler, Head, Refused, Step};
+use crate::fragment::{MESSAGE_LEN_BYTES, MORE};
 use crate::frame::{
     Failure, Frame, GoAway, HELLO_MAGIC, Heartbeat, Hello, OneWay, Request, Response, StreamData,
     StreamFlags,
@@ -16,18 +18,29 @@ use crate::{GoAwayReason, Lane, Limits, Status, WireError};
 /// for each complete frame, and an error when the stream breaks the protocol. After an error the
 /// decoder's state is unspecified and the connection must be closed.
 ///
-/// Payloads are slices of the read buffer (no copy).
+/// Payloads are slices of the read buffer (no copy). Messages sent in parts (version 3, see
+/// [`crate::fragment`]) come out whole, as the frame of their first part's kind; a message
+/// over [`Limits::max_payload`] is refused alone ([`FrameDecoder::take_refused`]).
 #[derive(Debug)]
 pub struct FrameDecoder {
     limits: Limits,
     /// The header of the frame whose body is being awaited.
     head: Option<Header>,
+    /// Messages in parts.
+    parts: Assembler,
+    /// A message refused since the last [`FrameDecoder::take_refused`].
+    refused: Option<Refused>,
 }
 
 impl FrameDecoder {
     /// A decoder enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, head: None }
+        Self {
+            limits,
+            head: None,
+            parts: Assembler::default(),
+            refused: None,
+        }
     }
 
     /// The limits in force.
@@ -42,31 +55,129 @@ impl FrameDecoder {
     }
 
     /// Decodes the next frame from the front of `src`, consuming its bytes.
+    ///
+    /// After `Ok(None)`, check [`FrameDecoder::take_refused`]: the decoder stops at a refused
+    /// message so that the caller can answer it before decoding on.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
-        let head = match self.head {
-            Some(head) => head,
-            None => {
-                if src.len() < HEADER_LEN {
-                    src.reserve(HEADER_LEN - src.len());
+        loop {
+            if self.parts.in_part() {
+                match self.parts.feed(src) {
+                    Step::NeedMore => return Ok(None),
+                    Step::PartDone => continue,
+                    Step::Complete(frame) => return Ok(Some(frame)),
+                }
+            }
+            let head = match self.head {
+                Some(head) => head,
+                None => {
+                    if src.len() < HEADER_LEN {
+                        src.reserve(HEADER_LEN - src.len());
+                        return Ok(None);
+                    }
+                    let head = Header::parse(&src[..HEADER_LEN])?;
+                    check_length(&head, &self.limits)?;
+                    src.advance(HEADER_LEN);
+                    if head.kind == FrameKind::Continuation {
+                        // Its body goes to its message, not to `src`.
+                        self.parts.begin_part(&head)?;
+                        continue;
+                    }
+                    self.head = Some(head);
+                    head
+                }
+            };
+            let len = head.length as usize;
+            if src.len() < len {
+                // Bounded: `len` was checked against the limit above.
+                src.reserve(len - src.len() + HEADER_LEN);
+                return Ok(None);
+            }
+            self.head = None;
+            let body = src.split_to(len).freeze();
+            if head.flags & MORE != 0 {
+                let (message_head, message_len, first) = parse_first(head, body, &self.limits)?;
+                let refused = self.parts.begin(
+                    head.id,
+                    message_head,
+                    message_len,
+                    first,
+                    self.limits.max_payload,
+                )?;
+                if refused.is_some() {
+                    self.refused = refused;
                     return Ok(None);
                 }
-                let head = Header::parse(&src[..HEADER_LEN])?;
-                check_length(&head, &self.limits)?;
-                src.advance(HEADER_LEN);
-                self.head = Some(head);
-                head
+                continue;
             }
-        };
-        let len = head.length as usize;
-        if src.len() < len {
-            // Bounded: `len` was checked against the limit above.
-            src.reserve(len - src.len() + HEADER_LEN);
-            return Ok(None);
+            return parse_body(head, body, &self.limits).map(Some);
         }
-        self.head = None;
-        let body = src.split_to(len).freeze();
-        parse_body(head, body, &self.limits).map(Some)
     }
+
+    /// The message refused by the last [`FrameDecoder::decode`], if it refused one.
+    pub fn take_refused(&mut self) -> Option<Refused> {
+        self.refused.take()
+    }
+
+    /// Whether a message in parts is open: its next part may arrive after other frames.
+    pub fn assembling(&self) -> bool {
+        self.parts.is_open()
+    }
+
+    /// Bytes missing to finish what the decoder reads now (a header, a frame body, or a
+    /// message's part), given `buffered` bytes in the read buffer. A reader that offers no
+    /// more than this while [`FrameDecoder::assembling`] leaves the bytes of the next part on
+    /// the socket, for [`FrameDecoder::direct`].
+    pub fn needed(&self, buffered: usize) -> usize {
+        if self.parts.in_part() {
+            self.parts.part_remaining()
+        } else if let Some(head) = self.head {
+            (head.length as usize).saturating_sub(buffered)
+        } else {
+            HEADER_LEN.saturating_sub(buffered)
+        }
+    }
+
+    /// Where the rest of the part being read goes, and how many bytes of it are missing, when
+    /// the read buffer holds none of them: a reader may receive up to that many bytes straight
+    /// into the buffer, then report them with [`FrameDecoder::filled`] and call
+    /// [`FrameDecoder::decode`] again. `None` when no part is being read (or it is dropped).
+    pub fn direct(&mut self) -> Option<(&mut BytesMut, usize)> {
+        self.parts.direct()
+    }
+
+    /// Records `n` bytes received into the buffer [`FrameDecoder::direct`] returned.
+    pub fn filled(&mut self, n: usize) {
+        self.parts.filled(n);
+    }
+}
+
+/// Splits the first frame of a message in parts into what it carries besides the payload, the
+/// declared payload length, and its part of the payload.
+fn parse_first(
+    head: Header,
+    mut body: Bytes,
+    limits: &Limits,
+) -> Result<(Head, u64, Bytes), WireError> {
+    let message_head = match head.kind {
+        FrameKind::Request => {
+            let deadline_ms = body.get_u32();
+            let route = take_route(&mut body, limits)?;
+            Head::Request { deadline_ms, route }
+        }
+        FrameKind::OneWay => Head::OneWay {
+            route: take_route(&mut body, limits)?,
+        },
+        _ => Head::Response,
+    };
+    if body.len() < MESSAGE_LEN_BYTES {
+        return Err(WireError::Truncated {
+            what: "message length",
+            need: MESSAGE_LEN_BYTES,
+            have: body.len(),
+        });
+    }
+    let len = body.get_u64();
+    Ok((message_head, len, body))
 }
 
 /// Checks the declared body length against the limits and the kind's layout, before any of the
@@ -89,6 +200,7 @@ fn check_length(head: &Header, limits: &Limits) -> Result<(), WireError> {
         FrameKind::Heartbeat => (Heartbeat::LEN, true),
         FrameKind::GoAway => (4, false),
         FrameKind::StreamData => (StreamData::HEAD_LEN, false),
+        FrameKind::Continuation => (1, false),
     };
     if head.length < min || (exact && head.length != min) {
         return Err(WireError::BadLength {
@@ -104,6 +216,7 @@ fn check_length(head: &Header, limits: &Limits) -> Result<(), WireError> {
             | FrameKind::Failure
             | FrameKind::Cancel
             | FrameKind::StreamData
+            | FrameKind::Continuation
     );
     if needs_id && head.id == 0 {
         return Err(WireError::ZeroId(head.kind));
@@ -171,14 +284,21 @@ fn parse_body(head: Header, mut body: Bytes, limits: &Limits) -> Result<Frame, W
                 target_node_id: body.get_u64(),
                 epoch: body.get_u64(),
                 max_frame_body: body.get_u32(),
+                max_message: 0,
             };
             // A version-1 hello ends here: the range [min, min], group 0.
-            if body.remaining() >= (Hello::LEN - Hello::V1_LEN) as usize {
+            if body.remaining() >= (Hello::V2_LEN - Hello::V1_LEN) as usize {
                 hello.max_version = body.get_u16();
                 let _reserved = body.get_u16();
                 hello.group = body.get_u64();
             }
-            // Bytes past offset 56 are extensions of later versions: ignored.
+            // Version 3 adds the message limit; before it, a message is one frame.
+            hello.max_message = if body.remaining() >= 8 {
+                body.get_u64()
+            } else {
+                u64::from(hello.max_frame_body)
+            };
+            // Bytes past offset 64 are extensions of later versions: ignored.
             if head.kind == FrameKind::Hello {
                 Frame::Hello(hello)
             } else {
@@ -232,6 +352,13 @@ fn parse_body(head: Header, mut body: Bytes, limits: &Limits) -> Result<Frame, W
                 reason,
                 message,
             })
+        }
+        // Continuations never reach here: their bodies go to their messages.
+        FrameKind::Continuation => {
+            return Err(WireError::UnexpectedPart {
+                id: head.id,
+                reply: head.flags & crate::fragment::REPLY != 0,
+            });
         }
         FrameKind::StreamData => {
             let stream_id = body.get_u64();
@@ -367,7 +494,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_2_hello_carries_its_range_and_group_at_44_and_48() {
+    fn a_version_3_hello_carries_its_range_group_and_message_limit_at_44_48_and_56() {
         let hello = Hello {
             min_version: 1,
             max_version: 2,
@@ -378,11 +505,12 @@ mod tests {
             target_node_id: 0,
             epoch: 9,
             max_frame_body: 1 << 20,
+            max_message: 1 << 30,
         };
         let mut buf = BytesMut::new();
         Frame::Hello(hello).encode(&mut buf);
         let body = &buf[HEADER_LEN..];
-        assert_eq!(body.len(), 56);
+        assert_eq!(body.len(), 64);
         // A version-1 reader sees its own 44 bytes: min version 1 at offset 4.
         let mut v1 = BytesMut::new();
         v1_hello_body(&mut v1, 1, 5);
@@ -391,8 +519,19 @@ mod tests {
         assert_eq!(&body[44..46], &[0, 2]);
         assert_eq!(&body[46..48], &[0, 0]);
         assert_eq!(&body[48..56], &[1, 2, 3, 4, 5, 6, 7, 8]);
-        // Later extensions past offset 56 are ignored.
-        let mut longer = header(FrameKind::Hello, 60, 0);
+        assert_eq!(&body[56..64], &(1u64 << 30).to_be_bytes());
+        // A version-2 hello (56 bytes) reads as one message per frame.
+        let mut v2 = header(FrameKind::Hello, Hello::V2_LEN, 0);
+        v2.put_slice(&body[..56]);
+        let Some(Frame::Hello(read)) = FrameDecoder::new(Limits::handshake())
+            .decode(&mut v2)
+            .unwrap()
+        else {
+            panic!("not a hello");
+        };
+        assert_eq!(read.max_message, 1 << 20);
+        // Later extensions past offset 64 are ignored.
+        let mut longer = header(FrameKind::Hello, 68, 0);
         longer.put_slice(body);
         longer.put_u32(0xdead_beef);
         let decoded = FrameDecoder::new(Limits::handshake())

@@ -224,6 +224,7 @@ fn write_hello(hello: &Hello, dst: &mut BytesMut) {
     dst.put_u16(hello.max_version);
     dst.put_u16(0);
     dst.put_u64(hello.group);
+    dst.put_u64(hello.max_message);
 }
 
 #[cfg(test)]

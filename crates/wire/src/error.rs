@@ -77,4 +77,35 @@ pub enum WireError {
     /// A frame that must carry a non-zero id carries zero.
     #[error("{0:?} frame must carry a non-zero id")]
     ZeroId(FrameKind),
+    /// A continuation arrived for a message that is not open.
+    #[error("continuation of {} {id}, which is not open", if *reply { "reply" } else { "message" })]
+    UnexpectedPart {
+        /// The continuation's id.
+        id: u64,
+        /// Whether it continues a reply.
+        reply: bool,
+    },
+    /// A message in parts began while another of its class was still open.
+    #[error("{kind:?} {id} begins in parts while message {open} is still open")]
+    MessageOpen {
+        /// The new message's kind.
+        kind: FrameKind,
+        /// The new message's id.
+        id: u64,
+        /// The open message's id.
+        open: u64,
+    },
+    /// A part does not fit its message: past its declared length, empty, or the last part
+    /// short of it.
+    #[error("part of {part} bytes does not fit message {id} ({received} of {len} bytes received)")]
+    PartLength {
+        /// The message's id.
+        id: u64,
+        /// Its declared payload length.
+        len: u64,
+        /// Bytes received before this part.
+        received: u64,
+        /// The part's length.
+        part: u64,
+    },
 }

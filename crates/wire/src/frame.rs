@@ -3,7 +3,7 @@
 //! Every frame is a 16-byte [header](crate::header) followed by `length` body bytes. All
 //! integers are big-endian. Offsets below are relative to the start of the body.
 //!
-//! ## Hello / HelloAck (kinds 0x01, 0x02; header id 0; body ≥ 44 bytes, 56 from version 2)
+//! ## Hello / HelloAck (kinds 0x01, 0x02; header id 0; body ≥ 44 bytes, 56 in version 2, 64 from version 3)
 //!
 //! | offset | bytes | field            | description                                            |
 //! |-------:|------:|------------------|--------------------------------------------------------|
@@ -19,11 +19,16 @@
 //! | 44     | 2     | max version      | highest version the sender speaks (absent: = min version) |
 //! | 46     | 2     | reserved         | zero (ignored on receipt)                              |
 //! | 48     | 8     | group            | the group of the lane's service the sender wants (absent: 0) |
-//! | 56     | …     | extensions       | ignored (room for later versions)                      |
+//! | 56     | 8     | max message      | the largest message payload the sender accepts, in parts (absent: = max frame body) |
+//! | 64     | …     | extensions       | ignored (room for later versions)                      |
 //!
 //! A version-1 peer sends and reads only the first 44 bytes; it checks that the min version is
 //! 1, so a node speaking versions 1 to 2 puts 1 there and is understood by it. A 44-byte hello
 //! is read as the range `[min, min]` and group 0.
+//!
+//! Requests, responses and one-way messages larger than one frame travel in parts from version
+//! 3 on: the first frame has flag `0x80` (more) and the message length after its fixed fields;
+//! continuation frames (kind 0x0B) carry the rest. See [`crate::fragment`].
 //!
 //! ## Request (kind 0x03; header id = request id, non-zero)
 //!
@@ -143,11 +148,16 @@ pub struct Hello {
     pub epoch: u64,
     /// The largest frame body the sender accepts.
     pub max_frame_body: u32,
+    /// The largest message payload the sender accepts, in parts (version 3). Read from an
+    /// older hello as `max_frame_body`.
+    pub max_message: u64,
 }
 
 impl Hello {
-    /// Body length of a hello as this crate writes it (version 2 layout).
-    pub const LEN: u32 = 56;
+    /// Body length of a hello as this crate writes it (version 3 layout).
+    pub const LEN: u32 = 64;
+    /// Body length of a version-2 hello.
+    pub const V2_LEN: u32 = 56;
     /// Body length of a version-1 hello: the shortest hello accepted.
     pub const V1_LEN: u32 = 44;
 

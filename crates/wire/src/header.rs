@@ -42,6 +42,8 @@ pub enum FrameKind {
     GoAway = 0x09,
     /// A packet of a bulk data stream.
     StreamData = 0x0A,
+    /// The next part of a message larger than one frame (version 3).
+    Continuation = 0x0B,
 }
 
 impl FrameKind {
@@ -58,6 +60,7 @@ impl FrameKind {
             0x08 => Self::Heartbeat,
             0x09 => Self::GoAway,
             0x0A => Self::StreamData,
+            0x0B => Self::Continuation,
             _ => return None,
         })
     }
@@ -67,6 +70,8 @@ impl FrameKind {
         match self {
             Self::Heartbeat => crate::frame::Heartbeat::FLAG_ACK,
             Self::StreamData => crate::frame::StreamFlags::ALL.bits(),
+            Self::Request | Self::Response | Self::OneWay => crate::fragment::MORE,
+            Self::Continuation => crate::fragment::MORE | crate::fragment::REPLY,
             _ => 0,
         }
     }

@@ -1,4 +1,4 @@
-//! The peerwire wire protocol, versions 1 and 2: frame types and a sans-IO codec.
+//! The peerwire wire protocol, versions 1 to 3: frame types and a sans-IO codec.
 //!
 //! This crate does no IO and does not depend on an async runtime: bytes go in, [`Frame`]s come
 //! out ([`FrameDecoder::decode`]), and frames are written into a `BytesMut`
@@ -27,14 +27,17 @@
 //! assert!(buf.is_empty());
 //! ```
 
+mod assemble;
 mod code;
 mod decode;
 mod encode;
 mod error;
+pub mod fragment;
 pub mod frame;
 pub mod header;
 pub mod limits;
 
+pub use assemble::Refused;
 pub use code::{GoAwayReason, Lane, Status};
 pub use decode::FrameDecoder;
 pub use error::WireError;
@@ -46,8 +49,10 @@ pub use header::{FrameKind, HEADER_LEN, Header};
 pub use limits::Limits;
 
 /// The highest protocol version this crate speaks. Version 2 adds the version range and the
-/// group to the hello; version 1 peers are still understood (group 0).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// group to the hello; version 3 adds messages larger than one frame ([`fragment`]) and the
+/// message limit to the hello. Version 1 and 2 peers are still understood (group 0; one
+/// message per frame).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The lowest protocol version this crate speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

@@ -9,6 +9,15 @@
 /// limits exist because their bulk paths send whole objects.
 pub const DEFAULT_MAX_BODY: u32 = 16 * 1024 * 1024;
 
+/// Default largest message payload, after a message in parts is put back together: 128 MiB.
+///
+/// Hadoop IPC's default (`ipc.maximum.data.length`): large enough for the bulk replies RPC
+/// systems send whole (a block report, a batch of raft entries, a serialized table), small
+/// enough that one connection cannot make a node hold more than two such messages in memory
+/// (one call and one reply at a time). Raft lanes raise it to 512 MiB, etcd's limit for a
+/// raft message. Anything larger should be a data stream.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Default largest route name: 1 KiB. Routes are names such as `hello-service/SayHi`.
 pub const DEFAULT_MAX_ROUTE: u16 = 1024;
 
@@ -29,6 +38,9 @@ pub struct Limits {
     pub max_route: u16,
     /// Largest failure / go-away message in bytes.
     pub max_message: u16,
+    /// Largest payload of one request, response or one-way message in bytes, whole or in
+    /// parts; a message in parts declaring more is refused alone.
+    pub max_payload: u64,
 }
 
 impl Default for Limits {
@@ -37,6 +49,7 @@ impl Default for Limits {
             max_body: DEFAULT_MAX_BODY,
             max_route: DEFAULT_MAX_ROUTE,
             max_message: DEFAULT_MAX_MESSAGE,
+            max_payload: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -46,6 +59,7 @@ impl Limits {
     pub fn handshake() -> Self {
         Self {
             max_body: DEFAULT_MAX_HANDSHAKE_BODY,
+            max_payload: u64::from(DEFAULT_MAX_HANDSHAKE_BODY),
             ..Self::default()
         }
     }

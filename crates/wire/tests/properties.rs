@@ -23,10 +23,18 @@ fn frame() -> impl Strategy<Value = Frame> {
         any::<u64>(),
         any::<u64>(),
         any::<u64>(),
-        any::<u32>(),
+        (any::<u32>(), any::<u64>()),
     )
         .prop_map(
-            |((min_version, max_version, group), lane, cluster_id, node_id, target, epoch, max)| {
+            |(
+                (min_version, max_version, group),
+                lane,
+                cluster_id,
+                node_id,
+                target,
+                epoch,
+                (max, max_message),
+            )| {
                 Hello {
                     min_version,
                     max_version,
@@ -37,6 +45,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                     target_node_id: target,
                     epoch,
                     max_frame_body: max,
+                    max_message,
                 }
             },
         );

@@ -80,6 +80,7 @@ fn peerwire_script() -> Script {
         target_node_id: 0,
         epoch: 0,
         max_frame_body: peerwire::config::DEFAULT_MAX_FRAME_BODY,
+        max_message: peerwire::config::DEFAULT_MAX_MESSAGE_BYTES,
     })
     .encode(&mut hello);
     let mut frame = BytesMut::with_capacity(HEADER_LEN + 4096);

@@ -144,7 +144,11 @@ mod tests {
             status: Status::HandlerFailed,
             message: String::new(),
         };
-        let too_large = not_executed(NotExecuted::PayloadTooLarge { len: 1, limit: 0 });
+        let too_large = not_executed(NotExecuted::PayloadTooLarge {
+            len: 1,
+            limit: 0,
+            setting: "max_message_bytes",
+        });
         // (error, idempotent) -> retry?
         let table = [
             (&busy, false, true),

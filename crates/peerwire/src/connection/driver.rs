@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use peerwire_wire::{Failure, Frame, GoAway, GoAwayReason, Heartbeat, Status};
+use peerwire_wire::{Failure, Frame, FrameKind, GoAway, GoAwayReason, Heartbeat, Refused, Status};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -123,6 +123,12 @@ async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {
                     }
                     continue;
                 }
+                Err(ReadError::Refused(refused)) => {
+                    if let Err((reason, message)) = refuse(conn, refused) {
+                        conn.begin_close_hard(reason, message);
+                    }
+                    continue;
+                }
                 Err(ReadError::Eof) if phase.is_lingering() => Event::PeerClosed,
                 Err(e) => {
                     let protocol = e.goaway_reason();
@@ -211,6 +217,53 @@ fn admit_call(
             Ok(None)
         }
     }
+}
+
+/// Answers a message that exceeds this side's limit for one message, which the reader
+/// refused and whose parts it drops: a request fails with `PayloadTooLarge` (not executed), a
+/// one-way message is dropped and counted, and the call whose reply it was fails with
+/// `ReplyTooLarge` (it ran). An error closes the connection hard with that reason.
+fn refuse(conn: &Arc<Conn>, refused: Refused) -> Result<(), (GoAwayReason, String)> {
+    let Refused {
+        kind,
+        id,
+        route,
+        len,
+        limit,
+    } = refused;
+    let what = match kind {
+        FrameKind::Request => "request",
+        FrameKind::OneWay => "one-way message",
+        _ => "reply",
+    };
+    metrics::counter!("peerwire_messages_refused_total", "kind" => what).increment(1);
+    let message = format!(
+        "the {what} of {len} bytes exceeds the receiver's limit of {limit} bytes for one message (the receiver's setting `max_message_bytes`)"
+    );
+    tracing::warn!(%message, route = %String::from_utf8_lossy(&route), id, "refused a message");
+    match kind {
+        FrameKind::Request => {
+            if let Some(slot) = admit_call(conn, id)? {
+                conn.fail(slot, id, Status::PayloadTooLarge, 0, message);
+            }
+        }
+        FrameKind::OneWay => {}
+        _ => {
+            let done = conn.calls.lock().expect("calls lock poisoned").complete(
+                id,
+                Reply::Failed(Failure {
+                    id,
+                    status: Status::ReplyTooLarge,
+                    retry_after_ms: 0,
+                    message,
+                }),
+            );
+            if !done {
+                conn.note_late_reply();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Handles one frame. An error closes the connection hard with that reason.

@@ -1,14 +1,19 @@
 //! Reads frames from a transport stream: every frame a read delivered is decoded before the
 //! next read.
 //!
+//! While a message in parts is open, the bytes of its parts are received straight into the
+//! message's buffer, and reads into the read buffer take no more than the frame at hand, so
+//! that the next part's bytes stay on the socket for that: a large message is copied once, by
+//! the kernel.
+//!
 //! Reads count as activity for the read timeout only when they make progress: a whole frame,
 //! or [`PROGRESS_BYTES`] of one. A peer that trickles a byte at a time (slowloris) keeps no
 //! connection alive, while a large frame arriving over a slow link does.
 
 use std::io;
 
-use bytes::BytesMut;
-use peerwire_wire::{Frame, FrameDecoder, GoAwayReason, Limits, WireError};
+use bytes::{BufMut, BytesMut};
+use peerwire_wire::{Frame, FrameDecoder, GoAwayReason, Limits, Refused, WireError};
 use tokio::io::AsyncReadExt;
 
 use super::activity::Activity;
@@ -29,6 +34,9 @@ pub(crate) enum ReadError {
     Io(io::Error),
     /// The peer broke the protocol.
     Wire(WireError),
+    /// A message over this side's limit for one message: refused alone; its parts are
+    /// dropped and the connection goes on (once the handshake is done).
+    Refused(Refused),
 }
 
 impl ReadError {
@@ -37,7 +45,7 @@ impl ReadError {
         match self {
             Self::Eof | Self::Io(_) => None,
             Self::Wire(WireError::FrameTooLarge { .. }) => Some(GoAwayReason::FrameTooLarge),
-            Self::Wire(_) => Some(GoAwayReason::ProtocolError),
+            Self::Wire(_) | Self::Refused(_) => Some(GoAwayReason::ProtocolError),
         }
     }
 }
@@ -48,6 +56,11 @@ impl std::fmt::Display for ReadError {
             Self::Eof => f.write_str("connection closed by peer"),
             Self::Io(e) => write!(f, "read failed: {e}"),
             Self::Wire(e) => write!(f, "protocol error: {e}"),
+            Self::Refused(r) => write!(
+                f,
+                "{:?} {} of {} bytes exceeds the limit of {} bytes for one message",
+                r.kind, r.id, r.len, r.limit
+            ),
         }
     }
 }
@@ -117,38 +130,65 @@ impl FrameReader {
     }
 
     /// Returns the next frame, reading from the transport only when no whole frame is
-    /// buffered.
+    /// buffered. A message over the limit for one message comes back as
+    /// [`ReadError::Refused`], after which reading may go on.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: bytes read before cancellation stay buffered for the next call.
+    /// Cancel safe: bytes read before cancellation stay buffered (or in the message they
+    /// belong to) for the next call.
     pub(crate) async fn next(&mut self, activity: Option<&Activity>) -> Result<Frame, ReadError> {
         loop {
-            if let Some(frame) = self
+            let decoded = self
                 .decoder
                 .decode(&mut self.buf)
-                .map_err(ReadError::Wire)?
-            {
+                .map_err(ReadError::Wire)?;
+            if let Some(refused) = self.decoder.take_refused() {
+                return Err(ReadError::Refused(refused));
+            }
+            if let Some(frame) = decoded {
                 if let Some(activity) = activity {
                     activity.touch_read();
                 }
                 self.unreported = 0;
                 return Ok(frame);
             }
-            let want = self.size.next();
-            if self.buf.capacity() - self.buf.len() < want / 4 {
+            let n = if let Some((target, want)) =
+                self.decoder.direct().filter(|_| self.buf.is_empty())
+            {
+                // A part of a message: straight into the message.
+                let n = self
+                    .io
+                    .read_buf(&mut target.limit(want))
+                    .await
+                    .map_err(ReadError::Io)?;
+                self.decoder.filled(n);
+                n
+            } else if self.decoder.assembling() {
+                // No more than the frame at hand: the next part's bytes stay on the socket.
+                let want = self.decoder.needed(self.buf.len()).clamp(1, self.chunk);
                 self.buf.reserve(want);
-            }
-            let offered = self.buf.capacity() - self.buf.len();
-            let n = self
-                .io
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(ReadError::Io)?;
+                self.io
+                    .read_buf(&mut (&mut self.buf).limit(want))
+                    .await
+                    .map_err(ReadError::Io)?
+            } else {
+                let want = self.size.next();
+                if self.buf.capacity() - self.buf.len() < want / 4 {
+                    self.buf.reserve(want);
+                }
+                let offered = self.buf.capacity() - self.buf.len();
+                let n = self
+                    .io
+                    .read_buf(&mut self.buf)
+                    .await
+                    .map_err(ReadError::Io)?;
+                self.size.record(offered, n);
+                n
+            };
             if n == 0 {
                 return Err(ReadError::Eof);
             }
-            self.size.record(offered, n);
             self.unreported += n;
             if self.unreported >= PROGRESS_BYTES {
                 if let Some(activity) = activity {

@@ -99,6 +99,8 @@ fn read_error(e: ReadError) -> HandshakeError {
             crate::tls::classify_io(&e).unwrap_or_else(|| HandshakeError::Io(e.to_string()))
         }
         ReadError::Wire(e) => HandshakeError::Protocol(e.to_string()),
+        // Before the handshake nothing but a hello is expected.
+        e @ ReadError::Refused(_) => HandshakeError::Protocol(e.to_string()),
     }
 }
 
@@ -137,6 +139,7 @@ fn hello(local: &Identity, to: MountPoint, target: u64, cfg: &ConnectionConfig) 
         target_node_id: target,
         epoch: local.epoch,
         max_frame_body: cfg.max_frame_body,
+        max_message: cfg.max_message_bytes,
     }
 }
 
@@ -321,6 +324,7 @@ mod tests {
             target_node_id: 2,
             epoch: 3,
             max_frame_body: 1 << 20,
+            max_message: 1 << 20,
         }
     }
 

@@ -13,6 +13,7 @@
 //! control frames by `write_queue`.
 
 pub(crate) mod activity;
+mod batch;
 pub(crate) mod calls;
 pub(crate) mod cancels;
 pub(crate) mod driver;
@@ -20,6 +21,7 @@ pub(crate) mod frame_reader;
 pub(crate) mod handshake;
 pub(crate) mod keepalive;
 pub(crate) mod lifecycle;
+mod parts;
 pub(crate) mod read_size;
 pub(crate) mod service;
 pub(crate) mod writer;
@@ -131,6 +133,13 @@ pub(crate) struct Conn {
     id: u64,
     peer: PeerInfo,
     peer_max_body: usize,
+    /// The largest payload of one message the peer accepts: its `max_message_bytes` when the
+    /// connection sends messages in parts (version 3), else one frame's worth.
+    peer_max_message: usize,
+    /// The peer's setting behind `peer_max_message`, for errors.
+    peer_message_setting: &'static str,
+    /// Whether messages larger than a frame travel in parts (version 3 on).
+    in_parts: bool,
     tx: mpsc::UnboundedSender<Outgoing>,
     /// One-way and control frames queued and not yet written.
     queued: Arc<AtomicUsize>,
@@ -209,6 +218,18 @@ impl Conn {
             .cloned()
             .unwrap_or_else(tokio::runtime::Handle::current);
         let (tx, rx) = mpsc::unbounded_channel();
+        // The handshake put the version the connection runs at in both version fields.
+        let in_parts = peer_hello.min_version >= 3;
+        let peer_max_body = peer_hello.max_frame_body as usize;
+        let (peer_max_message, peer_message_setting) = if in_parts {
+            (
+                usize::try_from(peer_hello.max_message).unwrap_or(usize::MAX),
+                "max_message_bytes",
+            )
+        } else {
+            (peer_max_body, "max_frame_body")
+        };
+        let message_part = in_parts.then(|| cfg.message_part.min(peer_max_body));
         let queued = Arc::new(AtomicUsize::new(0));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(writer::Room::default());
@@ -225,7 +246,10 @@ impl Conn {
                 group: peer_hello.group,
                 version: peer_hello.min_version,
             },
-            peer_max_body: peer_hello.max_frame_body as usize,
+            peer_max_body,
+            peer_max_message,
+            peer_message_setting,
+            in_parts,
             tx,
             queued: queued.clone(),
             queued_bytes: queued_bytes.clone(),
@@ -273,6 +297,7 @@ impl Conn {
                         closing,
                         abort,
                         max_batch_bytes: max_batch,
+                        message_part,
                     };
                     let result = writer::run(writer, rx, ctx).await;
                     if let Err(e) = result {
@@ -372,8 +397,33 @@ impl Conn {
     }
 
     /// Sends the reply to an inbound request, releasing its slot once written. Never blocks:
-    /// replies are bounded by the in-flight limit.
+    /// replies are bounded by the in-flight limit. A response larger than the peer accepts in
+    /// one message is replaced by a `ReplyTooLarge` failure naming the peer's limit (the
+    /// handler ran; the caller learns why it gets no payload).
     pub(crate) fn reply(&self, slot: OwnedSemaphorePermit, frame: Frame) {
+        let frame = match frame {
+            Frame::Response(response) if response.payload.len() > self.peer_max_message => {
+                let len = response.payload.len();
+                metrics::counter!("peerwire_replies_refused_total", "reason" => "too_large")
+                    .increment(1);
+                tracing::warn!(
+                    len,
+                    limit = self.peer_max_message,
+                    peer = %self.peer.addr,
+                    "reply larger than the caller accepts; sent a failure instead"
+                );
+                Frame::Failure(peerwire_wire::Failure {
+                    id: response.id,
+                    status: Status::ReplyTooLarge,
+                    retry_after_ms: 0,
+                    message: format!(
+                        "the reply of {len} bytes exceeds the caller's limit of {} bytes for one message (the caller's setting `{}`)",
+                        self.peer_max_message, self.peer_message_setting
+                    ),
+                })
+            }
+            frame => frame,
+        };
         if self.tx.send(Outgoing::Reply(frame, slot)).is_err() {
             metrics::counter!("peerwire_replies_dropped_total", "reason" => "closed").increment(1);
         }
@@ -449,20 +499,31 @@ impl Conn {
                 limit: MAX_ROUTE,
             });
         }
-        let body = overhead + route.0.len() + payload.len();
-        if body > self.peer_max_body {
+        let limit = self.max_payload(route, overhead);
+        if payload.len() > limit {
             return Err(NotExecuted::PayloadTooLarge {
                 len: payload.len(),
-                limit: self.peer_max_body.saturating_sub(overhead + route.0.len()),
+                limit,
+                setting: self.peer_message_setting,
             });
         }
         Ok(())
     }
 
+    /// The largest payload the peer accepts in one message on `route`, given the bytes its
+    /// kind's fixed fields take in a frame: the peer's message limit when messages travel in
+    /// parts, else what is left of one frame.
+    fn max_payload(&self, route: &Route, overhead: usize) -> usize {
+        if self.in_parts {
+            self.peer_max_message
+        } else {
+            self.peer_max_body.saturating_sub(overhead + route.0.len())
+        }
+    }
+
     /// The largest one-way payload on `route` the peer accepts.
     pub(crate) fn max_oneway_payload(&self, route: &Route) -> usize {
-        self.peer_max_body
-            .saturating_sub(ONEWAY_OVERHEAD + route.0.len())
+        self.max_payload(route, ONEWAY_OVERHEAD)
     }
 
     fn not_executed(&self, reason: NotExecuted) -> Error {
@@ -514,6 +575,7 @@ impl Conn {
                 limit: self
                     .peer_max_body
                     .saturating_sub(StreamData::HEAD_LEN as usize),
+                setting: "max_frame_body",
             }));
         }
         self.start_call(deadline, until, extra, false, |id, _| {
@@ -539,6 +601,7 @@ impl Conn {
                 limit: self
                     .peer_max_body
                     .saturating_sub(StreamData::HEAD_LEN as usize),
+                setting: "max_frame_body",
             }));
         }
         self.start_call(deadline, until, extra, false, |id, _| {

@@ -2,24 +2,20 @@
 //! writes, and flushes when the queue is empty or the batch limit is reached (the idea of
 //! etcd's `streamWriter`).
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::{Buf, Bytes, BytesMut};
 use peerwire_wire::{Frame, StreamData};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::activity::Activity;
+use super::batch::Batch;
+use super::parts::{Done, Parts};
 use crate::transport::BoxWrite;
-
-/// Payloads at least this large are written from their own buffer (vectored IO) instead of
-/// being copied into the batch buffer: 16 KiB, where a copy starts to cost more than an extra
-/// iovec entry.
-const COPY_THRESHOLD: usize = 16 * 1024;
 
 /// Frames taken from the queue per batch at most.
 const MAX_BATCH_FRAMES: usize = 512;
@@ -42,9 +38,6 @@ const BATCH_WAIT_MIN_INFLIGHT: usize = 24;
 /// and 0.78x at 16 KiB (where the wait was tried with an 8 KiB threshold), so the line is
 /// between 16 and 64 KiB.
 const LARGE_FRAME: usize = 32 * 1024;
-
-/// At most this many buffers per `writev` call (well below Linux's `IOV_MAX` of 1024).
-const MAX_IOVECS: usize = 64;
 
 /// The connection's slots for its outgoing calls, read by the writer to decide whether to wait
 /// for more frames before writing.
@@ -132,77 +125,6 @@ pub struct FileRegion {
     pub offset: u64,
     /// How many bytes.
     pub len: usize,
-}
-
-/// Bytes of one batch: a copy buffer for small frames, separate buffers for large payloads.
-#[derive(Debug, Default)]
-struct Batch {
-    staging: BytesMut,
-    parts: VecDeque<Bytes>,
-    len: usize,
-}
-
-impl Batch {
-    fn push(&mut self, frame: &Frame) {
-        let before = self.staging.len();
-        let payload = frame.encode_head(&mut self.staging);
-        match payload {
-            Some(p) if p.len() >= COPY_THRESHOLD => {
-                let head = self.staging.split().freeze();
-                self.parts.push_back(head);
-                self.parts.push_back(p.clone());
-                self.len += p.len();
-            }
-            Some(p) => self.staging.extend_from_slice(p),
-            None => {}
-        }
-        self.len += self.staging.len().saturating_sub(before);
-    }
-
-    fn push_stream_head(&mut self, head: &StreamData, payload_len: usize) {
-        let before = self.staging.len();
-        head.encode_head_with_len(payload_len, &mut self.staging);
-        self.len += self.staging.len() - before;
-    }
-
-    async fn write_to(&mut self, io: &mut BoxWrite) -> io::Result<()> {
-        if self.parts.is_empty() {
-            io.write_all(&self.staging).await?;
-            self.staging.clear();
-        } else {
-            if !self.staging.is_empty() {
-                self.parts.push_back(self.staging.split().freeze());
-            }
-            write_parts(io, &mut self.parts).await?;
-        }
-        self.len = 0;
-        Ok(())
-    }
-}
-
-async fn write_parts(io: &mut BoxWrite, parts: &mut VecDeque<Bytes>) -> io::Result<()> {
-    while !parts.is_empty() {
-        let slices: Vec<IoSlice<'_>> = parts
-            .iter()
-            .take(MAX_IOVECS)
-            .map(|b| IoSlice::new(b))
-            .collect();
-        let mut n = io.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 {
-            let front = parts.front_mut().expect("wrote more than was queued");
-            if n >= front.len() {
-                n -= front.len();
-                parts.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Sends a file region: `sendfile` where the transport supports it, else reads and writes it
@@ -299,6 +221,8 @@ pub(crate) struct WriterContext {
     pub(crate) abort: CancellationToken,
     /// Bytes gathered into one write at most.
     pub(crate) max_batch_bytes: usize,
+    /// Payload bytes per part of a message sent in parts; `None` below protocol version 3.
+    pub(crate) message_part: Option<usize>,
 }
 
 /// Runs the write loop until the queue closes, a [`Outgoing::Shutdown`] is written, `abort`
@@ -326,6 +250,7 @@ async fn write_loop(
         activity,
         abort,
         max_batch_bytes,
+        message_part,
         ..
     } = ctx;
     let max_batch_bytes = *max_batch_bytes;
@@ -334,39 +259,62 @@ async fn write_loop(
     let mut items = Vec::new();
     let mut batch = Batch::default();
     let mut concurrency = Concurrency::default();
+    let mut parts = Parts::new(*message_part);
+    let mut done = Vec::new();
+    // The queue closed, or a shutdown was taken, while messages in parts were still going.
+    let mut closed = false;
+    let mut shutdown = false;
     // Built once, not per batch (each build registers a waiter on the token).
     let aborted = abort.cancelled();
     tokio::pin!(aborted);
     loop {
-        let n = tokio::select! {
-            biased;
-            n = rx.recv_many(&mut items, MAX_BATCH_FRAMES) => n,
-            _ = &mut aborted => return Ok(()),
-        };
-        if n == 0 {
-            io.flush().await?;
-            return Ok(());
-        }
-        let many_calls = concurrency.observe(load.calls_in_flight());
-        let large =
-            items.first().is_some_and(|item| item.len() >= LARGE_FRAME) && load.all_in_flight() > 1;
-        if (many_calls || large) && n < MAX_BATCH_FRAMES {
-            // With many calls in flight, the task that woke us (tokio runs it first, from the
-            // LIFO slot) is the first of several producers ready to run: yield once so they
-            // queue their frames and one write carries them all. With few there is little to
-            // wait for, and the peer is waiting for this frame (BATCH_WAIT_MIN_INFLIGHT).
-            tokio::task::yield_now().await;
-            while items.len() < MAX_BATCH_FRAMES {
+        if parts.busy() || closed || shutdown {
+            // Messages in parts are going: take what is ready, without waiting for more.
+            if abort.is_cancelled() {
+                return Ok(());
+            }
+            while !closed && !shutdown && items.len() < MAX_BATCH_FRAMES {
                 match rx.try_recv() {
                     Ok(item) => items.push(item),
-                    Err(_) => break,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => closed = true,
+                }
+            }
+        } else {
+            let n = tokio::select! {
+                biased;
+                n = rx.recv_many(&mut items, MAX_BATCH_FRAMES) => n,
+                _ = &mut aborted => return Ok(()),
+            };
+            if n == 0 {
+                io.flush().await?;
+                return Ok(());
+            }
+            let many_calls = concurrency.observe(load.calls_in_flight());
+            let large = items.first().is_some_and(|item| item.len() >= LARGE_FRAME)
+                && load.all_in_flight() > 1;
+            if (many_calls || large) && n < MAX_BATCH_FRAMES {
+                // With many calls in flight, the task that woke us (tokio runs it first, from
+                // the LIFO slot) is the first of several producers ready to run: yield once so
+                // they queue their frames and one write carries them all. With few there is
+                // little to wait for, and the peer is waiting for this frame
+                // (BATCH_WAIT_MIN_INFLIGHT).
+                tokio::task::yield_now().await;
+                while items.len() < MAX_BATCH_FRAMES {
+                    match rx.try_recv() {
+                        Ok(item) => items.push(item),
+                        Err(_) => break,
+                    }
                 }
             }
         }
-        let mut shutdown = false;
         let mut frames = 0u64;
         let mut bytes = 0u64;
         for item in items.drain(..) {
+            frames += 1;
+            let Some(item) = parts.admit(item, &mut batch) else {
+                continue;
+            };
             match item {
                 Outgoing::Queued(frame) => {
                     batch.push(&frame);
@@ -384,24 +332,38 @@ async fn write_loop(
                 }
                 Outgoing::Shutdown => shutdown = true,
             }
-            frames += 1;
             if batch.len >= max_batch_bytes {
                 bytes += batch.len as u64;
                 batch.write_to(io).await?;
             }
         }
+        // One part of each message in parts rides with every write.
+        parts.pump(&mut batch, &mut done);
         bytes += batch.len as u64;
         batch.write_to(io).await?;
-        if shutdown || rx.is_empty() {
+        for entry in done.drain(..) {
+            if let Done::Queued { len } = entry {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            }
+        }
+        let finished = (shutdown || closed) && !parts.busy();
+        if finished || rx.is_empty() {
             io.flush().await?;
         }
         activity.touch_write();
         room.wake();
         metrics::counter!("peerwire_bytes_written_total").increment(bytes);
         metrics::counter!("peerwire_frames_written_total").increment(frames);
-        if shutdown {
-            io.shutdown().await?;
+        if finished {
+            if shutdown {
+                io.shutdown().await?;
+            }
             return Ok(());
+        }
+        if parts.busy() {
+            // Let the tasks that produce small frames run between parts.
+            tokio::task::yield_now().await;
         }
     }
 }
@@ -425,7 +387,8 @@ mod tests {
         assert!(waits < 10, "{waits}");
         assert!(!c.observe(1));
     }
-    use peerwire_wire::{FrameDecoder, Limits, Response};
+    use bytes::{Bytes, BytesMut};
+    use peerwire_wire::{FrameDecoder, Limits, OneWay, Request, Response};
     use tokio::io::AsyncReadExt;
 
     fn test_context(closing: CancellationToken) -> WriterContext {
@@ -442,6 +405,7 @@ mod tests {
             closing,
             abort: CancellationToken::new(),
             max_batch_bytes: 64 * 1024,
+            message_part: None,
         }
     }
 
@@ -592,5 +556,158 @@ mod tests {
         });
         assert_eq!(dec.decode(&mut buf).unwrap(), Some(expected));
         assert!(buf.is_empty());
+    }
+
+    fn response(id: u64, len: usize) -> Frame {
+        Frame::Response(Response {
+            id,
+            payload: Bytes::from(vec![id as u8; len]),
+        })
+    }
+
+    fn oneway(len: usize, fill: u8) -> Frame {
+        Frame::OneWay(OneWay {
+            id: 0,
+            route: Bytes::from_static(b"m"),
+            payload: Bytes::from(vec![fill; len]),
+        })
+    }
+
+    /// Runs the writer over `items` with parts of `part` bytes, then decodes what it wrote,
+    /// noting after how many continuations each frame came out.
+    async fn write_in_parts(items: Vec<Outgoing>, part: usize) -> Vec<(Frame, usize)> {
+        let (client, mut server) = tokio::io::duplex(1 << 20);
+        let reader = tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            server.read_to_end(&mut bytes).await.unwrap();
+            bytes
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ctx = WriterContext {
+            message_part: Some(part),
+            ..test_context(CancellationToken::new())
+        };
+        let queued = ctx.queued.clone();
+        let queued_bytes = ctx.queued_bytes.clone();
+        for item in items {
+            if let Outgoing::Queued(f) = &item {
+                queued.fetch_add(1, Ordering::AcqRel);
+                queued_bytes.fetch_add(f.encoded_len(), Ordering::AcqRel);
+            }
+            tx.send(item).unwrap();
+        }
+        tx.send(Outgoing::Shutdown).unwrap();
+        run(Box::new(client), rx, ctx).await.unwrap();
+        // Every one-way frame, whole or in parts, was taken off the queue counters.
+        assert_eq!(queued.load(Ordering::Acquire), 0);
+        assert_eq!(queued_bytes.load(Ordering::Acquire), 0);
+        let bytes = reader.await.unwrap();
+        let mut out = Vec::new();
+        let mut parts_seen = 0;
+        let mut dec = FrameDecoder::new(Limits::default());
+        let mut buf = BytesMut::new();
+        // Feed frame by frame to count the continuations passed before each frame.
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let kind = bytes[at + 4];
+            buf.extend_from_slice(&bytes[at..at + 16 + len]);
+            at += 16 + len;
+            if kind == peerwire_wire::FrameKind::Continuation as u8 {
+                parts_seen += 1;
+            }
+            while let Some(f) = dec.decode(&mut buf).unwrap() {
+                out.push((f, parts_seen));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_small_frame_waits_for_one_part_of_a_large_message_at_most() {
+        let big = response(1, 1 << 20);
+        let small = Frame::Request(Request {
+            id: 9,
+            deadline_ms: 0,
+            route: Bytes::from_static(b"x"),
+            payload: Bytes::from_static(b"small"),
+        });
+        let slot_tx = Arc::new(Semaphore::new(1));
+        let slot = slot_tx.clone().try_acquire_owned().unwrap();
+        let out = write_in_parts(
+            vec![
+                Outgoing::Reply(big.clone(), slot),
+                Outgoing::Call(small.clone()),
+            ],
+            64 * 1024,
+        )
+        .await;
+        assert_eq!(out.len(), 2);
+        // The small call went out in the first write, before any part of the big reply.
+        assert_eq!(out[0], (small, 0));
+        assert_eq!(out[1], (big, 16));
+        // The reply's in-flight slot was released once its last part was written.
+        assert_eq!(slot_tx.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn one_way_messages_keep_their_order_around_one_in_parts() {
+        let first = oneway(300_000, 1);
+        let second = oneway(10, 2);
+        let third = oneway(200_000, 3);
+        let out = write_in_parts(
+            vec![
+                Outgoing::Queued(first.clone()),
+                Outgoing::Queued(second.clone()),
+                Outgoing::Queued(third.clone()),
+            ],
+            64 * 1024,
+        )
+        .await;
+        let payloads: Vec<_> = out
+            .iter()
+            .map(|(f, _)| match f {
+                Frame::OneWay(m) => m.payload.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let expected: Vec<_> = [first, second, third]
+            .into_iter()
+            .map(|f| match f {
+                Frame::OneWay(m) => m.payload,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(payloads, expected);
+    }
+
+    #[tokio::test]
+    async fn large_calls_take_turns_and_small_ones_pass_them() {
+        let request = |id: u64, len: usize| {
+            Frame::Request(Request {
+                id,
+                deadline_ms: 5,
+                route: Bytes::from_static(b"r"),
+                payload: Bytes::from(vec![id as u8; len]),
+            })
+        };
+        let out = write_in_parts(
+            vec![
+                Outgoing::Call(request(1, 200_000)),
+                Outgoing::Call(request(2, 200_000)),
+                Outgoing::Call(request(3, 10)),
+            ],
+            50_000,
+        )
+        .await;
+        let order: Vec<_> = out
+            .iter()
+            .map(|(f, parts)| match f {
+                Frame::Request(r) => (r.id, *parts),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Call 3 passed both; call 2 went in parts after call 1's four parts.
+        assert_eq!(order, vec![(3, 0), (1, 4), (2, 8)]);
     }
 }
