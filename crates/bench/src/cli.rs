@@ -44,6 +44,10 @@ pub(crate) enum Command {
     /// A legitimate client's echo latency alone and beside 1,000 slow peers (silent, or a byte
     /// a second, before or after the handshake): peerwire and tonic.
     Slowloris(crate::slowloris::SlowlorisArgs),
+    /// Small echoes sharing one connection with 64 MiB echoes: the small calls' latency alone
+    /// and beside the large ones (head-of-line blocking), and the large calls' MB/s; peerwire
+    /// vs tonic, tarpc, raw TCP.
+    Mixed(crate::mixed::MixedArgs),
     /// Puts against a local 3-node peerwire-kv cluster (native client) at several client
     /// counts, beside a local 3-member etcd (gRPC) when an `etcd` binary is on PATH.
     Kv(KvArgs),

@@ -16,6 +16,7 @@ mod echo;
 mod harness;
 mod impls;
 mod kv;
+mod mixed;
 mod overload;
 mod plot;
 mod progress;
@@ -62,6 +63,7 @@ fn main() -> ExitCode {
         Command::Datastream(args) => datastream::run(&args),
         Command::Kv(args) => kv::run(&args),
         Command::Slowloris(args) => slowloris::run(&args),
+        Command::Mixed(args) => mixed::run(&args),
         Command::EchoServer(args) => args.kind.serve_until_stdin_closes(args.threads),
     };
     match result {

@@ -58,7 +58,7 @@ mod transport;
 
 pub use addr_pick::AddrPicker;
 pub use batch::BatchError;
-pub use config::TransportConfig;
+pub use config::{RAFT_MAX_MESSAGE_BYTES, TransportConfig};
 pub use handler::{ProcessError, RaftHandler, SnapshotStatus};
 pub use message::{MessageKind, RaftMessage};
 pub use pick::{LaneChoice, LanesUp, pick};

@@ -142,6 +142,17 @@ impl Fragments {
         Some(part)
     }
 
+    /// Changes the payload bytes of the parts handed out from now on (a sender may size each
+    /// part as it likes: smaller while other frames wait, larger while it writes alone).
+    ///
+    /// # Panics
+    ///
+    /// If `part` is 0.
+    pub fn set_part(&mut self, part: usize) {
+        assert!(part > 0, "a part must hold at least one byte");
+        self.part = part.min(u32::MAX as usize);
+    }
+
     /// Payload bytes not yet handed out.
     pub fn remaining(&self) -> usize {
         self.rest.len()
