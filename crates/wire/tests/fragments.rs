@@ -182,6 +182,35 @@ fn parts_can_be_received_straight_into_the_message() {
     assert_eq!(at, src.len());
 }
 
+#[test]
+fn a_dropped_message_s_buffer_is_reused_for_the_next_and_a_held_one_is_not() {
+    let mut dec = FrameDecoder::new(Limits::default());
+    let decode_one = |dec: &mut FrameDecoder, frame: &Frame| {
+        let mut wire = BytesMut::new();
+        for f in split(frame, 4096) {
+            wire.extend_from_slice(&f);
+        }
+        let Some(Frame::Request(r)) = dec.decode(&mut wire).unwrap() else {
+            panic!("not a request");
+        };
+        r.payload
+    };
+    let first = decode_one(&mut dec, &request(1, 50_000));
+    let at = first.as_ptr();
+    drop(first);
+    let second = decode_one(&mut dec, &request(2, 40_000));
+    assert_eq!(
+        second.as_ptr(),
+        at,
+        "the dropped message's buffer is reused"
+    );
+    // Held: the next message gets a buffer of its own, and the held one is intact.
+    let third = decode_one(&mut dec, &request(3, 40_000));
+    assert_ne!(third.as_ptr(), second.as_ptr());
+    assert_eq!(second, payload(40_000, 2));
+    assert_eq!(third, payload(40_000, 3));
+}
+
 fn continuation(id: u64, flags: u8, body: &[u8]) -> BytesMut {
     let mut buf = BytesMut::new();
     Header {

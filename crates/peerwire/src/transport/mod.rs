@@ -25,7 +25,7 @@ pub use file_send::{FileSendTotals, file_send_totals};
 pub(crate) use file_send::{record_copied, record_sendfile};
 pub use network::Network;
 pub(crate) use tcp::rehome;
-pub use tcp::{LISTEN_BACKLOG, NOTSENT_LOWAT, TcpConnector, TcpListener};
+pub use tcp::{LISTEN_BACKLOG, TcpConnector, TcpListener};
 
 /// The read half of a transport stream.
 pub type BoxRead = Box<dyn IoRead>;

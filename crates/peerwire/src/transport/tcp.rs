@@ -91,26 +91,8 @@ impl Io for TcpStream {
     }
 }
 
-/// Unsent bytes a connection's socket may hold before writes wait (`TCP_NOTSENT_LOWAT`, Linux):
-/// 128 KiB.
-///
-/// Without it the kernel takes as much as the send buffer allows (megabytes, autotuned), and a
-/// small call written after the parts of a large message waits behind all of them: ~1 ms at
-/// 2 GB/s, which is what the writer's one-part-per-write rule is there to avoid. With it the
-/// parts wait in the writer, where small frames pass them. Bytes in flight (sent, not yet
-/// acknowledged) are not limited, so a long fat link still fills.
-pub const NOTSENT_LOWAT: u32 = 128 * 1024;
-
-/// Sets what every peerwire TCP connection runs with: `TCP_NODELAY` (the writer batches frames
-/// itself, so Nagle's algorithm would only add latency) and, on Linux, [`NOTSENT_LOWAT`].
-fn tune(stream: &TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    #[cfg(target_os = "linux")]
-    socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOTSENT_LOWAT)?;
-    Ok(())
-}
-
-/// Connects over TCP with `TCP_NODELAY` and `TCP_NOTSENT_LOWAT` set (see [`NOTSENT_LOWAT`]).
+/// Connects over TCP with `TCP_NODELAY` set: the writer batches frames itself, so Nagle's
+/// algorithm would only add latency.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TcpConnector;
 
@@ -119,7 +101,7 @@ impl Connector for TcpConnector {
 
     async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
         let stream = TcpStream::connect(addr).await?;
-        tune(&stream)?;
+        stream.set_nodelay(true)?;
         Ok(stream)
     }
 }
@@ -130,7 +112,7 @@ impl Connector for TcpConnector {
 /// handshakes and they wait seconds for a retransmission before the server sees them.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
-/// Accepts TCP connections, setting `TCP_NODELAY` and `TCP_NOTSENT_LOWAT` on each.
+/// Accepts TCP connections, setting `TCP_NODELAY` on each.
 #[derive(Debug)]
 pub struct TcpListener {
     inner: tokio::net::TcpListener,
@@ -165,7 +147,7 @@ impl Listener for TcpListener {
 
     async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
         let (stream, addr) = self.inner.accept().await?;
-        tune(&stream)?;
+        stream.set_nodelay(true)?;
         Ok((stream, addr))
     }
 
