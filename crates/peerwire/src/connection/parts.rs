@@ -19,11 +19,11 @@ use super::batch::Batch;
 use super::writer::Outgoing;
 
 /// Payload bytes per part while other frames share the connection: 64 KiB (~30 µs of a write
-/// on loopback), so a small call waits little behind a part. A connection that carries a large
-/// message alone sends parts of the configured size (`message_part`, 256 KiB by default): fewer
-/// writes. Measured with `peerwire-bench mixed` (1 KiB calls beside 64 MiB calls on one
-/// connection): 256 KiB parts throughout put the small calls' p99 at ~5.6x their idle p99,
-/// 64 KiB parts at ~3x, the same as with the large calls on a connection of their own.
+/// on loopback), so a small call waits little behind a part; messages over it go in parts. A
+/// connection that carries large messages alone splits only those over `message_part` (512 KiB
+/// by default), in parts of that size: fewer writes. Measured with `peerwire-bench mixed` (1 KiB
+/// calls beside 64 MiB calls on one connection): 256 KiB parts throughout put the small calls'
+/// p99 at ~5.6x their idle p99, 1 MiB parts at ~16x, 64 KiB parts at ~3x.
 const MIXED_PART: usize = 64 * 1024;
 
 /// Writes without a small frame after which a connection counts as carrying large messages
@@ -84,6 +84,18 @@ impl Parts {
         }
     }
 
+    /// The part size now (and the size over which a message goes in parts): small while small
+    /// frames share the connection, the configured size while large messages go alone; `None`
+    /// below version 3.
+    fn part_size(&self) -> Option<usize> {
+        let part = self.part?;
+        Some(if self.since_small < MIXED_ROUNDS {
+            part.min(MIXED_PART)
+        } else {
+            part
+        })
+    }
+
     /// Whether a message is in parts or waiting: the writer must come back without waiting
     /// for new entries.
     pub(super) fn busy(&self) -> bool {
@@ -96,7 +108,7 @@ impl Parts {
     /// Takes `item` if it goes in parts or must wait behind a message in parts (its first
     /// frame may go into `batch` now); gives it back to be written as usual otherwise.
     pub(super) fn admit(&mut self, item: Outgoing, batch: &mut Batch) -> Option<Outgoing> {
-        let Some(part) = self.part else {
+        let Some(part) = self.part_size() else {
             return Some(item);
         };
         let (oneway, large, reply) = match &item {
@@ -134,14 +146,10 @@ impl Parts {
     /// Adds the next part of each message in parts to `batch`, and starts the next waiting
     /// message of a class whose message ended. Entries fully handed over are pushed to `done`.
     pub(super) fn pump(&mut self, batch: &mut Batch, done: &mut Vec<Done>) {
-        let Some(part) = self.part else {
+        let Some(size) = self.part_size() else {
             return;
         };
-        let size = if self.since_small < MIXED_ROUNDS {
-            part.min(MIXED_PART)
-        } else {
-            part
-        };
+        let part = size;
         self.since_small = self.since_small.saturating_add(1);
         for reply in [false, true] {
             let lane = if reply {
