@@ -124,7 +124,14 @@ impl Parts {
             return None;
         }
         if !large {
-            self.since_small = 0;
+            // Only a frame that fits a small part counts as small company: messages between a
+            // small part and `message_part` are bulk themselves, and splitting them would
+            // queue them one by one.
+            if let Outgoing::Queued(f) | Outgoing::Call(f) | Outgoing::Reply(f, _) = &item
+                && body_len(f) <= MIXED_PART
+            {
+                self.since_small = 0;
+            }
             return Some(item);
         }
         if oneway {
