@@ -222,6 +222,41 @@ async fn a_peer_sending_more_than_the_limit_gets_a_failure_and_keeps_its_connect
 }
 
 #[tokio::test]
+async fn a_request_cancelled_while_its_parts_arrive_never_runs() {
+    let (tx, mut records) = mpsc::unbounded_channel();
+    let server = server(small_frames(1 << 20), tx).await;
+    let hello = ScriptedPeer::hello(ServerConfig::default().identity);
+    let mut peer = ScriptedPeer::handshaken(server.local_addr(), hello).await;
+    // The first frame and two parts of a request to `record`, then its cancel, then the rest.
+    let wire = in_parts(&wire_request(1, "record", pattern(300_000, 1)), 60_000);
+    let two_parts = 16 + 4 + 2 + 6 + 8 + 2 * (16 + 60_000);
+    peer.send_raw(&wire[..two_parts]).await;
+    peer.send(&Frame::Cancel { id: 1 }).await;
+    peer.send_raw(&wire[two_parts..]).await;
+    // A small call after it: the server runs one handler, in order, so once this is answered
+    // the cancelled call has had its turn.
+    peer.send(&wire_request(2, "echo", Bytes::from_static(b"after")))
+        .await;
+    let mut answered = Vec::new();
+    while answered.len() < 2 {
+        match peer.recv().await {
+            Received::Frame(Frame::Failure(f)) => {
+                assert_eq!((f.id, f.status), (1, Status::Cancelled));
+                answered.push(1);
+            }
+            Received::Frame(Frame::Response(r)) => {
+                assert_eq!(r.id, 2);
+                answered.push(2);
+            }
+            Received::Frame(Frame::Heartbeat(_)) => {}
+            other => panic!("expected the two answers, got {other:?}"),
+        }
+    }
+    assert!(records.try_recv().is_err(), "the cancelled request ran");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn against_a_version_2_peer_a_message_is_one_frame() {
     let (tx, _records) = mpsc::unbounded_channel();
     let server = server(small_frames(64 << 20), tx).await;

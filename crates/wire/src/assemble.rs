@@ -210,6 +210,15 @@ impl Assembler {
         self.part.is_some()
     }
 
+    /// The id of the request being put together, if one is (a refused one counts: it was
+    /// answered already, and a cancel of it is as harmless).
+    pub(crate) fn open_request(&self) -> Option<u64> {
+        match &self.open[CALLS] {
+            Some(open) if matches!(open.head, Head::Request { .. }) => Some(open.id),
+            _ => None,
+        }
+    }
+
     /// Whether any message is open.
     pub(crate) fn is_open(&self) -> bool {
         self.open.iter().any(Option::is_some)

@@ -118,6 +118,12 @@ impl FrameDecoder {
         self.refused.take()
     }
 
+    /// The id of the request whose parts are arriving, if one is: a cancel for it may arrive
+    /// before the request is whole.
+    pub fn open_request(&self) -> Option<u64> {
+        self.parts.open_request()
+    }
+
     /// Whether a message in parts is open: its next part may arrive after other frames.
     pub fn assembling(&self) -> bool {
         self.parts.is_open()

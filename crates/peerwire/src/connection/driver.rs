@@ -117,7 +117,8 @@ async fn read_loop(conn: &Arc<Conn>, reader: &mut FrameReader) -> String {
             _ = &mut linger_timer, if phase.is_lingering() => Event::LingerExpired,
             read = reader.next(Some(&conn.activity)) => match read {
                 Ok(frame) => {
-                    if let Err((reason, message)) = handle(conn, &service_handle, frame) {
+                    let arriving = reader.open_request();
+                    if let Err((reason, message)) = handle(conn, &service_handle, frame, arriving) {
                         tracing::warn!(%reason, %message, "closing connection");
                         conn.begin_close_hard(reason, message);
                     }
@@ -266,11 +267,13 @@ fn refuse(conn: &Arc<Conn>, refused: Refused) -> Result<(), (GoAwayReason, Strin
     Ok(())
 }
 
-/// Handles one frame. An error closes the connection hard with that reason.
+/// Handles one frame; `arriving` is the request whose parts are still arriving, if any. An
+/// error closes the connection hard with that reason.
 fn handle(
     conn: &Arc<Conn>,
     handle: &Connection,
     frame: Frame,
+    arriving: Option<u64>,
 ) -> Result<(), (GoAwayReason, String)> {
     match frame {
         Frame::Request(request) => {
@@ -317,8 +320,9 @@ fn handle(
             }
         }
         Frame::Cancel { id } => {
-            // Only calls we accepted can be cancelled; anything else is noise.
-            if id <= conn.last_accepted.load(Ordering::Acquire) {
+            // Only calls we accepted (or whose parts are arriving: recorded now, the call is
+            // refused when it is whole) can be cancelled; anything else is noise.
+            if id <= conn.last_accepted.load(Ordering::Acquire) || arriving == Some(id) {
                 metrics::counter!("peerwire_cancels_received_total").increment(1);
                 conn.cancels.cancel(id);
                 conn.inbound.on_cancel(handle, id);

@@ -107,6 +107,11 @@ impl FrameReader {
         std::mem::replace(&mut self.io, io)
     }
 
+    /// The id of the request whose parts are arriving, if one is.
+    pub(crate) fn open_request(&self) -> Option<u64> {
+        self.decoder.open_request()
+    }
+
     pub(crate) fn set_limits(&mut self, limits: Limits) {
         self.decoder.set_limits(limits);
     }

@@ -111,6 +111,14 @@ impl Parts {
         let Some(part) = self.part_size() else {
             return Some(item);
         };
+        if let Outgoing::Queued(Frame::Cancel { id }) = &item {
+            // A large call still waiting for its turn is dropped: the peer never sees it.
+            let id = *id;
+            self.calls
+                .waiting
+                .retain(|w| !matches!(w, Outgoing::Call(Frame::Request(r)) if r.id == id));
+            return Some(item);
+        }
         let (oneway, large, reply) = match &item {
             Outgoing::Queued(f @ Frame::OneWay(_)) => (true, in_parts(f, part), false),
             Outgoing::Call(f @ Frame::Request(_)) => (false, in_parts(f, part), false),

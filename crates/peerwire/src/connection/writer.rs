@@ -710,4 +710,27 @@ mod tests {
         // Call 3 passed both; call 2 went in parts after call 1's four parts.
         assert_eq!(order, vec![(3, 0), (1, 4), (2, 8)]);
     }
+
+    #[tokio::test]
+    async fn a_large_call_cancelled_while_it_waits_for_its_turn_is_never_written() {
+        let request = |id: u64| {
+            Frame::Request(Request {
+                id,
+                deadline_ms: 5,
+                route: Bytes::from_static(b"r"),
+                payload: Bytes::from(vec![id as u8; 200_000]),
+            })
+        };
+        let out = write_in_parts(
+            vec![
+                Outgoing::Call(request(1)),
+                Outgoing::Call(request(2)),
+                Outgoing::Queued(Frame::Cancel { id: 2 }),
+            ],
+            50_000,
+        )
+        .await;
+        let frames: Vec<_> = out.into_iter().map(|(f, _)| f).collect();
+        assert_eq!(frames, vec![Frame::Cancel { id: 2 }, request(1)]);
+    }
 }
