@@ -112,9 +112,38 @@ impl CommonArgs {
     }
 }
 
+/// The impls a scenario runs: those named in `--impls` (each must be one of `known`), or all of
+/// `known` when none is named.
+pub(crate) fn select_impls<'a>(
+    requested: &'a [String],
+    known: &[&'static str],
+) -> Result<Vec<&'a str>, BoxError>
+where
+    'static: 'a,
+{
+    let impls: Vec<&str> = if requested.is_empty() {
+        known.to_vec()
+    } else {
+        requested.iter().map(String::as_str).collect()
+    };
+    if let Some(bad) = impls.iter().find(|i| !known.contains(i)) {
+        return Err(format!("unknown impl `{bad}`; available: {}", known.join(", ")).into());
+    }
+    Ok(impls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impls_default_to_all_and_unknown_ones_are_named() {
+        let known = ["a", "b"];
+        assert_eq!(select_impls(&[], &known).unwrap(), vec!["a", "b"]);
+        assert_eq!(select_impls(&["b".to_owned()], &known).unwrap(), vec!["b"]);
+        let err = select_impls(&["c".to_owned()], &known).unwrap_err();
+        assert!(err.to_string().contains("`c`; available: a, b"), "{err}");
+    }
 
     #[test]
     fn cli_is_consistent() {

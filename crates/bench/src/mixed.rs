@@ -128,14 +128,7 @@ pub(crate) fn run(args: &MixedArgs) -> Result<(), BoxError> {
     if args.small_inflight == 0 || args.large_inflight == 0 {
         return Err("--small-inflight and --large-inflight must be at least 1".into());
     }
-    let impls: Vec<&str> = if args.impls.is_empty() {
-        IMPLS.to_vec()
-    } else {
-        args.impls.iter().map(String::as_str).collect()
-    };
-    if let Some(bad) = impls.iter().find(|i| !IMPLS.contains(i)) {
-        return Err(format!("unknown impl `{bad}`; available: {}", IMPLS.join(", ")).into());
-    }
+    let impls = crate::cli::select_impls(&args.impls, &IMPLS)?;
     // results[impl][condition]: condition 0 idle, 1 loaded; one outcome per run.
     let mut results: Vec<[Vec<Outcome>; 2]> = impls.iter().map(|_| [vec![], vec![]]).collect();
     let mut failures: Vec<Vec<String>> = impls.iter().map(|_| vec![]).collect();

@@ -183,28 +183,39 @@ async fn full_queues_drop_and_report() {
     b.stop().await;
 }
 
-/// A lane's batches never exceed its batch limit: a message that would overflow a batch starts
-/// the next, and one larger than the peer accepts in one message (`max_message_bytes`) is
-/// dropped and reported while the lane stays up and delivers what follows.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_stay_within_their_limit_and_oversized_messages_are_dropped() {
+/// Members 1 and 2 with 4 KiB batches and 64 KiB frames (and, if given, that message limit),
+/// 1 knowing 2 with its lanes up.
+async fn small_frame_pair(max_message_bytes: Option<u64>) -> (FakeNode, FakeNode) {
     let config = |id| {
         let mut cfg = test_config(7, id);
         cfg.max_batch_bytes = 4096;
         cfg.snapshot_chunk = 16 * 1024;
         cfg.connection.max_frame_body = 64 * 1024;
-        cfg.connection.max_message_bytes = 64 * 1024;
+        if let Some(max) = max_message_bytes {
+            cfg.connection.max_message_bytes = max;
+        }
         cfg
     };
     let a = FakeNode::start(config(1), "127.0.0.1:0".parse().unwrap()).await;
-    let mut b = FakeNode::start(config(2), "127.0.0.1:0".parse().unwrap()).await;
-    let t = a.transport.clone();
-    t.add_peer(2, vec![b.addr()]).unwrap();
+    let b = FakeNode::start(config(2), "127.0.0.1:0".parse().unwrap()).await;
+    a.transport.add_peer(2, vec![b.addr()]).unwrap();
     lanes_up(&a, 2).await;
+    (a, b)
+}
+
+/// An append from 1 to 2 numbered `seq` carrying `len` bytes of `seq`.
+fn append(seq: u64, len: usize) -> FakeMsg {
+    msg(MessageKind::Append, 1, 2, seq).with_payload(Bytes::from(vec![seq as u8; len]))
+}
+
+/// A lane's batches never exceed its batch limit: a message that would overflow a batch starts
+/// the next, and one larger than the peer accepts in one message (`max_message_bytes`) is
+/// dropped and reported while the lane stays up and delivers what follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_stay_within_their_limit_and_oversized_messages_are_dropped() {
+    let (a, mut b) = small_frame_pair(Some(64 * 1024)).await;
+    let t = a.transport.clone();
     let since = t.active_since(2);
-    let append = |seq: u64, len: usize| {
-        msg(MessageKind::Append, 1, 2, seq).with_payload(Bytes::from(vec![seq as u8; len]))
-    };
     // Sent at once, so the lane's writer finds them queued together: two never fit a batch.
     t.send((0..50).map(|seq| append(seq, 3000)));
     t.send([append(50, 100 * 1024)]);
@@ -231,22 +242,9 @@ async fn batches_stay_within_their_limit_and_oversized_messages_are_dropped() {
 /// small messages around it, on a lane that stays up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_larger_than_a_frame_arrives_whole_and_in_order() {
-    let config = |id| {
-        let mut cfg = test_config(7, id);
-        cfg.max_batch_bytes = 4096;
-        cfg.snapshot_chunk = 16 * 1024;
-        cfg.connection.max_frame_body = 64 * 1024;
-        cfg
-    };
-    let a = FakeNode::start(config(1), "127.0.0.1:0".parse().unwrap()).await;
-    let mut b = FakeNode::start(config(2), "127.0.0.1:0".parse().unwrap()).await;
+    let (a, mut b) = small_frame_pair(None).await;
     let t = a.transport.clone();
-    t.add_peer(2, vec![b.addr()]).unwrap();
-    lanes_up(&a, 2).await;
     let since = t.active_since(2);
-    let append = |seq: u64, len: usize| {
-        msg(MessageKind::Append, 1, 2, seq).with_payload(Bytes::from(vec![seq as u8; len]))
-    };
     t.send((0..5).map(|seq| append(seq, 3000)));
     t.send([append(5, 3 << 20)]);
     t.send((6..10).map(|seq| append(seq, 3000)));

@@ -166,14 +166,7 @@ pub(crate) fn run(args: &SlowlorisArgs) -> Result<(), BoxError> {
     if args.inflight == 0 {
         return Err("--inflight must be at least 1".into());
     }
-    let impls: Vec<&str> = if args.impls.is_empty() {
-        IMPLS.to_vec()
-    } else {
-        args.impls.iter().map(String::as_str).collect()
-    };
-    if let Some(bad) = impls.iter().find(|i| !IMPLS.contains(i)) {
-        return Err(format!("unknown impl `{bad}`; available: {}", IMPLS.join(", ")).into());
-    }
+    let impls = crate::cli::select_impls(&args.impls, &IMPLS)?;
     // results[impl][condition] = one outcome per run; condition 0 is clean, 1 attacked. A
     // failed run (the legitimate client got an error) is a result too: it is counted, not fatal.
     let mut results: Vec<[Vec<Outcome>; 2]> = impls.iter().map(|_| [vec![], vec![]]).collect();

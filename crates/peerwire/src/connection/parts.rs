@@ -161,10 +161,9 @@ impl Parts {
     /// Adds the next part of each message in parts to `batch`, and starts the next waiting
     /// message of a class whose message ended. Entries fully handed over are pushed to `done`.
     pub(super) fn pump(&mut self, batch: &mut Batch, done: &mut Vec<Done>) {
-        let Some(size) = self.part_size() else {
+        let Some(part) = self.part_size() else {
             return;
         };
-        let part = size;
         self.since_small = self.since_small.saturating_add(1);
         for reply in [false, true] {
             let lane = if reply {
@@ -173,7 +172,7 @@ impl Parts {
                 &mut self.calls
             };
             if let Some(sending) = lane.sending.as_mut() {
-                sending.parts.set_part(size);
+                sending.parts.set_part(part);
                 let mut next = None;
                 batch.push_encoded(|dst| next = sending.parts.next_part(dst), None);
                 if let Some(bytes) = next {
