@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use super::calls::Reply;
 use super::frame_reader::{FrameReader, ReadError};
 use super::lifecycle::{Action, Event, Phase, Timing};
-use super::writer::Outgoing;
+use super::outgoing::Outgoing;
 use super::{CloseRequest, Conn, Connection, ReplySlot};
 
 /// While draining, how often the driver checks whether every call is done.

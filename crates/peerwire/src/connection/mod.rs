@@ -21,6 +21,7 @@ pub(crate) mod frame_reader;
 pub(crate) mod handshake;
 pub(crate) mod keepalive;
 pub(crate) mod lifecycle;
+mod outgoing;
 mod parts;
 pub(crate) mod read_size;
 pub(crate) mod service;
@@ -42,13 +43,13 @@ use tokio_util::task::TaskTracker;
 use self::activity::Activity;
 use self::calls::{Calls, CallsState, Reply};
 use self::frame_reader::FrameReader;
-use self::writer::Outgoing;
+use self::outgoing::Outgoing;
 use crate::config::ConnectionConfig;
 use crate::error::{Error, NotExecuted, Unknown, failure_to_error};
 use crate::transport::BoxWrite;
 
+pub use self::outgoing::FileRegion;
 pub use self::service::{MountPoint, Refusal, ReplySlot, ServeNothing, Service};
-pub use self::writer::FileRegion;
 
 /// Numbers connections in this process: a connection's id, never reused.
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
@@ -589,7 +590,7 @@ impl Conn {
     pub(crate) async fn send_stream_file(
         self: &Arc<Self>,
         head: StreamData,
-        region: writer::FileRegion,
+        region: FileRegion,
         deadline: Duration,
         until: Instant,
         extra: Option<OwnedSemaphorePermit>,

@@ -16,7 +16,7 @@ use peerwire_wire::fragment::Fragments;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::batch::Batch;
-use super::writer::Outgoing;
+use super::outgoing::Outgoing;
 
 /// Payload bytes per part while other frames share the connection: 64 KiB (~30 µs of a write
 /// on loopback), so a small call waits little behind a part; messages over it go in parts. A

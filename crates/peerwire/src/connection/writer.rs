@@ -6,14 +6,14 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use peerwire_wire::{Frame, StreamData};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::activity::Activity;
 use super::batch::Batch;
+use super::outgoing::{FileRegion, Outgoing};
 use super::parts::{Done, Parts};
 use crate::transport::BoxWrite;
 
@@ -85,46 +85,6 @@ impl Concurrency {
         self.peak = in_flight.max(self.peak - self.peak / 8);
         self.peak > BATCH_WAIT_MIN_INFLIGHT
     }
-}
-
-impl Outgoing {
-    /// Encoded bytes of the entry (a file region counts its length).
-    fn len(&self) -> usize {
-        match self {
-            Self::Queued(frame) | Self::Call(frame) | Self::Reply(frame, _) => frame.encoded_len(),
-            Self::CallFile(head, region) => head.payload.len() + region.len,
-            Self::Shutdown => 0,
-        }
-    }
-}
-
-/// An entry of the write queue.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    /// A one-way or control frame, counted in the connection's `queued` counter.
-    Queued(Frame),
-    /// A request; bounded by the connection's in-flight call limit.
-    Call(Frame),
-    /// A reply; the permit is the in-flight slot of the call it answers, released once the
-    /// reply is handed to the transport.
-    Reply(Frame, OwnedSemaphorePermit),
-    /// A data-stream packet whose payload is a file region: the head (its `payload` is
-    /// ignored) is written, then the region is sent with `sendfile` where the transport can.
-    /// Bounded by the connection's in-flight call limit.
-    CallFile(StreamData, FileRegion),
-    /// Flush, close the write side and stop.
-    Shutdown,
-}
-
-/// A range of a file to send as a packet payload.
-#[derive(Debug, Clone)]
-pub struct FileRegion {
-    /// The file.
-    pub file: Arc<std::fs::File>,
-    /// Where the bytes start in it.
-    pub offset: u64,
-    /// How many bytes.
-    pub len: usize,
 }
 
 /// Sends a file region: `sendfile` where the transport supports it, else reads and writes it
@@ -388,7 +348,7 @@ mod tests {
         assert!(!c.observe(1));
     }
     use bytes::{Bytes, BytesMut};
-    use peerwire_wire::{FrameDecoder, Limits, OneWay, Request, Response};
+    use peerwire_wire::{Frame, FrameDecoder, Limits, OneWay, Request, Response, StreamData};
     use tokio::io::AsyncReadExt;
 
     fn test_context(closing: CancellationToken) -> WriterContext {
