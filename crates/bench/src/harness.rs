@@ -70,6 +70,15 @@ impl LoadResult {
         }
     }
 
+    /// The slowest operation's latency in microseconds, 0 if nothing was recorded.
+    pub(crate) fn latency_max_us(&self) -> u64 {
+        if self.latency_us.is_empty() {
+            0
+        } else {
+            self.latency_us.max()
+        }
+    }
+
     /// Latency at quantile `q` (0.0..=1.0) in microseconds, 0 if nothing was recorded.
     pub(crate) fn latency_quantile_us(&self, q: f64) -> u64 {
         if self.latency_us.is_empty() {

@@ -21,6 +21,8 @@ pub(crate) struct Measurement {
     pub(crate) p99_us: u64,
     /// 99.9th percentile latency, µs.
     pub(crate) p999_us: u64,
+    /// The slowest operation, µs.
+    pub(crate) max_us: u64,
 }
 
 impl Measurement {
@@ -31,6 +33,7 @@ impl Measurement {
             p50_us: load.latency_quantile_us(0.50),
             p99_us: load.latency_quantile_us(0.99),
             p999_us: load.latency_quantile_us(0.999),
+            max_us: load.latency_max_us(),
         }
     }
 }
@@ -59,7 +62,7 @@ pub(crate) struct Column {
 /// throughput.
 ///
 /// Serializes as one flat JSON object, keys in this order: `scenario`, `impl`, the params,
-/// `ops_per_sec`, `p50_us`, `p99_us`, `p999_us`, `runs_ops_per_sec`, the ratios (`null` when
+/// `ops_per_sec`, `p50_us`, `p99_us`, `p999_us`, `max_us`, `runs_ops_per_sec`, the ratios (`null` when
 /// the baseline was not run), then the extra fields.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Row {
@@ -132,6 +135,7 @@ impl Serialize for Row {
         map.serialize_entry("p50_us", &self.median.p50_us)?;
         map.serialize_entry("p99_us", &self.median.p99_us)?;
         map.serialize_entry("p999_us", &self.median.p999_us)?;
+        map.serialize_entry("max_us", &self.median.max_us)?;
         let runs: Vec<f64> = self.runs_ops_per_sec.iter().copied().map(round2).collect();
         map.serialize_entry("runs_ops_per_sec", &runs)?;
         for (key, ratio) in &self.ratios {
@@ -206,7 +210,7 @@ pub(crate) fn render_table_with(
 ) -> String {
     let mut header: Vec<String> = vec!["impl".to_owned()];
     header.extend(columns.iter().map(|c| c.header.to_owned()));
-    header.extend(["ops/s", "p50 µs", "p99 µs", "p99.9 µs"].map(str::to_owned));
+    header.extend(["ops/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs"].map(str::to_owned));
     header.extend(baselines.iter().map(|b| b.header.to_owned()));
     header.extend(extras.iter().map(|c| c.header.to_owned()));
     header.push("runs ops/s".to_owned());
@@ -222,6 +226,7 @@ pub(crate) fn render_table_with(
         line.push(row.median.p50_us.to_string());
         line.push(row.median.p99_us.to_string());
         line.push(row.median.p999_us.to_string());
+        line.push(row.median.max_us.to_string());
         line.extend(baselines.iter().map(|b| {
             row.ratio(b.key)
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
@@ -314,6 +319,7 @@ mod tests {
             p50_us,
             p99_us: p50_us * 2,
             p999_us: p50_us * 3,
+            max_us: p50_us * 4,
         }
     }
 
@@ -390,6 +396,7 @@ mod tests {
                 "connections",
                 "impl",
                 "inflight",
+                "max_us",
                 "ops_per_sec",
                 "p50_us",
                 "p999_us",
@@ -427,6 +434,7 @@ mod tests {
             "inflight",
             "ops/s",
             "p99.9 µs",
+            "max µs",
             "vs raw-tcp",
             "vs tonic",
             "runs ops/s",

@@ -52,6 +52,11 @@ impl KvCluster {
         Ok(cluster)
     }
 
+    /// Every node's API handle.
+    pub(crate) fn handles(&self) -> Vec<peerwire_kv::KvHandle> {
+        self.nodes.iter().map(|(_, n)| n.handle().clone()).collect()
+    }
+
     /// Stops every node and its runtime.
     pub(crate) fn stop(self) {
         for (rt, node) in self.nodes {

@@ -7,8 +7,10 @@
 //! pooled connections; gRPC channels for etcd). The clusters keep their data in a temporary
 //! directory on the same disk.
 
+mod breakdown;
 mod cluster;
 mod etcd;
+mod wins;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +41,14 @@ pub(crate) struct KvArgs {
     /// Connections the clients share.
     #[arg(long, default_value_t = 4)]
     pub(crate) conns: usize,
+    /// Run the whole comparison this many times and report, per figure, how many invocations
+    /// peerwire-kv won.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) invocations: usize,
+    /// After each peerwire-kv level, print where the leader's puts spent their time in the
+    /// measured window and what the nodes were doing while the slowest waited.
+    #[arg(long)]
+    pub(crate) breakdown: bool,
     /// The etcd binary [default: `etcd` on PATH; skipped if none].
     #[arg(long)]
     pub(crate) etcd: Option<PathBuf>,
@@ -140,7 +150,35 @@ fn peerwire_kv_runs(
             })
             .collect();
         eprintln!("[kv] peerwire-kv, {n} clients ...");
+        // The traces start again when the measured window does.
+        let restart = args.breakdown.then(|| {
+            let handles = cluster.handles();
+            let warmup = args.common.warmup();
+            client_rt.handle().spawn(async move {
+                tokio::time::sleep(warmup).await;
+                let epoch = std::time::Instant::now();
+                for h in &handles {
+                    let _ = h.take_put_trace().await;
+                }
+                epoch
+            })
+        });
         out.push(client_rt.run(run_load(workers, spec))?);
+        if let Some(restart) = restart {
+            let handles = cluster.handles();
+            let (epoch, reports) = client_rt.run(async move {
+                let epoch = restart.await?;
+                let mut reports = Vec::new();
+                for h in &handles {
+                    reports.push(h.take_put_trace().await?);
+                }
+                Ok::<_, BoxError>((epoch, reports))
+            })?;
+            eprintln!(
+                "[kv] peerwire-kv {n} clients, breakdown:\n{}",
+                breakdown::render(&reports, epoch)
+            );
+        }
     }
     drop(client);
     cluster.stop();
@@ -190,38 +228,88 @@ pub(crate) fn run(args: &KvArgs) -> Result<(), BoxError> {
     if args.clients.is_empty() || args.clients.contains(&0) || args.conns == 0 || args.keys == 0 {
         return Err("--clients levels, --conns and --keys must be at least 1".into());
     }
+    if args.invocations == 0 {
+        return Err("--invocations must be at least 1".into());
+    }
     let etcd_bin = etcd::find_etcd(args.etcd.as_deref());
     if etcd_bin.is_none() {
         eprintln!("[kv] no `etcd` on PATH (Debian: apt install etcd-server); peerwire-kv only");
     }
     let spec = LoadSpec::new(common.warmup(), common.measure());
     let client_rt = RuntimeThread::start("kv-client", common.threads)?;
+    let mut invocations = Vec::new();
+    for invocation in 1..=args.invocations {
+        if args.invocations > 1 {
+            eprintln!("[kv] invocation {invocation}/{}", args.invocations);
+        }
+        // On an error the runtime stops when dropped.
+        let rows = one_invocation(args, &client_rt, spec, etcd_bin.as_deref())?;
+        print_rows(args, &rows, invocation);
+        invocations.push(rows);
+    }
+    client_rt.shutdown();
+    if etcd_bin.is_some() && args.invocations > 1 {
+        let records = wins::tally(&invocations);
+        if common.json {
+            for record in &records {
+                println!("{}", wins::json(record));
+            }
+        } else {
+            println!(
+                "kv: peerwire-kv against etcd over {} invocations (each figure: invocations where \
+                 peerwire-kv's was lower)",
+                args.invocations
+            );
+            print!("{}", wins::render(&records));
+        }
+    }
+    let last = invocations.last().map(Vec::as_slice).unwrap_or_default();
+    let values: Vec<serde_json::Value> = last.iter().map(|r| json!(r)).collect();
+    crate::plot::draw_if_asked(
+        args.plot.as_deref(),
+        "kv",
+        &format!(
+            "peerwire-bench kv: puts of {} B values on a local 3-node cluster (fsync on)",
+            args.value_bytes
+        ),
+        &PLOT,
+        &values,
+    )
+}
+
+/// One whole comparison: `--runs` runs of every clients level on peerwire-kv, then on etcd (when
+/// found); the median run of each as a row.
+fn one_invocation(
+    args: &KvArgs,
+    client_rt: &RuntimeThread,
+    spec: LoadSpec,
+    etcd_bin: Option<&std::path::Path>,
+) -> Result<Vec<Row>, BoxError> {
+    let common = &args.common;
     // measurements[impl][clients level] = one per run.
     let mut pw: Vec<Vec<Measurement>> = vec![Vec::new(); args.clients.len()];
     let mut et: Vec<Vec<Measurement>> = vec![Vec::new(); args.clients.len()];
     for run in 1..=common.runs {
         eprintln!("[kv] run {run}/{}", common.runs);
-        for (i, load) in peerwire_kv_runs(args, &client_rt, spec)?.iter().enumerate() {
+        for (i, load) in peerwire_kv_runs(args, client_rt, spec)?.iter().enumerate() {
             let m = Measurement::from_load(load);
             eprintln!(
-                "[kv] peerwire-kv {} clients: {:.0} puts/s, p50 {} µs, p99 {} µs",
-                args.clients[i], m.ops_per_sec, m.p50_us, m.p99_us
+                "[kv] peerwire-kv {} clients: {:.0} puts/s, p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+                args.clients[i], m.ops_per_sec, m.p50_us, m.p99_us, m.p999_us, m.max_us
             );
             pw[i].push(m);
         }
-        if let Some(bin) = &etcd_bin {
-            for (i, load) in etcd_runs(args, bin, &client_rt, spec)?.iter().enumerate() {
+        if let Some(bin) = etcd_bin {
+            for (i, load) in etcd_runs(args, bin, client_rt, spec)?.iter().enumerate() {
                 let m = Measurement::from_load(load);
                 eprintln!(
-                    "[kv] etcd {} clients: {:.0} puts/s, p50 {} µs, p99 {} µs",
-                    args.clients[i], m.ops_per_sec, m.p50_us, m.p99_us
+                    "[kv] etcd {} clients: {:.0} puts/s, p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+                    args.clients[i], m.ops_per_sec, m.p50_us, m.p99_us, m.p999_us, m.max_us
                 );
                 et[i].push(m);
             }
         }
     }
-    client_rt.shutdown();
-
     let mut rows = Vec::new();
     for (i, &n) in args.clients.iter().enumerate() {
         let params = vec![
@@ -235,29 +323,35 @@ pub(crate) fn run(args: &KvArgs) -> Result<(), BoxError> {
         rows.extend(Row::from_runs("kv", "etcd", params, &et[i]));
     }
     report::apply_ratios(&mut rows, &BASELINES);
+    Ok(rows)
+}
+
+/// Prints one invocation's rows (a table, or JSON lines with the invocation's number).
+fn print_rows(args: &KvArgs, rows: &[Row], invocation: usize) {
+    let common = &args.common;
     if common.json {
-        for row in &rows {
-            println!("{}", report::json_line(row));
+        for row in rows {
+            let mut row = row.clone();
+            row.extra.push(("invocation".to_owned(), json!(invocation)));
+            println!("{}", report::json_line(&row));
         }
     } else {
         println!(
-            "kv: puts of {} B values, 8 B keys, {} connections; 3-node clusters with fsync; \
+            "kv{}: puts of {} B values, 8 B keys, {} connections; 3-node clusters with fsync; \
              {} s measured after {} s warm-up; median of {} run(s)",
-            args.value_bytes, args.conns, common.secs, common.warmup, common.runs
+            if args.invocations > 1 {
+                format!(" (invocation {invocation}/{})", args.invocations)
+            } else {
+                String::new()
+            },
+            args.value_bytes,
+            args.conns,
+            common.secs,
+            common.warmup,
+            common.runs
         );
-        print!("{}", report::render_table(&rows, &COLUMNS, &BASELINES));
+        print!("{}", report::render_table(rows, &COLUMNS, &BASELINES));
     }
-    let values: Vec<serde_json::Value> = rows.iter().map(|r| json!(r)).collect();
-    crate::plot::draw_if_asked(
-        args.plot.as_deref(),
-        "kv",
-        &format!(
-            "peerwire-bench kv: puts of {} B values on a local 3-node cluster (fsync on)",
-            args.value_bytes
-        ),
-        &PLOT,
-        &values,
-    )
 }
 
 /// What `--plot` draws: puts/s and latency against the number of clients.

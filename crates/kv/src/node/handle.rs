@@ -218,8 +218,25 @@ impl KvHandle {
 
     /// Proposes `op` on this node only (the leader side of a forwarded write).
     pub(crate) async fn propose_local(&self, op: Op, deadline: Instant) -> Result<(), KvError> {
-        self.ask(deadline, |reply| Request::Propose(op, reply))
+        let received = std::time::Instant::now();
+        self.ask(deadline, |reply| Request::Propose(op, reply, received))
             .await
+    }
+
+    /// Where this node's applied puts spent their time since the trace was last taken (or the
+    /// node started), the slowest of them, and the slow log writes and snapshot phases beside
+    /// them; the trace starts again. Only a leader's proposals are traced.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may lose the report; the trace is still restarted.
+    pub async fn take_put_trace(&self) -> Result<super::PutTraceReport, KvError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::TakeTrace(tx))
+            .await
+            .map_err(|_| KvError::Stopping)?;
+        rx.await.map_err(|_| KvError::Stopping)
     }
 
     /// Proposes a membership change on this node only.

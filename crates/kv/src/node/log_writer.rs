@@ -31,6 +31,11 @@ pub(crate) struct WriteJob {
 #[derive(Debug)]
 pub(crate) struct Persisted {
     pub(crate) number: u64,
+    /// The last log index the write held (0: none).
+    pub(crate) last_index: u64,
+    /// When the write started and when it was durable.
+    pub(crate) started: std::time::Instant,
+    pub(crate) finished: std::time::Instant,
     /// How many jobs the write covered.
     pub(crate) jobs: usize,
     pub(crate) messages: Vec<Message>,
@@ -53,6 +58,7 @@ pub(crate) async fn run(
     while jobs.recv_many(&mut batch, MAX_JOBS_PER_WRITE).await > 0 {
         let taken = std::mem::take(&mut batch);
         let store = store.clone();
+        let started = std::time::Instant::now();
         let written = tokio::task::spawn_blocking(move || {
             let batches: Vec<Batch<'_>> = taken
                 .iter()
@@ -64,13 +70,20 @@ pub(crate) async fn run(
                 .collect();
             store.persist_all(&batches)?;
             drop(batches);
-            Ok::<_, LogStoreError>(taken)
+            Ok::<_, LogStoreError>((taken, std::time::Instant::now()))
         })
         .await
         .map_err(|e| LogStoreError::Io(format!("the log writer's task failed: {e}")))
         .and_then(|r| r);
-        let report = written.map(|jobs| Persisted {
+        let report = written.map(|(jobs, finished)| Persisted {
             number: jobs.last().map_or(0, |j| j.number),
+            last_index: jobs
+                .iter()
+                .filter_map(|j| j.entries.last().map(|e| e.index))
+                .max()
+                .unwrap_or(0),
+            started,
+            finished,
             jobs: jobs.len(),
             messages: jobs.into_iter().flat_map(|j| j.messages).collect(),
         });

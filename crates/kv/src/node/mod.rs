@@ -11,8 +11,10 @@
 mod handle;
 mod inputs;
 mod log_writer;
+mod put_trace;
 mod raft_loop;
 mod shared;
+mod snapshot_policy;
 mod waiters;
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use handle::{BlobValue, KvHandle, PeerReport};
 pub use inputs::Inputs;
+pub use put_trace::{EventKind, PutTraceReport, STAGES, SlowPut, StageSummary, TraceEvent};
 pub use shared::{Role, View};
 
 use crate::blobs::Blobs;
@@ -38,8 +41,9 @@ use crate::error::StartError;
 use crate::log_store::{Batch, LogStore};
 use crate::state::KvState;
 use crate::storage::KvStorage;
-use raft_loop::{RaftLoop, SnapshotPolicy};
+use raft_loop::RaftLoop;
 pub(crate) use shared::Shared;
+use snapshot_policy::SnapshotPolicy;
 
 /// Default raft tick: 100 ms, etcd's heartbeat interval.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
@@ -80,7 +84,8 @@ pub struct NodeConfig {
     pub tick: Duration,
     /// Election timeout in ticks (heartbeats go every tick).
     pub election_ticks: usize,
-    /// Snapshot after this many applied entries.
+    /// Snapshot about every this many applied entries (each member at its own points, a third
+    /// of the interval apart, see `snapshot_policy`).
     pub snapshot_entries: u64,
     /// Entries kept before each snapshot.
     pub catchup_entries: u64,
@@ -347,10 +352,7 @@ impl Node {
             blobs: blobs.clone(),
             shared,
             tick: cfg.tick,
-            snapshots: SnapshotPolicy {
-                every: cfg.snapshot_entries.max(1),
-                keep: cfg.catchup_entries,
-            },
+            snapshots: SnapshotPolicy::for_node(cfg.id, cfg.snapshot_entries, cfg.catchup_entries),
             proposals: Default::default(),
             reads: Default::default(),
             next_seq: fastrand::u64(..u64::MAX / 2),
@@ -358,6 +360,7 @@ impl Node {
             ticks: 0,
             snapshot_task: None,
             unpersisted: 0,
+            trace: put_trace::PutTrace::default(),
         };
         let raft_loop = tokio::spawn(raft_loop.run(peer_rx, req_rx, stop.clone()));
         let http = match cfg.http {

@@ -3,7 +3,8 @@
 //! order: send what may go before persisting, put entries and hard state in the log cache and
 //! hand them to the log writer (`log_writer`, durable later, several `Ready`s per fsync),
 //! apply committed entries, answer waiters, advance; when the writer reports, tell raft and
-//! send what waited for the write. Then it snapshots and compacts every N applied entries.
+//! send what waited for the write. Then it snapshots and compacts about every N applied
+//! entries (at points staggered by node id, `snapshot_policy`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::{ConfContext, Role, Shared, View};
+use super::snapshot_policy::SnapshotPolicy;
 use super::waiters::{ProposalReply, Proposals, ReadReply, Reads};
 use crate::command::{Command, Op, ProposalId};
 use crate::error::KvError;
@@ -25,16 +27,20 @@ use peerwire_raft::{SnapshotStatus, Transport};
 
 use super::inputs::Inputs;
 use super::log_writer::{self, Persisted, WriteJob};
+use super::put_trace::{EventKind, PutTrace, PutTraceReport, Stamps};
 
 /// What the API asks of the raft loop.
 #[derive(Debug)]
 pub(crate) enum Request {
-    /// Replicate an operation (only a leader accepts).
-    Propose(Op, ProposalReply),
+    /// Replicate an operation (only a leader accepts); the instant is when the request reached
+    /// the node.
+    Propose(Op, ProposalReply, std::time::Instant),
     /// Change the membership (only a leader accepts).
     ConfChange(ConfChange, ProposalReply),
     /// Confirm a read index for a linearizable read.
     Read(ReadReply),
+    /// Hand over the put trace and start a new one.
+    TakeTrace(tokio::sync::oneshot::Sender<PutTraceReport>),
 }
 
 /// What the transport hands the raft loop.
@@ -46,15 +52,6 @@ pub(crate) enum PeerInput {
     Unreachable(u64),
     /// How sending a snapshot ended.
     Snapshot(u64, SnapshotStatus),
-}
-
-/// When to snapshot and how much log to keep.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SnapshotPolicy {
-    /// Snapshot after this many applied entries.
-    pub(crate) every: u64,
-    /// Keep this many entries before the snapshot for followers that lag a little.
-    pub(crate) keep: u64,
 }
 
 /// Everything the loop owns.
@@ -75,6 +72,8 @@ pub(crate) struct RaftLoop {
     pub(crate) snapshot_task: Option<SnapshotTask>,
     /// `Ready`s handed to the log writer and not yet reported durable.
     pub(crate) unpersisted: usize,
+    /// Where applied puts' time went, and the slow events beside them.
+    pub(crate) trace: PutTrace,
 }
 
 /// Reports of the log writer.
@@ -85,8 +84,19 @@ type WriterReports = mpsc::UnboundedReceiver<Result<Persisted, LogStoreError>>;
 const READ_RETRY_TICKS: u64 = 2;
 
 /// What a background snapshot saved: the snapshot and the compaction mark, or `None` if a newer
-/// snapshot was stored first.
-type Saved = Result<Option<(Snapshot, u64)>, LogStoreError>;
+/// snapshot was stored first; and when its phases ran.
+type Saved = Result<(Option<(Snapshot, u64)>, SnapshotPhases), LogStoreError>;
+
+/// When a background snapshot's phases ended, for the put trace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SnapshotPhases {
+    started: std::time::Instant,
+    encoded: std::time::Instant,
+    written: std::time::Instant,
+    compacted: std::time::Instant,
+    bytes: u64,
+    entries_compacted: u64,
+}
 /// A background snapshot.
 type SnapshotTask = tokio::task::JoinHandle<Saved>;
 /// How a background snapshot ended.
@@ -162,6 +172,8 @@ impl RaftLoop {
                 }
                 taken += 1;
             }
+            self.proposals
+                .committed(self.node.raft.raft_log.committed, std::time::Instant::now());
             if let Err(e) = self.on_ready(&writes, &mut reports).await {
                 self.storage_failed(&e);
                 break;
@@ -179,6 +191,13 @@ impl RaftLoop {
         report: Option<Result<Persisted, LogStoreError>>,
     ) -> Result<(), LogStoreError> {
         let done = report.ok_or_else(|| LogStoreError::Io("the log writer stopped".into()))??;
+        self.proposals.durable(done.last_index, done.finished);
+        self.trace.event(
+            EventKind::LogWrite,
+            done.started,
+            done.finished,
+            done.jobs as u64,
+        );
         self.unpersisted -= done.jobs;
         self.node.on_persist_ready(done.number);
         self.transport.send(done.messages);
@@ -246,27 +265,34 @@ impl RaftLoop {
     fn on_request(&mut self, req: Request) {
         if let Some(reason) = self.shared.refusal() {
             match req {
-                Request::Propose(_, r) | Request::ConfChange(_, r) => {
+                Request::Propose(_, r, _) | Request::ConfChange(_, r) => {
                     let _ = r.send(Err(reason));
                 }
                 Request::Read(r) => {
                     let _ = r.send(Err(reason));
                 }
+                Request::TakeTrace(r) => {
+                    let _ = r.send(self.trace.take(self.shared.id));
+                }
             }
             return;
         }
         match req {
-            Request::Propose(op, reply) => {
+            Request::TakeTrace(reply) => {
+                let _ = reply.send(self.trace.take(self.shared.id));
+            }
+            Request::Propose(op, reply, received) => {
                 if self.node.raft.state != StateRole::Leader {
                     let _ = reply.send(Err(self.not_leader()));
                     return;
                 }
                 let id = self.next_id();
                 let data = Command { id, op }.encode();
+                let stamps = Stamps::proposed(received);
                 match self.node.propose(vec![], data) {
                     Ok(()) => {
                         let index = self.node.raft.raft_log.last_index();
-                        self.proposals.insert(index, id, reply);
+                        self.proposals.insert(index, id, reply, stamps);
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "proposal dropped by raft");
@@ -289,10 +315,11 @@ impl RaftLoop {
                 };
                 ctx.id = Some(id);
                 cc.context = ctx.encode().into();
+                let stamps = Stamps::proposed(std::time::Instant::now());
                 match self.node.propose_conf_change(vec![], cc) {
                     Ok(()) => {
                         let index = self.node.raft.raft_log.last_index();
-                        self.proposals.insert(index, id, reply);
+                        self.proposals.insert(index, id, reply, stamps);
                     }
                     Err(e) => {
                         // raft-rs refuses while another change is pending.
@@ -342,6 +369,10 @@ impl RaftLoop {
             hard_state: ready.hs().cloned(),
             messages: ready.take_persisted_messages(),
         };
+        if let (Some(first), Some(last)) = (job.entries.first(), job.entries.last()) {
+            self.proposals
+                .handed(first.index, last.index, std::time::Instant::now());
+        }
         self.cache(&job.entries, job.hard_state.as_ref())?;
         self.apply(ready.take_committed_entries());
         self.confirm_reads(ready.take_read_states());
@@ -399,6 +430,7 @@ impl RaftLoop {
         let hard_state = ready.hs().cloned();
         let store = self.store.clone();
         let hs = hard_state.clone();
+        let started = std::time::Instant::now();
         let (snapshot, entries) = tokio::task::spawn_blocking(move || {
             store
                 .persist(&Batch {
@@ -411,6 +443,12 @@ impl RaftLoop {
         .await
         .map_err(|e| LogStoreError::Io(format!("the persisting task failed: {e}")))??;
         self.install_snapshot(snapshot)?;
+        self.trace.event(
+            EventKind::SnapshotInstall,
+            started,
+            std::time::Instant::now(),
+            0,
+        );
         self.cache(&entries, hard_state.as_ref())?;
         self.transport.send(ready.take_persisted_messages());
         self.apply(ready.take_committed_entries());
@@ -474,13 +512,14 @@ impl RaftLoop {
         }
         let shared = self.shared.clone();
         let mut state = shared.state_mut();
+        let now = std::time::Instant::now();
         for e in entries {
             if e.index <= state.applied {
                 continue;
             }
             match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => {
-                    self.proposals.applied(e.index, None);
+                    self.settle(e.index, None, now);
                 }
                 EntryType::EntryNormal => match Command::decode(&e.data) {
                     Ok(cmd) => {
@@ -490,23 +529,23 @@ impl RaftLoop {
                         if let Some(released) = state.apply(cmd.op) {
                             self.blobs.on_released(released);
                         }
-                        self.proposals.applied(e.index, Some(cmd.id));
+                        self.settle(e.index, Some(cmd.id), now);
                     }
                     Err(err) => {
                         tracing::warn!(index = e.index, error = %err, "an entry that is not a command was skipped");
-                        self.proposals.applied(e.index, None);
+                        self.settle(e.index, None, now);
                     }
                 },
                 EntryType::EntryConfChange => {
                     let id = self.apply_conf_change(&mut state, &e);
-                    self.proposals.applied(e.index, id);
+                    self.settle(e.index, id, now);
                 }
                 EntryType::EntryConfChangeV2 => {
                     tracing::warn!(
                         index = e.index,
                         "joint configuration changes are not used; skipped"
                     );
-                    self.proposals.applied(e.index, None);
+                    self.settle(e.index, None, now);
                 }
             }
             state.applied = e.index;
@@ -516,6 +555,14 @@ impl RaftLoop {
         self.reads.applied(applied);
         self.blobs.applied(applied);
         metrics::gauge!("peerwire_kv_applied_index").set(applied as f64);
+    }
+
+    /// Settles the proposal waiting for the entry at `index` (applied at `now`), recording a
+    /// successful one in the put trace.
+    fn settle(&mut self, index: u64, id: Option<ProposalId>, now: std::time::Instant) {
+        if let Some(stamps) = self.proposals.applied(index, id) {
+            self.trace.applied(&stamps, now);
+        }
     }
 
     /// Applies a committed membership change; returns the proposal it carried.
@@ -569,7 +616,7 @@ impl RaftLoop {
         let applied = self.shared.applied();
         let last = self.storage.snapshot_index();
         let requested = self.storage.take_snapshot_request() && applied > last;
-        if applied < last + self.snapshots.every && !requested {
+        if !self.snapshots.due(last, applied) && !requested {
             return;
         }
         let Ok(term) = raft::Storage::term(&self.storage, applied) else {
@@ -577,7 +624,7 @@ impl RaftLoop {
         };
         let state = self.shared.state().clone();
         let conf = self.node.raft.prs().conf().to_conf_state();
-        let compact_to = applied.saturating_sub(self.snapshots.keep).max(1);
+        let compact_to = self.snapshots.compact_to(applied);
         let store = self.store.clone();
         let node = self.shared.id;
         self.snapshot_task = Some(tokio::task::spawn_blocking(move || {
@@ -586,36 +633,57 @@ impl RaftLoop {
                 data: state.encode().into(),
                 ..Snapshot::default()
             };
-            let encoded = started.elapsed();
+            let encoded = std::time::Instant::now();
             let meta = snap.mut_metadata();
             meta.index = applied;
             meta.term = term;
             meta.set_conf_state(conf);
             let saved = store.save_snapshot(&snap)?;
-            let written = started.elapsed();
-            let compacted = if saved {
+            let written = std::time::Instant::now();
+            let entries_compacted = if saved {
                 store.compact(compact_to, COMPACT_PER_TRANSACTION)?
             } else {
                 0
             };
+            let phases = SnapshotPhases {
+                started,
+                encoded,
+                written,
+                compacted: std::time::Instant::now(),
+                bytes: snap.data.len() as u64,
+                entries_compacted,
+            };
             tracing::info!(
                 node,
                 index = applied,
-                bytes = snap.data.len(),
-                encode_ms = encoded.as_millis() as u64,
+                bytes = phases.bytes,
+                encode_ms = (encoded - started).as_millis() as u64,
                 save_ms = (written - encoded).as_millis() as u64,
-                compacted,
-                compact_ms = (started.elapsed() - written).as_millis() as u64,
+                compacted = entries_compacted,
+                compact_ms = (phases.compacted - written).as_millis() as u64,
                 "snapshot saved"
             );
-            Ok(saved.then_some((snap, compact_to)))
+            Ok((saved.then_some((snap, compact_to)), phases))
         }));
     }
 
     /// A background snapshot ended: serve it to followers and compact the log cache.
     fn snapshot_done(&mut self, result: SnapshotOutcome) -> Result<(), LogStoreError> {
-        let saved =
+        let (saved, phases) =
             result.map_err(|e| LogStoreError::Io(format!("the snapshot task failed: {e}")))??;
+        let p = phases;
+        self.trace
+            .event(EventKind::SnapshotEncode, p.started, p.encoded, p.bytes);
+        self.trace
+            .event(EventKind::SnapshotSave, p.encoded, p.written, p.bytes);
+        if p.entries_compacted > 0 {
+            self.trace.event(
+                EventKind::Compact,
+                p.written,
+                p.compacted,
+                p.entries_compacted,
+            );
+        }
         // `None`: a newer snapshot (from the leader) was stored meanwhile.
         let Some((snap, compact_to)) = saved else {
             return Ok(());

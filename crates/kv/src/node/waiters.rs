@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tokio::sync::oneshot;
 
+use super::put_trace::Stamps;
 use crate::command::ProposalId;
 use crate::error::KvError;
 
@@ -19,37 +20,92 @@ pub(crate) type ReadReply = oneshot::Sender<Result<u64, KvError>>;
 /// An entry applied at a waiting index settles its proposal: the same proposal id means it
 /// committed; anything else means a new leader replaced the entry, so it was not applied
 /// ([`KvError::Dropped`]).
+///
+/// Each waiter carries its [`Stamps`], filled as its entry is handed on, made durable here and
+/// committed (see `put_trace`).
 #[derive(Debug, Default)]
 pub(crate) struct Proposals {
-    waiting: BTreeMap<u64, (ProposalId, ProposalReply)>,
+    waiting: BTreeMap<u64, Waiter>,
+    /// Every waiter up to here has its `durable` stamp.
+    durable_mark: u64,
+    /// Every waiter up to here has its `committed` stamp.
+    committed_mark: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    id: ProposalId,
+    reply: ProposalReply,
+    stamps: Stamps,
 }
 
 impl Proposals {
     /// Waits for the entry at `index`, proposed as `id`.
-    pub(crate) fn insert(&mut self, index: u64, id: ProposalId, reply: ProposalReply) {
-        if let Some((_, old)) = self.waiting.insert(index, (id, reply)) {
+    pub(crate) fn insert(
+        &mut self,
+        index: u64,
+        id: ProposalId,
+        reply: ProposalReply,
+        stamps: Stamps,
+    ) {
+        let waiter = Waiter { id, reply, stamps };
+        if let Some(old) = self.waiting.insert(index, waiter) {
             // The index was reused after a leader change on this node: the old entry is gone.
-            let _ = old.send(Err(KvError::Dropped));
+            let _ = old.reply.send(Err(KvError::Dropped));
+        }
+        // A reused index may lie below the marks.
+        self.durable_mark = self.durable_mark.min(index.saturating_sub(1));
+        self.committed_mark = self.committed_mark.min(index.saturating_sub(1));
+    }
+
+    /// The entries `first..=last` went to the log writer and the followers at `at`.
+    pub(crate) fn handed(&mut self, first: u64, last: u64, at: std::time::Instant) {
+        for w in self.waiting.range_mut(first..=last).map(|(_, w)| w) {
+            w.stamps.handed.get_or_insert(at);
+        }
+    }
+
+    /// This node's log holds every entry up to `index` durably since `at`.
+    pub(crate) fn durable(&mut self, index: u64, at: std::time::Instant) {
+        if index > self.durable_mark {
+            for (_, w) in self.waiting.range_mut(self.durable_mark + 1..=index) {
+                w.stamps.durable.get_or_insert(at);
+            }
+            self.durable_mark = index;
+        }
+    }
+
+    /// raft's commit index reached `index` at `at`.
+    pub(crate) fn committed(&mut self, index: u64, at: std::time::Instant) {
+        if index > self.committed_mark {
+            for (_, w) in self.waiting.range_mut(self.committed_mark + 1..=index) {
+                w.stamps.committed.get_or_insert(at);
+            }
+            self.committed_mark = index;
         }
     }
 
     /// The entry at `index` was applied; `id` is the proposal it carried (`None`: an entry
-    /// without one, such as a new leader's empty entry).
-    pub(crate) fn applied(&mut self, index: u64, id: Option<ProposalId>) {
+    /// without one, such as a new leader's empty entry). Returns the stamps of the proposal it
+    /// settled successfully, if any.
+    pub(crate) fn applied(&mut self, index: u64, id: Option<ProposalId>) -> Option<Stamps> {
         // Waiters below `index` can no longer be settled by their own entry: they were
         // replaced by entries without a waiter (and skipped), so their writes are gone.
+        let mut settled = None;
         while let Some(entry) = self.waiting.first_entry() {
             if *entry.key() > index {
                 break;
             }
-            let (at, (want, reply)) = entry.remove_entry();
-            let outcome = if at == index && Some(want) == id {
+            let (at, w) = entry.remove_entry();
+            let outcome = if at == index && Some(w.id) == id {
+                settled = Some(w.stamps);
                 Ok(())
             } else {
                 Err(KvError::Dropped)
             };
-            let _ = reply.send(outcome);
+            let _ = w.reply.send(outcome);
         }
+        settled
     }
 
     /// A snapshot moved this node's state to `index` without applying the entries one by one:
@@ -59,8 +115,8 @@ impl Proposals {
             if *entry.key() > index {
                 break;
             }
-            let (_, (_, reply)) = entry.remove_entry();
-            let _ = reply.send(Err(KvError::Indeterminate(
+            let (_, w) = entry.remove_entry();
+            let _ = w.reply.send(Err(KvError::Indeterminate(
                 "this node installed a snapshot from a new leader".into(),
             )));
         }
@@ -68,13 +124,13 @@ impl Proposals {
 
     /// Forgets waiters whose caller gave up.
     pub(crate) fn prune(&mut self) {
-        self.waiting.retain(|_, (_, r)| !r.is_closed());
+        self.waiting.retain(|_, w| !w.reply.is_closed());
     }
 
     /// Fails every waiter (the node is stopping).
     pub(crate) fn fail_all(&mut self, err: &KvError) {
-        for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
-            let _ = reply.send(Err(err.clone()));
+        for (_, w) in std::mem::take(&mut self.waiting) {
+            let _ = w.reply.send(Err(err.clone()));
         }
     }
 
@@ -181,11 +237,39 @@ mod tests {
         ProposalId { node: 1, seq }
     }
 
+    fn stamps() -> Stamps {
+        Stamps::proposed(std::time::Instant::now())
+    }
+
+    #[test]
+    fn a_settled_proposal_carries_its_stamps() {
+        let mut p = Proposals::default();
+        let (tx5, _rx5) = oneshot::channel();
+        let (tx6, _rx6) = oneshot::channel();
+        p.insert(5, id(1), tx5, stamps());
+        p.insert(6, id(2), tx6, stamps());
+        let t = std::time::Instant::now();
+        p.handed(5, 6, t);
+        p.committed(5, t);
+        p.durable(6, t);
+        let s5 = p.applied(5, Some(id(1))).expect("settled");
+        assert_eq!(
+            (s5.handed, s5.durable, s5.committed),
+            (Some(t), Some(t), Some(t))
+        );
+        let s6 = p.applied(6, Some(id(2))).expect("settled");
+        assert_eq!((s6.durable, s6.committed), (Some(t), None));
+        // A replaced entry settles nothing.
+        let (tx7, _rx7) = oneshot::channel();
+        p.insert(7, id(3), tx7, stamps());
+        assert!(p.applied(7, Some(id(9))).is_none());
+    }
+
     #[test]
     fn a_proposal_settles_when_its_own_entry_applies() {
         let mut p = Proposals::default();
         let (tx, mut rx) = oneshot::channel();
-        p.insert(5, id(1), tx);
+        p.insert(5, id(1), tx, stamps());
         p.applied(4, None);
         assert!(rx.try_recv().is_err(), "still waiting");
         p.applied(5, Some(id(1)));
@@ -198,8 +282,8 @@ mod tests {
         let mut p = Proposals::default();
         let (tx5, mut rx5) = oneshot::channel();
         let (tx6, mut rx6) = oneshot::channel();
-        p.insert(5, id(1), tx5);
-        p.insert(6, id(2), tx6);
+        p.insert(5, id(1), tx5, stamps());
+        p.insert(6, id(2), tx6, stamps());
         // Another leader's entry (or its empty entry) landed at 5, and the log moved past 6.
         p.applied(5, Some(ProposalId { node: 2, seq: 1 }));
         assert_eq!(rx5.try_recv().unwrap(), Err(KvError::Dropped));
@@ -211,7 +295,7 @@ mod tests {
     fn a_snapshot_leaves_the_outcome_open() {
         let mut p = Proposals::default();
         let (tx, mut rx) = oneshot::channel();
-        p.insert(5, id(1), tx);
+        p.insert(5, id(1), tx, stamps());
         p.snapshot_applied(9);
         assert!(matches!(
             rx.try_recv().unwrap(),
@@ -224,8 +308,8 @@ mod tests {
         let mut p = Proposals::default();
         let (tx_a, mut rx_a) = oneshot::channel();
         let (tx_b, mut rx_b) = oneshot::channel();
-        p.insert(5, id(1), tx_a);
-        p.insert(5, id(2), tx_b);
+        p.insert(5, id(1), tx_a, stamps());
+        p.insert(5, id(2), tx_b, stamps());
         assert_eq!(rx_a.try_recv().unwrap(), Err(KvError::Dropped));
         p.applied(5, Some(id(2)));
         assert_eq!(rx_b.try_recv().unwrap(), Ok(()));
@@ -282,7 +366,7 @@ mod tests {
     fn abandoned_waiters_are_pruned() {
         let mut p = Proposals::default();
         let (tx, rx) = oneshot::channel();
-        p.insert(1, id(1), tx);
+        p.insert(1, id(1), tx, stamps());
         drop(rx);
         p.prune();
         assert_eq!(p.len(), 0);
