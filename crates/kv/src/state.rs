@@ -12,7 +12,7 @@ use crate::command::{BlobRef, Op};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Value {
     /// Held in the map itself.
-    Inline(Vec<u8>),
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Held in the blob directory of each replica.
     Blob(BlobRef),
 }

@@ -40,7 +40,8 @@ pub(crate) fn render(reports: &[PutTraceReport], epoch: Instant) -> String {
     let puts = leader.stages.last().map_or(0, |s| s.count);
     let _ = writeln!(
         out,
-        "  where a put's time went on the leader (node {}, {puts} puts), ms:",
+        "  where a put's time went on the leader (node {}, {puts} puts), then each node's log \
+         writes (one transaction and fsync each), ms:",
         leader.node
     );
     let _ = writeln!(
@@ -48,11 +49,16 @@ pub(crate) fn render(reports: &[PutTraceReport], epoch: Instant) -> String {
         "  {:<12} {:>8} {:>8} {:>8} {:>8}",
         "stage", "p50", "p99", "p99.9", "max"
     );
-    for s in &leader.stages {
+    let rows = leader.stages.iter().map(|s| (s.name.to_owned(), s)).chain(
+        reports
+            .iter()
+            .map(|r| (format!("write n{}", r.node), &r.log_writes)),
+    );
+    for (name, s) in rows {
         let _ = writeln!(
             out,
             "  {:<12} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-            s.name,
+            name,
             s.p50_us as f64 / 1e3,
             s.p99_us as f64 / 1e3,
             s.p999_us as f64 / 1e3,
@@ -183,6 +189,14 @@ mod tests {
             node,
             since: Instant::now(),
             stages,
+            log_writes: StageSummary {
+                name: "log_write",
+                count: 0,
+                p50_us: 0,
+                p99_us: 0,
+                p999_us: 0,
+                max_us: 0,
+            },
             slowest,
             events,
             events_dropped: 0,

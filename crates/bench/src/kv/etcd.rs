@@ -16,14 +16,26 @@ pub(crate) mod pb {
     tonic::include_proto!("etcdserverpb");
 }
 
-/// The `etcd` binary to use: `--etcd`, else `etcd` on PATH.
+/// Where `docs/bench/install-etcd` puts etcd, relative to the workspace.
+pub(crate) const INSTALLED: &str = "target/tools/etcd/etcd";
+
+/// The `etcd` binary to use: `--etcd`, else `etcd` on PATH, else the one
+/// `docs/bench/install-etcd` installed (looked up from the current directory and the
+/// workspace this bench was built in).
 pub(crate) fn find_etcd(given: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = given {
         return Some(p.to_owned());
     }
-    std::env::var_os("PATH").and_then(|paths| {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("etcd"))
+            .find(|p| p.is_file())
+    });
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    on_path.or_else(|| {
+        [PathBuf::from("."), workspace]
+            .into_iter()
+            .map(|root| root.join(INSTALLED))
             .find(|p| p.is_file())
     })
 }

@@ -49,7 +49,8 @@ pub(crate) struct KvArgs {
     /// measured window and what the nodes were doing while the slowest waited.
     #[arg(long)]
     pub(crate) breakdown: bool,
-    /// The etcd binary [default: `etcd` on PATH; skipped if none].
+    /// The etcd binary [default: `etcd` on PATH, else `target/tools/etcd/etcd` from
+    /// `docs/bench/install-etcd`; skipped if none].
     #[arg(long)]
     pub(crate) etcd: Option<PathBuf>,
     /// Draw the results to this PNG (one panel per metric, one line per impl).
@@ -233,7 +234,10 @@ pub(crate) fn run(args: &KvArgs) -> Result<(), BoxError> {
     }
     let etcd_bin = etcd::find_etcd(args.etcd.as_deref());
     if etcd_bin.is_none() {
-        eprintln!("[kv] no `etcd` on PATH (Debian: apt install etcd-server); peerwire-kv only");
+        eprintln!(
+            "[kv] no `etcd` on PATH or at {} (run docs/bench/install-etcd); peerwire-kv only",
+            etcd::INSTALLED
+        );
     }
     let spec = LoadSpec::new(common.warmup(), common.measure());
     let client_rt = RuntimeThread::start("kv-client", common.threads)?;

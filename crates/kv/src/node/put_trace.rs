@@ -180,6 +180,9 @@ pub struct PutTraceReport {
     pub since: Instant,
     /// Each stage of [`STAGES`], then `total` (request to applied).
     pub stages: Vec<StageSummary>,
+    /// This node's log writes (one redb transaction and fsync each), as a `log_write` stage:
+    /// `count` writes, their durations.
+    pub log_writes: StageSummary,
     /// The slowest puts, slowest first.
     pub slowest: Vec<SlowPut>,
     /// Slow log writes, snapshot phases and compactions, oldest first.
@@ -194,6 +197,8 @@ pub(crate) struct PutTrace {
     since: Instant,
     /// One per stage, then the total.
     histograms: Vec<Histogram<u64>>,
+    /// Log write durations.
+    writes: Histogram<u64>,
     /// The slowest puts, the fastest of them on top.
     slowest: BinaryHeap<Reverse<ByTotal>>,
     events: VecDeque<TraceEvent>,
@@ -213,6 +218,7 @@ impl Default for PutTrace {
         Self {
             since: Instant::now(),
             histograms: (0..=STAGES.len()).map(|_| histogram()).collect(),
+            writes: histogram(),
             slowest: BinaryHeap::new(),
             events: VecDeque::new(),
             events_dropped: 0,
@@ -248,8 +254,12 @@ impl PutTrace {
 
     /// The node did `kind` from `start` to `end`.
     pub(crate) fn event(&mut self, kind: EventKind, start: Instant, end: Instant, size: u64) {
-        if kind == EventKind::LogWrite && end.saturating_duration_since(start) < SLOW_WRITE {
-            return;
+        if kind == EventKind::LogWrite {
+            let took = end.saturating_duration_since(start);
+            self.writes.saturating_record(micros(took));
+            if took < SLOW_WRITE {
+                return;
+            }
         }
         if self.events.len() >= EVENTS_KEPT {
             self.events.pop_front();
@@ -272,15 +282,9 @@ impl PutTrace {
             since: old.since,
             stages: names
                 .zip(&old.histograms)
-                .map(|(name, h)| StageSummary {
-                    name,
-                    count: h.len(),
-                    p50_us: quantile(h, 0.5),
-                    p99_us: quantile(h, 0.99),
-                    p999_us: quantile(h, 0.999),
-                    max_us: if h.is_empty() { 0 } else { h.max() },
-                })
+                .map(|(name, h)| summary(name, h))
                 .collect(),
+            log_writes: summary("log_write", &old.writes),
             // Ascending `Reverse` order is the slowest first.
             slowest: old
                 .slowest
@@ -291,6 +295,17 @@ impl PutTrace {
             events: old.events.into(),
             events_dropped: old.events_dropped,
         }
+    }
+}
+
+fn summary(name: &'static str, h: &Histogram<u64>) -> StageSummary {
+    StageSummary {
+        name,
+        count: h.len(),
+        p50_us: quantile(h, 0.5),
+        p99_us: quantile(h, 0.99),
+        p999_us: quantile(h, 0.999),
+        max_us: if h.is_empty() { 0 } else { h.max() },
     }
 }
 
@@ -377,6 +392,7 @@ mod tests {
             );
         }
         let report = trace.take(1);
+        assert_eq!(report.log_writes.count, 1, "every write is measured");
         assert_eq!(report.events.len(), EVENTS_KEPT);
         assert_eq!(report.events_dropped, 3);
         assert!(

@@ -179,6 +179,10 @@ impl RaftLoop {
                 break;
             }
             self.publish();
+            // The loop shares its thread with the node's service handlers and connections:
+            // let the replies it just released go out before it takes the next batch (else,
+            // with inputs always ready, it runs on until tokio's budget stops it).
+            tokio::task::yield_now().await;
         }
         self.fail_all(KvError::Stopping);
         drop(writes);
