@@ -103,6 +103,10 @@ struct NodeArgs {
     /// Snapshot after this many applied entries.
     #[arg(long, default_value_t = peerwire_kv::node::DEFAULT_SNAPSHOT_ENTRIES)]
     snapshot_entries: u64,
+    /// The raft log's store for a new data directory: `raft-engine` (append-only files, the
+    /// default) or `redb` (a B-tree database). An existing directory keeps its own.
+    #[arg(long)]
+    log_store: Option<peerwire_kv::log_store::LogStoreKind>,
     /// Mutual TLS on every peerwire connection: a directory with `ca.pem` and this node's
     /// `node-<id>.pem` and `node-<id>.key` (`peerwire-kv certs` makes one).
     #[arg(long)]
@@ -282,6 +286,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     cfg.http = Some(SocketAddr::new(args.http_host, args.port));
     cfg.cluster_token = args.cluster_token;
     cfg.snapshot_entries = args.snapshot_entries;
+    cfg.log_store = args.log_store;
     cfg.tls = load_tls(args.tls_dir.as_deref(), &format!("node-{}", args.id))?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
     let removed = node.handle().until_refused();

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use peerwire_kv::log_store::LogStoreKind;
 use peerwire_kv::{Node, NodeConfig};
 
 use crate::BoxError;
@@ -17,8 +18,9 @@ pub(crate) struct KvCluster {
 }
 
 impl KvCluster {
-    /// Starts three nodes with `threads` workers each and waits for a leader.
-    pub(crate) fn start(threads: usize) -> Result<Self, BoxError> {
+    /// Starts three nodes with `threads` workers each, their raft logs in `log_store`, and
+    /// waits for a leader.
+    pub(crate) fn start(threads: usize, log_store: LogStoreKind) -> Result<Self, BoxError> {
         let dir = tempfile::tempdir()?;
         let mut listeners = Vec::new();
         let mut peers = Vec::new();
@@ -31,7 +33,9 @@ impl KvCluster {
         let mut nodes = Vec::new();
         for (l, (id, _)) in listeners.into_iter().zip(peers.iter()) {
             let rt = RuntimeThread::start(&format!("kv-node-{id}"), threads)?;
-            let cfg = NodeConfig::new(*id, peers.clone(), dir.path().join(format!("node-{id}")));
+            let mut cfg =
+                NodeConfig::new(*id, peers.clone(), dir.path().join(format!("node-{id}")));
+            cfg.log_store = Some(log_store);
             let node = rt.run(async move {
                 let l = tokio::net::TcpListener::from_std(l)?;
                 Node::start_on(cfg, l).await.map_err(BoxError::from)

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use clap::Args;
 use peerwire::ClientConfig;
 use peerwire_kv::KvClient;
+use peerwire_kv::log_store::LogStoreKind;
 use serde_json::json;
 
 use crate::BoxError;
@@ -41,6 +42,10 @@ pub(crate) struct KvArgs {
     /// Connections the clients share.
     #[arg(long, default_value_t = 4)]
     pub(crate) conns: usize,
+    /// The peerwire-kv raft log stores to run, comma-separated: `raft-engine` (the default;
+    /// rows `peerwire-kv`), `redb` (rows `peerwire-kv-redb`).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![LogStoreKind::RaftEngine])]
+    pub(crate) log_store: Vec<LogStoreKind>,
     /// Run the whole comparison this many times and report, per figure, how many invocations
     /// peerwire-kv won.
     #[arg(long, default_value_t = 1)]
@@ -123,12 +128,23 @@ impl Worker for EtcdWorker {
     }
 }
 
+/// The rows' impl name for a peerwire-kv on `kind`.
+fn impl_name(kind: LogStoreKind) -> String {
+    if kind == LogStoreKind::default() {
+        "peerwire-kv".to_owned()
+    } else {
+        format!("peerwire-kv-{kind}")
+    }
+}
+
 fn peerwire_kv_runs(
     args: &KvArgs,
+    kind: LogStoreKind,
     client_rt: &RuntimeThread,
     spec: LoadSpec,
 ) -> Result<Vec<LoadResult>, BoxError> {
-    let cluster = cluster::KvCluster::start(args.common.threads)?;
+    let name = impl_name(kind);
+    let cluster = cluster::KvCluster::start(args.common.threads, kind)?;
     let cfg = ClientConfig {
         connections_per_peer: args.conns,
         ..ClientConfig::default()
@@ -150,7 +166,7 @@ fn peerwire_kv_runs(
                 value: value.clone(),
             })
             .collect();
-        eprintln!("[kv] peerwire-kv, {n} clients ...");
+        eprintln!("[kv] {name}, {n} clients ...");
         // The traces start again when the measured window does.
         let restart = args.breakdown.then(|| {
             let handles = cluster.handles();
@@ -176,7 +192,7 @@ fn peerwire_kv_runs(
                 Ok::<_, BoxError>((epoch, reports))
             })?;
             eprintln!(
-                "[kv] peerwire-kv {n} clients, breakdown:\n{}",
+                "[kv] {name} {n} clients, breakdown:\n{}",
                 breakdown::render(&reports, epoch)
             );
         }
@@ -228,6 +244,9 @@ pub(crate) fn run(args: &KvArgs) -> Result<(), BoxError> {
     common.validate()?;
     if args.clients.is_empty() || args.clients.contains(&0) || args.conns == 0 || args.keys == 0 {
         return Err("--clients levels, --conns and --keys must be at least 1".into());
+    }
+    if args.log_store.is_empty() {
+        return Err("--log-store needs at least one store".into());
     }
     if args.invocations == 0 {
         return Err("--invocations must be at least 1".into());
@@ -290,18 +309,30 @@ fn one_invocation(
     etcd_bin: Option<&std::path::Path>,
 ) -> Result<Vec<Row>, BoxError> {
     let common = &args.common;
-    // measurements[impl][clients level] = one per run.
-    let mut pw: Vec<Vec<Measurement>> = vec![Vec::new(); args.clients.len()];
+    // measurements[store][clients level] = one per run.
+    let mut pw: Vec<Vec<Vec<Measurement>>> =
+        vec![vec![Vec::new(); args.clients.len()]; args.log_store.len()];
     let mut et: Vec<Vec<Measurement>> = vec![Vec::new(); args.clients.len()];
     for run in 1..=common.runs {
         eprintln!("[kv] run {run}/{}", common.runs);
-        for (i, load) in peerwire_kv_runs(args, client_rt, spec)?.iter().enumerate() {
-            let m = Measurement::from_load(load);
-            eprintln!(
-                "[kv] peerwire-kv {} clients: {:.0} puts/s, p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
-                args.clients[i], m.ops_per_sec, m.p50_us, m.p99_us, m.p999_us, m.max_us
-            );
-            pw[i].push(m);
+        for (k, &kind) in args.log_store.iter().enumerate() {
+            for (i, load) in peerwire_kv_runs(args, kind, client_rt, spec)?
+                .iter()
+                .enumerate()
+            {
+                let m = Measurement::from_load(load);
+                eprintln!(
+                    "[kv] {} {} clients: {:.0} puts/s, p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+                    impl_name(kind),
+                    args.clients[i],
+                    m.ops_per_sec,
+                    m.p50_us,
+                    m.p99_us,
+                    m.p999_us,
+                    m.max_us
+                );
+                pw[k][i].push(m);
+            }
         }
         if let Some(bin) = etcd_bin {
             for (i, load) in etcd_runs(args, bin, client_rt, spec)?.iter().enumerate() {
@@ -323,7 +354,14 @@ fn one_invocation(
             ("conns".to_owned(), json!(args.conns)),
             ("runs".to_owned(), json!(common.runs)),
         ];
-        rows.extend(Row::from_runs("kv", "peerwire-kv", params.clone(), &pw[i]));
+        for (k, &kind) in args.log_store.iter().enumerate() {
+            rows.extend(Row::from_runs(
+                "kv",
+                &impl_name(kind),
+                params.clone(),
+                &pw[k][i],
+            ));
+        }
         rows.extend(Row::from_runs("kv", "etcd", params, &et[i]));
     }
     report::apply_ratios(&mut rows, &BASELINES);

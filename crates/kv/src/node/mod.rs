@@ -89,6 +89,9 @@ pub struct NodeConfig {
     pub snapshot_entries: u64,
     /// Entries kept before each snapshot.
     pub catchup_entries: u64,
+    /// The raft log's store (`None`: the one `data_dir` holds, else raft-engine). A directory
+    /// holding the other store is refused at start.
+    pub log_store: Option<crate::log_store::LogStoreKind>,
     /// How long a request waits for the cluster.
     pub request_timeout: Duration,
     /// The largest inline value.
@@ -114,6 +117,7 @@ impl NodeConfig {
             election_ticks: DEFAULT_ELECTION_TICKS,
             snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
             catchup_entries: DEFAULT_CATCHUP_ENTRIES,
+            log_store: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             inline_max: DEFAULT_INLINE_MAX,
             blob_max: DEFAULT_BLOB_MAX,
@@ -197,7 +201,8 @@ impl Node {
         // `/metrics` serves the process's recorder; install it before anything is recorded.
         crate::metrics::install();
         let store = Arc::new(
-            LogStore::open(&cfg.data_dir).map_err(|e| StartError::Storage(e.to_string()))?,
+            LogStore::open_kind(&cfg.data_dir, cfg.log_store)
+                .map_err(|e| StartError::Storage(e.to_string()))?,
         );
         let mut recovered = store
             .recover()
