@@ -272,15 +272,17 @@ pub(crate) fn run(args: &KvArgs) -> Result<(), BoxError> {
     }
     client_rt.shutdown();
     if etcd_bin.is_some() && args.invocations > 1 {
-        let records = wins::tally(&invocations);
+        // The first store asked for is the one tallied.
+        let ours = impl_name(args.log_store[0]);
+        let records = wins::tally(&invocations, &ours);
         if common.json {
             for record in &records {
-                println!("{}", wins::json(record));
+                println!("{}", wins::json(record, &ours));
             }
         } else {
             println!(
-                "kv: peerwire-kv against etcd over {} invocations (each figure: invocations where \
-                 peerwire-kv's was lower)",
+                "kv: {ours} against etcd over {} invocations (each figure: invocations where \
+                 {ours}'s was lower)",
                 args.invocations
             );
             print!("{}", wins::render(&records));

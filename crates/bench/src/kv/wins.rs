@@ -1,5 +1,6 @@
-//! Across invocations of the whole `kv` comparison: on how many peerwire-kv beat etcd, figure by
-//! figure (puts/s ratio; p50, p99, p99.9 and the slowest put, lower is a win). Pure.
+//! Across invocations of the whole `kv` comparison: on how many a peerwire-kv (the rows of one
+//! impl name) beat etcd, figure by figure (puts/s ratio; p50, p99, p99.9 and the slowest put,
+//! lower is a win). Pure.
 
 use std::fmt::Write as _;
 
@@ -31,12 +32,12 @@ fn clients_of(row: &Row) -> Option<u64> {
     row.param("clients").and_then(Value::as_u64)
 }
 
-/// Tallies `invocations` (each one invocation's rows, both impls) per clients level, in the
-/// order the levels first appear.
-pub(crate) fn tally(invocations: &[Vec<Row>]) -> Vec<Record> {
+/// Tallies `invocations` (each one invocation's rows) for impl `ours` against etcd, per clients
+/// level, in the order the levels first appear.
+pub(crate) fn tally(invocations: &[Vec<Row>], ours: &str) -> Vec<Record> {
     let mut records: Vec<Record> = Vec::new();
     for rows in invocations {
-        for pw in rows.iter().filter(|r| r.impl_name == "peerwire-kv") {
+        for pw in rows.iter().filter(|r| r.impl_name == ours) {
             let Some(clients) = clients_of(pw) else {
                 continue;
             };
@@ -107,14 +108,15 @@ pub(crate) fn render(records: &[Record]) -> String {
     out
 }
 
-/// A record as one JSON object (`"scenario":"kv-wins"`).
-pub(crate) fn json(record: &Record) -> Value {
+/// A record of impl `ours` as one JSON object (`"scenario":"kv-wins"`).
+pub(crate) fn json(record: &Record, ours: &str) -> Value {
     let mut lower = serde_json::Map::new();
     for (name, won) in FIGURES.iter().zip(record.lower) {
         lower.insert((*name).to_owned(), json!(won));
     }
     json!({
         "scenario": "kv-wins",
+        "impl": ours,
         "clients": record.clients,
         "invocations": record.invocations,
         "vs_etcd": record.ratios,
@@ -155,7 +157,7 @@ mod tests {
             row("peerwire-kv", 64, 100.0, [3, 3, 3, 3]),
             row("etcd", 64, 100.0, [2, 4, 4, 4]),
         ];
-        let records = tally(&[first, second]);
+        let records = tally(&[first, second], "peerwire-kv");
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].clients, 64);
         assert_eq!(records[0].invocations, 2);
@@ -167,12 +169,18 @@ mod tests {
         let table = render(&records);
         assert!(table.contains("1.00× / 1.00× / 2.00×"), "{table}");
         assert!(table.lines().nth(1).unwrap().contains("1/2"));
-        assert_eq!(json(&records[0])["lower"]["p99.9"], 2);
+        assert_eq!(json(&records[0], "peerwire-kv")["lower"]["p99.9"], 2);
     }
 
     #[test]
     fn a_level_without_etcd_is_not_counted() {
         let only = vec![row("peerwire-kv", 1, 10.0, [1, 1, 1, 1])];
-        assert!(tally(&[only]).is_empty());
+        assert!(tally(&[only.clone()], "peerwire-kv").is_empty());
+        let with_etcd = vec![
+            row("peerwire-kv-redb", 1, 10.0, [1, 1, 1, 1]),
+            row("etcd", 1, 10.0, [2, 2, 2, 2]),
+        ];
+        assert!(tally(&[with_etcd.clone()], "peerwire-kv").is_empty());
+        assert_eq!(tally(&[with_etcd], "peerwire-kv-redb")[0].lower, [1; 4]);
     }
 }
