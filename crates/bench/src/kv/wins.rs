@@ -175,12 +175,12 @@ mod tests {
     #[test]
     fn a_level_without_etcd_is_not_counted() {
         let only = vec![row("peerwire-kv", 1, 10.0, [1, 1, 1, 1])];
-        assert!(tally(&[only.clone()], "peerwire-kv").is_empty());
+        assert!(tally(std::slice::from_ref(&only), "peerwire-kv").is_empty());
         let with_etcd = vec![
             row("peerwire-kv-redb", 1, 10.0, [1, 1, 1, 1]),
             row("etcd", 1, 10.0, [2, 2, 2, 2]),
         ];
-        assert!(tally(&[with_etcd.clone()], "peerwire-kv").is_empty());
+        assert!(tally(std::slice::from_ref(&with_etcd), "peerwire-kv").is_empty());
         assert_eq!(tally(&[with_etcd], "peerwire-kv-redb")[0].lower, [1; 4]);
     }
 }
