@@ -103,6 +103,29 @@ impl KvError {
         }
     }
 
+    /// A short name of the error's kind, for metric labels (a fixed set: `bad_key`,
+    /// `bad_member`, `not_found`, `removed`, `too_large`, `blob`, `not_leader`, `no_leader`,
+    /// `stopping`, `forward`, `dropped`, `unavailable`, `timeout`, `indeterminate`, `storage`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadKey { .. } => "bad_key",
+            Self::BadMember(_) => "bad_member",
+            Self::NotFound => "not_found",
+            Self::Removed(_) => "removed",
+            Self::ValueTooLarge { .. } | Self::BlobTooLarge { .. } => "too_large",
+            Self::Blob(_) => "blob",
+            Self::NotLeader { .. } => "not_leader",
+            Self::NoLeader(_) => "no_leader",
+            Self::Stopping => "stopping",
+            Self::Forward { .. } => "forward",
+            Self::Dropped => "dropped",
+            Self::Unavailable(_) => "unavailable",
+            Self::Timeout(_) => "timeout",
+            Self::Indeterminate(_) => "indeterminate",
+            Self::Storage(_) => "storage",
+        }
+    }
+
     /// Whether a client may retry the request elsewhere or later without risk of applying it
     /// twice (the request was certainly not applied).
     pub fn is_retryable(&self) -> bool {

@@ -10,12 +10,13 @@
 //! | `PUT /blob/{key}` (body: any size) | streams the body to the replicas through the data stream, then commits a reference | 204 with `x-sha256`; 503 when a majority is unreachable |
 //! | `GET /blob/{key}[?serializable=true]` | streams the blob (fetched from a replica first if this node lacks it), or an inline value | 200 with `content-length` and `x-sha256`; 404 |
 //! | `GET /status` | this node's view and its peers (JSON) | 200 |
+//! | `GET /health` | a leader is known and a linearizable read-index round trip succeeds within 1 s (etcd's `/health`) | 200 `{"health":"true"}`; 503 `{"health":"false","reason":…}` |
 //! | `GET /metrics` | Prometheus text | 200 |
 //!
 //! Errors answer with the status of [`KvError::http_status`] and the error as text: 400 bad key
 //! or member, 404 not found, 410 removed node, 413 value too large (naming `/blob/`), 503 no
-//! leader (with the reason), 504 timeout. The names `status` and `metrics` are taken, so keys
-//! of those names are not reachable over HTTP (the native client reaches them).
+//! leader (with the reason), 504 timeout. The names `status`, `health` and `metrics` are taken,
+//! so keys of those names are not reachable over HTTP (the native client reaches them).
 
 use std::net::SocketAddr;
 
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::parse_peer_url;
 use crate::error::KvError;
+use crate::metrics::timed;
 use crate::node::{BlobValue, KvHandle};
 use crate::state::Value;
 
@@ -79,10 +81,14 @@ impl HttpServer {
     }
 }
 
+/// The `api` label of the HTTP API's request metrics.
+const API: &str = "http";
+
 /// The API's routes.
 pub fn router(handle: KvHandle) -> Router {
     Router::new()
         .route("/status", get(status))
+        .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/blob/{key}", get(get_blob).put(put_blob))
         .route(
@@ -104,6 +110,20 @@ async fn status(State(h): State<KvHandle>) -> Response {
     axum::Json(h.status()).into_response()
 }
 
+/// How long `/health` waits for a read-index round trip.
+const HEALTH_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn health(State(h): State<KvHandle>) -> Response {
+    match h.health(HEALTH_WITHIN).await {
+        Ok(_) => axum::Json(serde_json::json!({"health": "true"})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"health": "false", "reason": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
 async fn metrics_text() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -123,7 +143,7 @@ async fn get_key(
     Path(key): Path<String>,
     Query(opts): Query<ReadOptions>,
 ) -> Response {
-    match h.get(&key, opts.serializable).await {
+    match timed(API, "get", h.get(&key, opts.serializable)).await {
         Ok(Value::Inline(v)) => (StatusCode::OK, v).into_response(),
         Ok(Value::Blob(b)) => (
             StatusCode::CONFLICT,
@@ -222,7 +242,7 @@ async fn put_key(
         Ok(v) => v,
         Err(e) => return error(e),
     };
-    match h.put(key, value.to_vec()).await {
+    match timed(API, "put", h.put(key, value.to_vec())).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(e),
     }

@@ -22,6 +22,7 @@ pub mod node;
 pub mod service;
 mod snapshot_file;
 pub mod state;
+pub mod status_table;
 pub mod storage;
 
 pub use client::KvClient;

@@ -60,8 +60,12 @@ enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
-    /// Shows each node's status.
+    /// Shows each node's status: a table (endpoint, id, role, leader, term, commit, applied,
+    /// snapshot, peers up, errors), or one JSON object per node with `-o json`.
     Status {
+        /// `table` or `json`.
+        #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
+        output: String,
         #[command(flatten)]
         conn: ConnArgs,
     },
@@ -201,20 +205,25 @@ async fn main() -> ExitCode {
             }
             .await
         }
-        Command::Status { conn } => {
+        Command::Status { output, conn } => {
             async {
                 let client = conn.client()?;
-                let mut any = false;
+                let mut answers = Vec::new();
                 for url in conn.endpoints.split(',') {
                     let addr = parse_peer_url(url).map_err(|e| e.to_string())?;
-                    match client.status_of(addr).await {
-                        Ok(s) => {
-                            any = true;
-                            println!("{}", serde_json::to_string(&s).unwrap_or_default());
+                    let answer = client.status_of(addr).await.map_err(|e| e.to_string());
+                    if output == "json" {
+                        match &answer {
+                            Ok(s) => println!("{}", serde_json::to_string(s).unwrap_or_default()),
+                            Err(e) => println!("{addr}: {e}"),
                         }
-                        Err(e) => println!("{addr}: {e}"),
                     }
+                    answers.push((url.to_owned(), answer));
                 }
+                if output == "table" {
+                    print!("{}", peerwire_kv::status_table::render(&answers));
+                }
+                let any = answers.iter().any(|(_, a)| a.is_ok());
                 if any {
                     Ok(())
                 } else {

@@ -4,13 +4,26 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the recorder if no other is installed. Call early, before metrics are recorded.
 pub fn install() {
-    HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok());
+    HANDLE.get_or_init(|| {
+        // Durations as Prometheus histograms (what etcd's alerts are written against), not
+        // summaries: 0.25 ms doubling to 8 s.
+        let seconds: Vec<f64> = (0..16).map(|i| 0.000_25 * f64::from(1u32 << i)).collect();
+        let counts: Vec<f64> = (0..12).map(|i| f64::from(1u32 << i)).collect();
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &seconds)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(names::LOG_WRITE_READIES.into()), &counts)
+            })
+            .ok()?
+            .install_recorder()
+            .ok()
+    });
 }
 
 /// The metrics in Prometheus text format (empty if another recorder was installed first).
@@ -21,4 +34,82 @@ pub fn render() -> String {
         .and_then(|h| h.as_ref())
         .map(|h| h.render())
         .unwrap_or_default()
+}
+
+/// peerwire-kv's own metric names (the table in ARCHITECTURE.md gives each one's meaning; the
+/// transport's `peerwire_*` metrics are documented there too).
+pub mod names {
+    /// Gauge: 1 while this node knows a leader (etcd's `etcd_server_has_leader`).
+    pub const HAS_LEADER: &str = "peerwire_kv_has_leader";
+    /// Gauge: 1 while this node is the leader (`etcd_server_is_leader`).
+    pub const IS_LEADER: &str = "peerwire_kv_is_leader";
+    /// Counter: leader changes this node saw (`etcd_server_leader_changes_seen_total`).
+    pub const LEADER_CHANGES: &str = "peerwire_kv_leader_changes_seen_total";
+    /// Gauge: the raft term.
+    pub const TERM: &str = "peerwire_kv_term";
+    /// Gauge: the commit index (`etcd_server_proposals_committed_total`).
+    pub const COMMITTED_INDEX: &str = "peerwire_kv_committed_index";
+    /// Gauge: the applied index (`etcd_server_proposals_applied_total`).
+    pub const APPLIED_INDEX: &str = "peerwire_kv_applied_index";
+    /// Gauge: committed entries not yet applied.
+    pub const APPLY_LAG: &str = "peerwire_kv_apply_lag";
+    /// Gauge: proposals waiting to be applied (`etcd_server_proposals_pending`).
+    pub const PROPOSALS_PENDING: &str = "peerwire_kv_proposals_pending";
+    /// Counter: proposals this node made that were applied.
+    pub const PROPOSALS_APPLIED: &str = "peerwire_kv_proposals_applied_total";
+    /// Counter, label `reason` (`not_leader`, `dropped`, `indeterminate`, `stopping`, `storage`):
+    /// proposals that failed (`etcd_server_proposals_failed_total`).
+    pub const PROPOSALS_FAILED: &str = "peerwire_kv_proposals_failed_total";
+    /// Histogram, seconds: one durable write of the raft log (append and sync; etcd's
+    /// `etcd_disk_wal_fsync_duration_seconds` and `etcd_disk_backend_commit_duration_seconds`
+    /// in one, the log being the only store written per request).
+    pub const LOG_WRITE_SECONDS: &str = "peerwire_kv_log_write_duration_seconds";
+    /// Histogram: raft `Ready`s made durable by one log write.
+    pub const LOG_WRITE_READIES: &str = "peerwire_kv_log_write_readies";
+    /// Histogram, seconds: encoding the state for a snapshot.
+    pub const SNAPSHOT_ENCODE_SECONDS: &str = "peerwire_kv_snapshot_encode_duration_seconds";
+    /// Histogram, seconds: writing and syncing a snapshot file (`etcd_snap_db_save_total_duration_seconds`).
+    pub const SNAPSHOT_SAVE_SECONDS: &str = "peerwire_kv_snapshot_save_duration_seconds";
+    /// Gauge, bytes: the latest snapshot this node made.
+    pub const SNAPSHOT_BYTES: &str = "peerwire_kv_snapshot_bytes";
+    /// Counter: snapshots this node made.
+    pub const SNAPSHOTS: &str = "peerwire_kv_snapshots_total";
+    /// Counter: snapshots received from a leader and installed.
+    pub const SNAPSHOTS_INSTALLED: &str = "peerwire_kv_snapshots_installed_total";
+    /// Histogram, seconds: installing a snapshot received from a leader (write and load).
+    pub const SNAPSHOT_INSTALL_SECONDS: &str = "peerwire_kv_snapshot_install_duration_seconds";
+    /// Histogram, seconds, labels `api` (`http`, `native`), `method` (`put`, `get`, …) and
+    /// `outcome` (`ok` or [`KvError::code`](crate::KvError::code)): requests served.
+    pub const REQUEST_SECONDS: &str = "peerwire_kv_request_duration_seconds";
+}
+
+/// Records a served request: `api` and `method` name it, `outcome` is `ok` or the error's code.
+pub(crate) fn observe_request(
+    api: &'static str,
+    method: &'static str,
+    outcome: &'static str,
+    took: std::time::Duration,
+) {
+    metrics::histogram!(names::REQUEST_SECONDS, "api" => api, "method" => method, "outcome" => outcome)
+        .record(took.as_secs_f64());
+}
+
+/// Runs `request` and records it as [`observe_request`] does.
+pub(crate) async fn timed<T>(
+    api: &'static str,
+    method: &'static str,
+    request: impl std::future::Future<Output = Result<T, crate::KvError>>,
+) -> Result<T, crate::KvError> {
+    let started = std::time::Instant::now();
+    let result = request.await;
+    observe_request(api, method, outcome(&result), started.elapsed());
+    result
+}
+
+/// The outcome label of a result.
+pub(crate) fn outcome<T>(result: &Result<T, crate::KvError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    }
 }

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use crate::cluster::parse_peer_url;
 use crate::command::Op;
 use crate::error::KvError;
+use crate::metrics::timed;
 use crate::node::KvHandle;
 use crate::node::Role;
 
@@ -122,6 +123,9 @@ fn deadline_of(req: &Request, fallback: Duration) -> Instant {
     }
 }
 
+/// The `api` label of the native protocol's request metrics.
+const API: &str = "native";
+
 /// The protocol served by a node.
 pub(crate) fn protocol(handle: KvHandle) -> Protocol {
     let h_put = handle.clone();
@@ -136,11 +140,11 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
     Protocol::new(PROTOCOL, VERSION)
         .method("put", Serde, move |req: PutRequest, _ctx: Request| {
             let h = h_put.clone();
-            async move { Ok::<_, HandlerError>(h.put(req.key, req.value).await) }
+            async move { Ok::<_, HandlerError>(timed(API, "put", h.put(req.key, req.value)).await) }
         })
         .idempotent_method("get", Serde, move |req: GetRequest, _ctx: Request| {
             let h = h_get.clone();
-            async move { Ok::<_, HandlerError>(h.get(&req.key, req.serializable).await) }
+            async move { Ok::<_, HandlerError>(timed(API, "get", h.get(&req.key, req.serializable)).await) }
         })
         .method(
             "add_member",
@@ -149,7 +153,7 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
                 let h = h_add.clone();
                 async move {
                     let r = match parse_peer_url(&url) {
-                        Ok(addr) => h.add_member(id, addr).await,
+                        Ok(addr) => timed(API, "add_member", h.add_member(id, addr)).await,
                         Err(e) => Err(KvError::BadMember(e.to_string())),
                     };
                     Ok::<_, HandlerError>(r)
@@ -158,7 +162,7 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
         )
         .method("remove_member", Serde, move |id: u64, _ctx: Request| {
             let h = h_remove.clone();
-            async move { Ok::<_, HandlerError>(h.remove_member(id).await) }
+            async move { Ok::<_, HandlerError>(timed(API, "remove_member", h.remove_member(id)).await) }
         })
         .idempotent_method("status", Serde, move |(): (), _ctx: Request| {
             let h = h_status.clone();
@@ -169,7 +173,11 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
             Serde,
             move |req: PutBlobRequest, _ctx: Request| {
                 let h = h_put_blob.clone();
-                async move { Ok::<_, HandlerError>(h.put_received_blob(req.key, req.blob).await) }
+                async move {
+                    Ok::<_, HandlerError>(
+                        timed(API, "put_blob", h.put_received_blob(req.key, req.blob)).await,
+                    )
+                }
             },
         )
         .idempotent_method(
@@ -190,7 +198,9 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
         .method("leader.propose", Serde, move |op: Op, ctx: Request| {
             let h = h_propose.clone();
             let deadline = deadline_of(&ctx, h.request_timeout);
-            async move { Ok::<_, HandlerError>(h.propose_local(op, deadline).await) }
+            async move {
+                Ok::<_, HandlerError>(timed(API, "propose", h.propose_local(op, deadline)).await)
+            }
         })
         .method(
             "leader.conf_change",
@@ -200,7 +210,7 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
                 let deadline = deadline_of(&ctx, h.request_timeout);
                 async move {
                     let r = match ConfChange::parse_from_bytes(&cc) {
-                        Ok(cc) => h.conf_change_local(cc, deadline).await,
+                        Ok(cc) => timed(API, "conf_change", h.conf_change_local(cc, deadline)).await,
                         Err(e) => Err(KvError::BadMember(format!("undecodable change: {e}"))),
                     };
                     Ok::<_, HandlerError>(r)

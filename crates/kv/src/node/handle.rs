@@ -354,6 +354,30 @@ impl KvHandle {
         }
     }
 
+    /// Whether this node can serve: it is not refusing requests, knows a leader, and a
+    /// linearizable read-index round trip (through the leader, as every linearizable read)
+    /// succeeds within `within` (etcd's `/health`). The error says why not.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing changes.
+    pub async fn health(&self, within: Duration) -> Result<u64, KvError> {
+        if let Some(refusal) = self.shared.refusal() {
+            return Err(refusal);
+        }
+        let view = self.shared.view();
+        if view.leader == 0 {
+            return Err(KvError::NoLeader(format!(
+                "no leader known in term {}",
+                view.term
+            )));
+        }
+        match tokio::time::timeout(within, self.read_barrier()).await {
+            Ok(r) => r,
+            Err(_) => Err(KvError::Timeout(within)),
+        }
+    }
+
     /// Adds member `id` serving peerwire at `addr` (raftexample's `POST /{id}`), once the change
     /// is applied.
     ///

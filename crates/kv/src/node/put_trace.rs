@@ -29,7 +29,7 @@ const MAX_TRACKED_US: u64 = 60_000_000;
 
 /// When a proposal passed each point. `None`: not yet (or, for a proposal settled by a snapshot
 /// or a leader change, never).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Stamps {
     /// The request reached the node's API.
     pub(crate) received: Instant,

@@ -21,6 +21,7 @@ use super::waiters::{ProposalReply, Proposals, ReadReply, Reads};
 use crate::command::{Command, Op, ProposalId};
 use crate::error::KvError;
 use crate::log_store::{Batch, LogStore, LogStoreError};
+use crate::metrics::names;
 use crate::state::KvState;
 use crate::storage::KvStorage;
 use peerwire_raft::{SnapshotStatus, Transport};
@@ -196,6 +197,9 @@ impl RaftLoop {
     ) -> Result<(), LogStoreError> {
         let done = report.ok_or_else(|| LogStoreError::Io("the log writer stopped".into()))??;
         self.proposals.durable(done.last_index, done.finished);
+        metrics::histogram!(names::LOG_WRITE_SECONDS)
+            .record((done.finished - done.started).as_secs_f64());
+        metrics::histogram!(names::LOG_WRITE_READIES).record(done.jobs as f64);
         self.trace.event(
             EventKind::LogWrite,
             done.started,
@@ -216,7 +220,10 @@ impl RaftLoop {
     }
 
     fn fail_all(&mut self, err: KvError) {
-        self.proposals.fail_all(&err);
+        let failed = self.proposals.fail_all(&err);
+        if failed > 0 {
+            metrics::counter!(names::PROPOSALS_FAILED, "reason" => err.code()).increment(failed);
+        }
         self.reads.fail_all(&err);
     }
 
@@ -287,6 +294,8 @@ impl RaftLoop {
             }
             Request::Propose(op, reply, received) => {
                 if self.node.raft.state != StateRole::Leader {
+                    metrics::counter!(names::PROPOSALS_FAILED, "reason" => "not_leader")
+                        .increment(1);
                     let _ = reply.send(Err(self.not_leader()));
                     return;
                 }
@@ -300,6 +309,8 @@ impl RaftLoop {
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "proposal dropped by raft");
+                        metrics::counter!(names::PROPOSALS_FAILED, "reason" => "dropped")
+                            .increment(1);
                         let _ = reply.send(Err(KvError::Dropped));
                     }
                 }
@@ -447,12 +458,12 @@ impl RaftLoop {
         .await
         .map_err(|e| LogStoreError::Io(format!("the persisting task failed: {e}")))??;
         self.install_snapshot(snapshot)?;
-        self.trace.event(
-            EventKind::SnapshotInstall,
-            started,
-            std::time::Instant::now(),
-            0,
-        );
+        let installed = std::time::Instant::now();
+        self.trace
+            .event(EventKind::SnapshotInstall, started, installed, 0);
+        metrics::counter!(names::SNAPSHOTS_INSTALLED).increment(1);
+        metrics::histogram!(names::SNAPSHOT_INSTALL_SECONDS)
+            .record((installed - started).as_secs_f64());
         self.cache(&entries, hard_state.as_ref())?;
         self.transport.send(ready.take_persisted_messages());
         self.apply(ready.take_committed_entries());
@@ -486,7 +497,11 @@ impl RaftLoop {
         current.applied = index;
         drop(current);
         self.blobs.on_snapshot(index);
-        self.proposals.snapshot_applied(index);
+        let unknown = self.proposals.snapshot_applied(index);
+        if unknown > 0 {
+            metrics::counter!(names::PROPOSALS_FAILED, "reason" => "indeterminate")
+                .increment(unknown);
+        }
         self.reads.applied(index);
         tracing::info!(
             node = self.shared.id,
@@ -558,14 +573,19 @@ impl RaftLoop {
         drop(state);
         self.reads.applied(applied);
         self.blobs.applied(applied);
-        metrics::gauge!("peerwire_kv_applied_index").set(applied as f64);
+        metrics::gauge!(names::APPLIED_INDEX).set(applied as f64);
     }
 
     /// Settles the proposal waiting for the entry at `index` (applied at `now`), recording a
     /// successful one in the put trace.
     fn settle(&mut self, index: u64, id: Option<ProposalId>, now: std::time::Instant) {
-        if let Some(stamps) = self.proposals.applied(index, id) {
+        let (settled, dropped) = self.proposals.applied(index, id);
+        if let Some(stamps) = settled {
             self.trace.applied(&stamps, now);
+            metrics::counter!(names::PROPOSALS_APPLIED).increment(1);
+        }
+        if dropped > 0 {
+            metrics::counter!(names::PROPOSALS_FAILED, "reason" => "dropped").increment(dropped);
         }
     }
 
@@ -676,6 +696,11 @@ impl RaftLoop {
         let (saved, phases) =
             result.map_err(|e| LogStoreError::Io(format!("the snapshot task failed: {e}")))??;
         let p = phases;
+        metrics::histogram!(names::SNAPSHOT_ENCODE_SECONDS)
+            .record((p.encoded - p.started).as_secs_f64());
+        metrics::histogram!(names::SNAPSHOT_SAVE_SECONDS)
+            .record((p.written - p.encoded).as_secs_f64());
+        metrics::gauge!(names::SNAPSHOT_BYTES).set(p.bytes as f64);
         self.trace
             .event(EventKind::SnapshotEncode, p.started, p.encoded, p.bytes);
         self.trace
@@ -700,7 +725,7 @@ impl RaftLoop {
         if let Err(e) = self.storage.core.wl().compact(compact_to) {
             return Err(LogStoreError::Io(format!("compacting the log cache: {e}")));
         }
-        metrics::counter!("peerwire_kv_snapshots_total").increment(1);
+        metrics::counter!(names::SNAPSHOTS).increment(1);
         tracing::debug!(
             node = self.shared.id,
             index,
@@ -723,6 +748,9 @@ impl RaftLoop {
         if leader != self.last_leader {
             self.last_leader = leader;
             self.reads.leader_changed();
+            if leader != 0 {
+                metrics::counter!(names::LEADER_CHANGES).increment(1);
+            }
         }
         let view = View {
             id: self.shared.id,
@@ -735,6 +763,27 @@ impl RaftLoop {
             snapshot_index: self.storage.snapshot_index(),
             refused: self.shared.refusal().is_some(),
         };
+        let before = self.shared.view();
+        record_view(&before, &view);
         self.shared.publish(view);
+    }
+}
+
+/// Sets the view's gauges that changed since `before` (the loop publishes after every step; a
+/// gauge is only touched when its value moves).
+fn record_view(before: &View, now: &View) {
+    if before.leader != now.leader || before.role != now.role {
+        metrics::gauge!(names::HAS_LEADER).set(if now.leader != 0 { 1.0 } else { 0.0 });
+        metrics::gauge!(names::IS_LEADER).set(if now.role == Role::Leader { 1.0 } else { 0.0 });
+    }
+    if before.term != now.term {
+        metrics::gauge!(names::TERM).set(now.term as f64);
+    }
+    if before.commit != now.commit || before.applied != now.applied {
+        metrics::gauge!(names::COMMITTED_INDEX).set(now.commit as f64);
+        metrics::gauge!(names::APPLY_LAG).set(now.commit.saturating_sub(now.applied) as f64);
+    }
+    if before.pending_proposals != now.pending_proposals {
+        metrics::gauge!(names::PROPOSALS_PENDING).set(now.pending_proposals as f64);
     }
 }

@@ -87,11 +87,12 @@ impl Proposals {
 
     /// The entry at `index` was applied; `id` is the proposal it carried (`None`: an entry
     /// without one, such as a new leader's empty entry). Returns the stamps of the proposal it
-    /// settled successfully, if any.
-    pub(crate) fn applied(&mut self, index: u64, id: Option<ProposalId>) -> Option<Stamps> {
+    /// settled successfully, if any, and how many waiters it settled as dropped.
+    pub(crate) fn applied(&mut self, index: u64, id: Option<ProposalId>) -> (Option<Stamps>, u64) {
         // Waiters below `index` can no longer be settled by their own entry: they were
         // replaced by entries without a waiter (and skipped), so their writes are gone.
         let mut settled = None;
+        let mut dropped = 0;
         while let Some(entry) = self.waiting.first_entry() {
             if *entry.key() > index {
                 break;
@@ -101,25 +102,29 @@ impl Proposals {
                 settled = Some(w.stamps);
                 Ok(())
             } else {
+                dropped += 1;
                 Err(KvError::Dropped)
             };
             let _ = w.reply.send(outcome);
         }
-        settled
+        (settled, dropped)
     }
 
     /// A snapshot moved this node's state to `index` without applying the entries one by one:
     /// the waiters up to it cannot tell whether their entry is in it.
-    pub(crate) fn snapshot_applied(&mut self, index: u64) {
+    pub(crate) fn snapshot_applied(&mut self, index: u64) -> u64 {
+        let mut settled = 0;
         while let Some(entry) = self.waiting.first_entry() {
             if *entry.key() > index {
                 break;
             }
             let (_, w) = entry.remove_entry();
+            settled += 1;
             let _ = w.reply.send(Err(KvError::Indeterminate(
                 "this node installed a snapshot from a new leader".into(),
             )));
         }
+        settled
     }
 
     /// Forgets waiters whose caller gave up.
@@ -127,11 +132,14 @@ impl Proposals {
         self.waiting.retain(|_, w| !w.reply.is_closed());
     }
 
-    /// Fails every waiter (the node is stopping).
-    pub(crate) fn fail_all(&mut self, err: &KvError) {
-        for (_, w) in std::mem::take(&mut self.waiting) {
+    /// Fails every waiter (the node is stopping); returns how many.
+    pub(crate) fn fail_all(&mut self, err: &KvError) -> u64 {
+        let waiting = std::mem::take(&mut self.waiting);
+        let failed = waiting.len() as u64;
+        for (_, w) in waiting {
             let _ = w.reply.send(Err(err.clone()));
         }
+        failed
     }
 
     /// How many proposals wait.
@@ -252,17 +260,17 @@ mod tests {
         p.handed(5, 6, t);
         p.committed(5, t);
         p.durable(6, t);
-        let s5 = p.applied(5, Some(id(1))).expect("settled");
+        let s5 = p.applied(5, Some(id(1))).0.expect("settled");
         assert_eq!(
             (s5.handed, s5.durable, s5.committed),
             (Some(t), Some(t), Some(t))
         );
-        let s6 = p.applied(6, Some(id(2))).expect("settled");
+        let s6 = p.applied(6, Some(id(2))).0.expect("settled");
         assert_eq!((s6.durable, s6.committed), (Some(t), None));
         // A replaced entry settles nothing.
         let (tx7, _rx7) = oneshot::channel();
         p.insert(7, id(3), tx7, stamps());
-        assert!(p.applied(7, Some(id(9))).is_none());
+        assert_eq!(p.applied(7, Some(id(9))), (None, 1));
     }
 
     #[test]
