@@ -11,12 +11,13 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// Installs the recorder if no other is installed. Call early, before metrics are recorded.
 pub fn install() {
     HANDLE.get_or_init(|| {
-        // Durations as Prometheus histograms (what etcd's alerts are written against), not
-        // summaries: 0.25 ms doubling to 8 s.
+        // Every `*_seconds` metric (peerwire-kv's durations, the transport's round trips) as a
+        // Prometheus histogram (what etcd's alerts are written against), not a summary:
+        // 0.25 ms doubling to 8 s.
         let seconds: Vec<f64> = (0..16).map(|i| 0.000_25 * f64::from(1u32 << i)).collect();
         let counts: Vec<f64> = (0..12).map(|i| f64::from(1u32 << i)).collect();
         PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &seconds)
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(names::LOG_WRITE_READIES.into()), &counts)
             })
