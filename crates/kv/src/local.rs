@@ -1,6 +1,7 @@
 //! `peerwire-kv local`: raftexample's Procfile as a command — three nodes as child processes
-//! on the default ports, a wait until they agree on a leader, the curl commands to try, and a
-//! clean stop on Ctrl-C.
+//! on the default ports, each logging to `node.log` in its data directory, a wait until they
+//! agree on a leader, the curl commands to try (and where the logs are), a report naming a
+//! node that exits, and a clean stop on Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +14,9 @@ use peerwire_kv::cluster::{DEFAULT_CLUSTER_TOKEN, parse_cluster};
 use tokio::process::{Child, Command};
 
 use crate::DEFAULT_CLUSTER;
+
+/// Each node's log, in its data directory.
+const LOG_FILE: &str = "node.log";
 
 /// Options of `peerwire-kv local`.
 #[derive(Debug, Args)]
@@ -41,9 +45,21 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
         crate::load_tls(args.tls_dir.as_deref(), &format!("node-{id}"))?;
     }
     let mut children: Vec<(u64, Child)> = Vec::new();
+    let mut logs = Vec::new();
     for (id, _) in &peers {
         let port = args.port + 10_000 * (*id as u16 - 1);
         let data_dir = args.base_dir.join(format!("peerwire-kv-{id}"));
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+        let log_path = data_dir.join(LOG_FILE);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
         let mut command = Command::new(&exe);
         command
             .arg("node")
@@ -57,16 +73,20 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
         }
         let child = command
             .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("starting node {id}: {e}"))?;
-        eprintln!(
+        println!(
             "started node {id}: peer {}, HTTP 127.0.0.1:{port}, data {}",
             peers[*id as usize - 1].1,
             data_dir.display()
         );
         children.push((*id, child));
+        logs.push((*id, log_path));
     }
+    println!("waiting for a leader ...");
 
     let endpoints: Vec<SocketAddr> = peers.iter().map(|(_, a)| *a).collect();
     let mut client_cfg = peerwire::ClientConfig::default();
@@ -74,7 +94,7 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
     let client = KvClient::with_config(endpoints.clone(), DEFAULT_CLUSTER_TOKEN, client_cfg);
     let leader = tokio::select! {
         l = wait_for_leader(&client, &endpoints, Duration::from_secs(args.wait_secs)) => l,
-        exit = first_exit(&mut children) => Err(exit),
+        exit = first_exit(&mut children, &logs) => Err(exit),
     };
     let leader = match leader {
         Ok(l) => l,
@@ -100,6 +120,10 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
     println!("  curl -L http://127.0.0.1:{}/my-key", args.port);
     println!("  curl -L http://127.0.0.1:{}/my-key", args.port + 10_000);
     println!("  curl -L http://127.0.0.1:{}/status", args.port);
+    println!(
+        "  curl -L http://127.0.0.1:{}/health      (200 only with a leader and a quorum)",
+        args.port
+    );
     println!("  curl -L http://127.0.0.1:{}/metrics", args.port);
     println!(
         "  curl -L http://127.0.0.1:{}/blob/big -T FILE     (any size, through the data stream)",
@@ -118,11 +142,15 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
         "\nor natively: peerwire-kv put my-key hello{tls_flag}; peerwire-kv get my-key{tls_flag};\n\
          peerwire-kv status{tls_flag}; peerwire-kv put --file FILE big{tls_flag}"
     );
+    println!("\nlogs (RUST_LOG sets the level):");
+    for (id, path) in &logs {
+        println!("  node {id}: {}", path.display());
+    }
     println!("Ctrl-C stops all nodes.\n");
 
     let outcome = tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
-        exit = first_exit(&mut children) => Err(exit),
+        exit = first_exit(&mut children, &logs) => Err(exit),
     };
     stop(&mut children).await;
     outcome
@@ -157,16 +185,32 @@ async fn wait_for_leader(
     }
 }
 
-async fn first_exit(children: &mut [(u64, Child)]) -> String {
+/// Waits for the first node to exit and says which, how, and the end of its log.
+async fn first_exit(children: &mut [(u64, Child)], logs: &[(u64, PathBuf)]) -> String {
     let waits = children.iter_mut().map(|(id, c)| {
         let id = *id;
         Box::pin(async move { (id, c.wait().await) })
     });
     let ((id, status), _, _) = futures::future::select_all(waits).await;
+    let log = logs.iter().find(|(i, _)| *i == id).map(|(_, p)| p);
+    let tail = log
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|text| last_lines(&text, 5))
+        .unwrap_or_default();
+    let place = log.map_or_else(String::new, |p| format!("; its log: {}", p.display()));
     match status {
-        Ok(s) => format!("node {id} exited ({s}); see its log above"),
-        Err(e) => format!("node {id}: {e}"),
+        Ok(s) => format!("node {id} exited ({s}){place}\n{tail}"),
+        Err(e) => format!("node {id}: {e}{place}"),
     }
+}
+
+/// The last `n` lines of `text`, each indented.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("  | {l}\n"))
+        .collect()
 }
 
 /// Stops the nodes: each is asked to stop (SIGTERM; from a terminal, Ctrl-C reached them too)
@@ -197,3 +241,15 @@ fn terminate(child: &Child) {
 
 #[cfg(not(unix))]
 fn terminate(_child: &Child) {}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn the_end_of_a_log_is_its_last_lines_indented() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "  | b\n  | c\n");
+        assert_eq!(last_lines("only", 5), "  | only\n");
+        assert_eq!(last_lines("", 5), "");
+    }
+}

@@ -111,6 +111,10 @@ struct NodeArgs {
     /// default) or `redb` (a B-tree database). An existing directory keeps its own.
     #[arg(long)]
     log_store: Option<peerwire_kv::log_store::LogStoreKind>,
+    /// The log's format on stderr: `text` (coloured only on a terminal) or `json` (one object
+    /// per line, for log shippers).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Mutual TLS on every peerwire connection: a directory with `ca.pem` and this node's
     /// `node-<id>.pem` and `node-<id>.key` (`peerwire-kv certs` makes one).
     #[arg(long)]
@@ -144,13 +148,28 @@ impl ConnArgs {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr (`RUST_LOG` filters, `info` by default): text, coloured only on a terminal,
+/// or one JSON object per line for log shippers.
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// How `node` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[tokio::main]
@@ -284,7 +303,7 @@ async fn get_file(client: &KvClient, key: &str, path: &std::path::Path) -> Resul
 }
 
 async fn run_node(args: NodeArgs) -> Result<(), String> {
-    init_tracing();
+    init_tracing(args.log_format);
     peerwire_kv::metrics::install();
     let peers = parse_cluster(&args.cluster).map_err(|e| e.to_string())?;
     let data_dir = args
