@@ -24,7 +24,65 @@ pub fn install() {
             .ok()?
             .install_recorder()
             .ok()
+            .inspect(|_| describe())
     });
+}
+
+/// The `# HELP` lines of peerwire-kv's own metrics.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(names::HAS_LEADER, "1 while this node knows a leader");
+    describe_gauge!(names::IS_LEADER, "1 while this node is the leader");
+    describe_counter!(names::LEADER_CHANGES, "Leader changes this node saw");
+    describe_gauge!(names::TERM, "The raft term");
+    describe_gauge!(names::COMMITTED_INDEX, "The raft commit index");
+    describe_gauge!(names::APPLIED_INDEX, "The applied index");
+    describe_gauge!(names::APPLY_LAG, "Committed entries not yet applied");
+    describe_gauge!(names::PROPOSALS_PENDING, "Proposals waiting to be applied");
+    describe_counter!(
+        names::PROPOSALS_APPLIED,
+        "Proposals this node made that were applied"
+    );
+    describe_counter!(names::PROPOSALS_FAILED, "Proposals that failed, by reason");
+    describe_histogram!(
+        names::LOG_WRITE_SECONDS,
+        Unit::Seconds,
+        "One durable raft-log write (append and sync)"
+    );
+    describe_histogram!(
+        names::LOG_WRITE_READIES,
+        "Raft Readys one log write made durable"
+    );
+    describe_histogram!(
+        names::SNAPSHOT_ENCODE_SECONDS,
+        Unit::Seconds,
+        "Encoding the state for a snapshot"
+    );
+    describe_histogram!(
+        names::SNAPSHOT_SAVE_SECONDS,
+        Unit::Seconds,
+        "Writing and syncing a snapshot file"
+    );
+    describe_gauge!(
+        names::SNAPSHOT_BYTES,
+        Unit::Bytes,
+        "The latest snapshot this node made"
+    );
+    describe_counter!(names::SNAPSHOTS, "Snapshots this node made");
+    describe_counter!(
+        names::SNAPSHOTS_INSTALLED,
+        "Snapshots received from a leader and installed"
+    );
+    describe_histogram!(
+        names::SNAPSHOT_INSTALL_SECONDS,
+        Unit::Seconds,
+        "Writing and loading a snapshot received from a leader"
+    );
+    describe_histogram!(
+        names::REQUEST_SECONDS,
+        Unit::Seconds,
+        "Requests served, by api, method and outcome"
+    );
 }
 
 /// The metrics in Prometheus text format (empty if another recorder was installed first).

@@ -83,6 +83,10 @@ async fn health_follows_the_quorum_and_metrics_move_with_puts_snapshots_and_a_le
     let changes = value(&before, names::LEADER_CHANGES, &[]);
     assert!(changes >= 1.0, "the first election was seen");
     assert!(value(&before, names::COMMITTED_INDEX, &[]) >= 120.0);
+    assert!(
+        before.docs.contains_key(names::LOG_WRITE_SECONDS),
+        "peerwire-kv's metrics have # HELP lines"
+    );
     // The transport's metrics are on the same page.
     assert!(value(&before, "peerwire_raft_messages_sent_total", &[]) > 0.0);
 
