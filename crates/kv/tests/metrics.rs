@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::{Cluster, http};
 use peerwire_kv::metrics::names;
+use peerwire_testkit::bounded;
 use prometheus_parse::{Scrape, Value};
 
 fn url(c: &Cluster, id: u64, path: &str) -> String {
@@ -57,10 +58,17 @@ async fn health_follows_the_quorum_and_metrics_move_with_puts_snapshots_and_a_le
             "node {id}"
         );
     }
+    // A follower misses the puts, so it catches up by snapshot afterwards.
+    let behind = (1..=3).find(|id| *id != leader).unwrap();
+    c.stop(behind).await;
     for i in 0..120 {
         let (status, _) = http("PUT", &url(&c, leader, &format!("/k{i}")), "v").await;
         assert_eq!(status, 204);
     }
+    let commit = c.node(leader).handle().view().commit;
+    c.restart(behind).await;
+    let h = c.node(behind).handle().clone();
+    bounded("the follower to catch up", h.wait_applied(commit)).await;
     let (status, _) = http("GET", &url(&c, leader, "/missing"), "").await;
     assert_eq!(status, 404);
     let before = scrape(&c, leader).await;
@@ -87,6 +95,23 @@ async fn health_follows_the_quorum_and_metrics_move_with_puts_snapshots_and_a_le
         before.docs.contains_key(names::LOG_WRITE_SECONDS),
         "peerwire-kv's metrics have # HELP lines"
     );
+    let sent = [("outcome", "finish")];
+    assert!(
+        observations(
+            &before,
+            "peerwire_raft_snapshot_send_duration_seconds",
+            &sent
+        ) >= 1.0,
+        "the snapshot to the follower was timed"
+    );
+    assert!(
+        observations(
+            &before,
+            "peerwire_raft_snapshot_receive_duration_seconds",
+            &[]
+        ) >= 1.0
+    );
+    assert!(value(&before, names::SNAPSHOTS_INSTALLED, &[]) >= 1.0);
     // The transport's metrics are on the same page.
     assert!(value(&before, "peerwire_raft_messages_sent_total", &[]) > 0.0);
 
@@ -104,6 +129,7 @@ async fn health_follows_the_quorum_and_metrics_move_with_puts_snapshots_and_a_le
 
     // Without a quorum the last node is not healthy, and says why.
     let other = (1..=3).find(|id| *id != leader && *id != next).unwrap();
+    // The follower that caught up may be the new leader or the last node; either way it answers.
     c.stop(next).await;
     let (status, body) = http("GET", &url(&c, other, "/health"), "").await;
     assert_eq!(status, 503, "{body}");

@@ -116,6 +116,7 @@ impl<M: RaftMessage> RaftPeer<M> {
             progress.clone(),
         );
         link.clone().spawn_bulk(async move {
+            let started = std::time::Instant::now();
             let result = tokio::select! {
                 r = snapshot_send::send(&link, &state, snapshot, &p) => r,
                 _ = state.stop.cancelled() => Err(SnapshotError::Interrupted("peer removed or transport stopped".into())),
@@ -125,6 +126,8 @@ impl<M: RaftMessage> RaftPeer<M> {
                 Err(_) => (SnapshotStatus::Failure, "failure"),
             };
             metrics::counter!("peerwire_raft_snapshots_total", "outcome" => outcome).increment(1);
+            metrics::histogram!("peerwire_raft_snapshot_send_duration_seconds", "outcome" => outcome)
+                .record(started.elapsed().as_secs_f64());
             if let Err(e) = &result {
                 tracing::warn!(peer = state.id, error = %e, "snapshot failed");
             }

@@ -29,6 +29,8 @@ struct Receiving {
     size: u64,
     received: u64,
     done: oneshot::Receiver<Result<(), SnapshotError>>,
+    /// When its begin call arrived.
+    started: std::time::Instant,
 }
 
 /// Serves the snapshot calls of `conn` until the connection closes.
@@ -115,6 +117,7 @@ fn begin<M: RaftMessage, H: RaftHandler<M>>(
         size,
         received: 0,
         done,
+        started: std::time::Instant::now(),
     });
     Ok(())
 }
@@ -156,6 +159,7 @@ async fn end(current: &mut Option<Receiving>) -> Result<(), Refusal> {
         size,
         received,
         done,
+        started,
     }) = current.take()
     else {
         return Err((Status::BadRequest, "snapshot end before begin".into()));
@@ -171,6 +175,8 @@ async fn end(current: &mut Option<Receiving>) -> Result<(), Refusal> {
         Ok(Ok(())) => {
             metrics::counter!("peerwire_raft_snapshots_received_total", "outcome" => "finish")
                 .increment(1);
+            metrics::histogram!("peerwire_raft_snapshot_receive_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
             Ok(())
         }
         Ok(Err(e)) => Err((Status::HandlerFailed, e.to_string())),
