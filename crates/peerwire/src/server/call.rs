@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::call_queue::Schedulable;
-use super::route::Handler;
+use super::route::RouteEntry;
 use crate::connection::{Conn, Connection};
 
 /// A call waiting in the call queue. Schedulers see who made it and which route it is for.
@@ -19,7 +19,7 @@ pub struct Call {
     pub(crate) id: u64,
     pub(crate) route: Bytes,
     pub(crate) payload: Bytes,
-    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) route_entry: Arc<RouteEntry>,
     pub(crate) received: Instant,
     pub(crate) deadline: Option<Instant>,
     /// The in-flight slot; `None` for one-way messages, which get no reply.

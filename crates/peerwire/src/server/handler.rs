@@ -15,6 +15,7 @@ use super::call::Call;
 use super::call_queue::CallQueue;
 use super::responder;
 use super::route::{HandlerError, Request};
+use super::route_metrics::CallOutcome;
 
 /// Starts `size` handler tasks on `tracker`. They stop when the queue is closed and empty.
 pub(crate) fn spawn_pool(size: usize, queue: Arc<CallQueue<Call>>, tracker: &TaskTracker) {
@@ -32,12 +33,16 @@ pub(crate) fn spawn_pool(size: usize, queue: Arc<CallQueue<Call>>, tracker: &Tas
 }
 
 async fn run_call(mut call: Call) {
+    let entry = call.route_entry.clone();
+    let received = call.received;
     if call.deadline.is_some_and(|d| Instant::now() >= d) {
         responder::deadline_exceeded(call);
+        entry.metrics.finished(CallOutcome::Expired, received);
         return;
     }
     if call.slot.is_some() && call.conn.cancels().is_cancelled(call.id) {
         responder::cancelled(call);
+        entry.metrics.finished(CallOutcome::Cancelled, received);
         return;
     }
     let request = Request {
@@ -48,7 +53,7 @@ async fn run_call(mut call: Call) {
         oneway: call.slot.is_none(),
         connection: call.connection(),
     };
-    let handler = call.handler.clone();
+    let handler = entry.handler.clone();
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(request))) {
         Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
         Err(panic) => Err(panic),
@@ -63,7 +68,13 @@ async fn run_call(mut call: Call) {
         tracing::error!(panic = %what, "handler panicked");
         what
     });
+    let kind = match &result {
+        Ok(Ok(_)) => CallOutcome::Ok,
+        Ok(Err(_)) => CallOutcome::Failed,
+        Err(_) => CallOutcome::Panicked,
+    };
     responder::respond(call, result);
+    entry.metrics.finished(kind, received);
 }
 
 /// The outcome of running a handler: its result, or the panic message.

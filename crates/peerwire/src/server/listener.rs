@@ -110,7 +110,10 @@ async fn serve_connection<I: Io>(
     )
     .await
     {
-        Ok(hello) => hello,
+        Ok(hello) => {
+            metrics::counter!("peerwire_handshakes_accepted_total").increment(1);
+            hello
+        }
         Err(e) => {
             handshake_failed(addr, &e);
             return;

@@ -19,6 +19,7 @@ mod listener;
 mod reader;
 mod responder;
 mod route;
+mod route_metrics;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

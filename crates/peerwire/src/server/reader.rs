@@ -52,7 +52,7 @@ impl Service for ServerInbound {
             id: request.id,
             route: request.route,
             payload: request.payload,
-            handler: handler.clone(),
+            route_entry: handler.clone(),
             received,
             deadline: (request.deadline_ms > 0)
                 .then(|| received + Duration::from_millis(u64::from(request.deadline_ms))),
@@ -83,7 +83,7 @@ impl Service for ServerInbound {
             id: 0,
             route: message.route,
             payload: message.payload,
-            handler: handler.clone(),
+            route_entry: handler.clone(),
             received: Instant::now(),
             deadline: None,
             slot: None,

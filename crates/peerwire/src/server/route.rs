@@ -184,10 +184,17 @@ where
     }
 }
 
+/// A mounted route: its handler and its metrics' handles.
+#[derive(Debug)]
+pub(crate) struct RouteEntry {
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) metrics: super::route_metrics::RouteMetrics,
+}
+
 /// The route table, fixed when the server starts.
 #[derive(Default)]
 pub(crate) struct Routes {
-    map: HashMap<Bytes, Arc<dyn Handler>>,
+    map: HashMap<Bytes, Arc<RouteEntry>>,
 }
 
 impl std::fmt::Debug for dyn Handler {
@@ -206,10 +213,12 @@ impl fmt::Debug for Routes {
 
 impl Routes {
     pub(crate) fn insert(&mut self, route: Route, handler: Arc<dyn Handler>) {
-        self.map.insert(route.0, handler);
+        let metrics = super::route_metrics::RouteMetrics::register(&route.0);
+        self.map
+            .insert(route.0, Arc::new(RouteEntry { handler, metrics }));
     }
 
-    pub(crate) fn get(&self, route: &[u8]) -> Option<&Arc<dyn Handler>> {
+    pub(crate) fn get(&self, route: &[u8]) -> Option<&Arc<RouteEntry>> {
         self.map.get(route)
     }
 

@@ -1,0 +1,91 @@
+//! The server's per-route call metrics and handshake counts, read through a recorder installed
+//! before the server mounts its routes (this test binary's own process).
+
+use bytes::Bytes;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use peerwire::{Client, ClientConfig, ServerConfig};
+use peerwire_testkit::{Gate, test_server};
+
+/// The observations of `peerwire_server_call_duration_seconds` for `route` and `outcome`.
+fn observations(
+    snapshot: &[(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        DebugValue,
+    )],
+    route: &str,
+    outcome: &str,
+) -> usize {
+    snapshot
+        .iter()
+        .filter(|(k, _, _, _)| {
+            let key = k.key();
+            key.name() == "peerwire_server_call_duration_seconds"
+                && key
+                    .labels()
+                    .any(|l| l.key() == "route" && l.value() == route)
+                && key
+                    .labels()
+                    .any(|l| l.key() == "outcome" && l.value() == outcome)
+        })
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Histogram(values) => values.len(),
+            other => panic!("not a histogram: {other:?}"),
+        })
+        .sum()
+}
+
+fn counter(
+    snapshot: &[(
+        metrics_util::CompositeKey,
+        Option<metrics::Unit>,
+        Option<metrics::SharedString>,
+        DebugValue,
+    )],
+    name: &str,
+) -> u64 {
+    snapshot
+        .iter()
+        .filter(|(k, _, _, _)| k.key().name() == name)
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Counter(n) => *n,
+            other => panic!("not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn each_route_times_its_calls_by_outcome_and_handshakes_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this process");
+
+    let server = test_server(ServerConfig::default(), Gate::new()).await;
+    let addr = server.local_addr();
+    let client = Client::new(ClientConfig::default());
+    for _ in 0..3 {
+        client
+            .call(addr, "echo", Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
+    }
+    assert!(
+        client
+            .call(addr, "fail", Bytes::from_static(b"no"))
+            .await
+            .is_err()
+    );
+    assert!(client.call(addr, "panic", Bytes::new()).await.is_err());
+    client.shutdown().await;
+    server.shutdown().await;
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    assert_eq!(observations(&snapshot, "echo", "ok"), 3);
+    assert_eq!(observations(&snapshot, "fail", "failed"), 1);
+    assert_eq!(observations(&snapshot, "panic", "panicked"), 1);
+    assert_eq!(observations(&snapshot, "echo", "failed"), 0);
+    assert!(counter(&snapshot, "peerwire_handshakes_accepted_total") >= 1);
+}
