@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use peerwire::{Client, ClientConfig, ServerConfig};
+use peerwire::service::{Protocol, ProtocolClient, Serde};
+use peerwire::{Client, ClientConfig, HandlerError, Request, Server, ServerConfig};
 use peerwire_testkit::{Gate, test_server};
 
 /// The observations of `peerwire_server_call_duration_seconds` for `route` and `outcome`.
@@ -79,13 +80,61 @@ async fn each_route_times_its_calls_by_outcome_and_handshakes_are_counted() {
             .is_err()
     );
     assert!(client.call(addr, "panic", Bytes::new()).await.is_err());
+
+    // A typed protocol's methods are timed by protocol, method and outcome.
+    let protocol =
+        Protocol::new("Counter", 1).method("add", Serde, |n: u64, _ctx: Request| async move {
+            if n == 0 {
+                return Err(HandlerError::new("nothing to add"));
+            }
+            Ok::<u64, HandlerError>(n + 1)
+        });
+    let typed = Server::builder(ServerConfig::default())
+        .protocol(protocol)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let counter_client = ProtocolClient::new(client.clone(), "Counter", 1);
+    let two: u64 = counter_client
+        .call(typed.local_addr(), "add", Serde, &1u64)
+        .await
+        .unwrap();
+    assert_eq!(two, 2);
+    let zero: Result<u64, _> = counter_client
+        .call(typed.local_addr(), "add", Serde, &0u64)
+        .await;
+    assert!(zero.is_err());
     client.shutdown().await;
     server.shutdown().await;
+    typed.shutdown().await;
 
     let snapshot = snapshotter.snapshot().into_vec();
     assert_eq!(observations(&snapshot, "echo", "ok"), 3);
     assert_eq!(observations(&snapshot, "fail", "failed"), 1);
     assert_eq!(observations(&snapshot, "panic", "panicked"), 1);
     assert_eq!(observations(&snapshot, "echo", "failed"), 0);
-    assert!(counter(&snapshot, "peerwire_handshakes_accepted_total") >= 1);
+    assert!(counter(&snapshot, "peerwire_handshakes_accepted_total") >= 2);
+    let method = |outcome: &str| {
+        snapshot
+            .iter()
+            .filter(|(k, _, _, _)| {
+                let key = k.key();
+                key.name() == "peerwire_service_call_duration_seconds"
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "protocol" && l.value() == "Counter")
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "method" && l.value() == "add")
+                    && key
+                        .labels()
+                        .any(|l| l.key() == "outcome" && l.value() == outcome)
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Histogram(values) => values.len(),
+                other => panic!("not a histogram: {other:?}"),
+            })
+            .sum::<usize>()
+    };
+    assert_eq!((method("ok"), method("failed")), (1, 1));
 }

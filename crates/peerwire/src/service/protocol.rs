@@ -61,6 +61,45 @@ pub(crate) struct Method {
     pub(crate) engine: u8,
     pub(crate) idempotent: bool,
     pub(crate) handler: Arc<dyn ErasedMethod>,
+    /// Its call-duration handles, registered when the protocol is mounted.
+    pub(crate) metrics: Option<MethodMetrics>,
+}
+
+/// A method's handles of `peerwire_service_call_duration_seconds{protocol, method, outcome}`:
+/// from the router taking the call to the method's outcome (`ok`, or `failed`: the method
+/// returned an error). Registered once, so a call pays no name or label lookup.
+#[derive(Clone)]
+pub(crate) struct MethodMetrics {
+    ok: metrics::Histogram,
+    failed: metrics::Histogram,
+}
+
+impl MethodMetrics {
+    /// Registers the handles of `protocol.method` with the recorder installed now.
+    pub(crate) fn register(protocol: &str, method: &str) -> Self {
+        let handle = |outcome: &'static str| {
+            metrics::histogram!(
+                "peerwire_service_call_duration_seconds",
+                "protocol" => protocol.to_owned(),
+                "method" => method.to_owned(),
+                "outcome" => outcome
+            )
+        };
+        Self {
+            ok: handle("ok"),
+            failed: handle("failed"),
+        }
+    }
+
+    /// A call the router took at `started` ended with `outcome`.
+    pub(crate) fn finished<T, E>(&self, outcome: &Result<T, E>, started: tokio::time::Instant) {
+        let h = if outcome.is_ok() {
+            &self.ok
+        } else {
+            &self.failed
+        };
+        h.record(started.elapsed().as_secs_f64());
+    }
 }
 
 /// A protocol: a name, a version, and typed methods, each with its engine.
@@ -123,6 +162,7 @@ impl Protocol {
                 engine: E::ID,
                 idempotent,
                 handler: Arc::new(method),
+                metrics: None,
             },
         );
         self

@@ -14,7 +14,7 @@ use peerwire_wire::Status;
 
 use super::engine;
 use super::envelope::{ServiceEnvelope, text};
-use super::protocol::Protocol;
+use super::protocol::{Method, MethodMetrics, Protocol};
 use super::retry_cache::{Lookup, RetryCache};
 use crate::server::{Handler, HandlerError, Request};
 use crate::transport::BoxFuture;
@@ -45,7 +45,12 @@ fn refuse(status: Status, message: String) -> HandlerError {
 }
 
 impl ServiceRouter {
-    pub(crate) fn new(protocols: Vec<Protocol>, node_id: u64) -> Arc<Self> {
+    pub(crate) fn new(mut protocols: Vec<Protocol>, node_id: u64) -> Arc<Self> {
+        for p in &mut protocols {
+            for (name, method) in &mut p.methods {
+                method.metrics = Some(MethodMetrics::register(&p.name, name));
+            }
+        }
         Arc::new(Self {
             protocols: protocols.into_iter().map(|p| (p.name.clone(), p)).collect(),
             cache: RetryCache::new(RETRY_CACHE_CAPACITY, RETRY_CACHE_MAX_BYTES, RETRY_CACHE_TTL),
@@ -89,6 +94,21 @@ impl ServiceRouter {
                 ),
             ));
         }
+        let started = Instant::now();
+        let outcome = self.run(method, envelope, request).await;
+        if let Some(m) = &method.metrics {
+            m.finished(&outcome, started);
+        }
+        outcome
+    }
+
+    /// Runs `method`: at once when it is idempotent, else through the retry cache.
+    async fn run(
+        &self,
+        method: &Method,
+        envelope: ServiceEnvelope,
+        request: Request,
+    ) -> Result<Bytes, HandlerError> {
         if method.idempotent {
             return method.handler.call(envelope.body, request).await;
         }
