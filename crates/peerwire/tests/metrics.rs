@@ -137,4 +137,27 @@ async fn each_route_times_its_calls_by_outcome_and_handshakes_are_counted() {
             .sum::<usize>()
     };
     assert_eq!((method("ok"), method("failed")), (1, 1));
+    // Bytes and frames count per lane; the handshake's own reads apart.
+    let lane_counter = |name: &str, lane: &str| {
+        snapshot
+            .iter()
+            .filter(|(k, _, _, _)| {
+                k.key().name() == name
+                    && k.key()
+                        .labels()
+                        .any(|l| l.key() == "lane" && l.value() == lane)
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Counter(n) => *n,
+                other => panic!("not a counter: {other:?}"),
+            })
+            .sum::<u64>()
+    };
+    assert!(lane_counter("peerwire_bytes_written_total", "rpc") > 0);
+    assert!(
+        lane_counter("peerwire_frames_written_total", "rpc") >= 5,
+        "five calls, five replies"
+    );
+    assert!(lane_counter("peerwire_bytes_read_total", "rpc") > 0);
+    assert!(lane_counter("peerwire_bytes_read_total", "handshake") > 0);
 }

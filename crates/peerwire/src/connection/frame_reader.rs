@@ -75,6 +75,8 @@ pub(crate) struct FrameReader {
     size: ReadSize,
     /// Bytes read since activity was last reported.
     unreported: usize,
+    /// Where bytes read are counted (the handshake's counter until the lane is known).
+    bytes_read: metrics::Counter,
 }
 
 impl std::fmt::Debug for FrameReader {
@@ -98,7 +100,13 @@ impl FrameReader {
             chunk,
             size,
             unreported: 0,
+            bytes_read: super::lane_metrics::LaneCounters::handshake_reads(),
         }
+    }
+
+    /// Counts the bytes read from now on in `counter` (the connection's lane's).
+    pub(crate) fn count_reads_in(&mut self, counter: metrics::Counter) {
+        self.bytes_read = counter;
     }
 
     /// Puts `io` in place of the stream it reads from, keeping what is buffered, and returns
@@ -201,7 +209,7 @@ impl FrameReader {
                 }
                 self.unreported = 0;
             }
-            metrics::counter!("peerwire_bytes_read_total").increment(n as u64);
+            self.bytes_read.increment(n as u64);
         }
     }
 }

@@ -20,6 +20,7 @@ pub(crate) mod driver;
 pub(crate) mod frame_reader;
 pub(crate) mod handshake;
 pub(crate) mod keepalive;
+mod lane_metrics;
 pub(crate) mod lifecycle;
 mod outgoing;
 mod parts;
@@ -231,6 +232,9 @@ impl Conn {
             (peer_max_body, "max_frame_body")
         };
         let message_part = in_parts.then(|| cfg.message_part.min(peer_max_body));
+        let counters = lane_metrics::LaneCounters::register(peer_hello.lane);
+        let mut reader = reader;
+        reader.count_reads_in(counters.bytes_read.clone());
         let queued = Arc::new(AtomicUsize::new(0));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(writer::Room::default());
@@ -299,6 +303,7 @@ impl Conn {
                         abort,
                         max_batch_bytes: max_batch,
                         message_part,
+                        counters,
                     };
                     let result = writer::run(writer, rx, ctx).await;
                     if let Err(e) = result {

@@ -183,6 +183,8 @@ pub(crate) struct WriterContext {
     pub(crate) max_batch_bytes: usize,
     /// Payload bytes per part of a message sent in parts; `None` below protocol version 3.
     pub(crate) message_part: Option<usize>,
+    /// This connection's lane's byte and frame counters.
+    pub(crate) counters: super::lane_metrics::LaneCounters,
 }
 
 /// Runs the write loop until the queue closes, a [`Outgoing::Shutdown`] is written, `abort`
@@ -211,6 +213,7 @@ async fn write_loop(
         abort,
         max_batch_bytes,
         message_part,
+        counters,
         ..
     } = ctx;
     let max_batch_bytes = *max_batch_bytes;
@@ -313,8 +316,8 @@ async fn write_loop(
         }
         activity.touch_write();
         room.wake();
-        metrics::counter!("peerwire_bytes_written_total").increment(bytes);
-        metrics::counter!("peerwire_frames_written_total").increment(frames);
+        counters.bytes_written.increment(bytes);
+        counters.frames_written.increment(frames);
         if finished {
             if shutdown {
                 io.shutdown().await?;
