@@ -369,6 +369,7 @@ mod tests {
             abort: CancellationToken::new(),
             max_batch_bytes: 64 * 1024,
             message_part: None,
+            counters: super::super::lane_metrics::LaneCounters::register(peerwire_wire::Lane::Rpc),
         }
     }
 
