@@ -398,7 +398,7 @@ fn print_rows(args: &KvArgs, rows: &[Row], invocation: usize) {
     }
 }
 
-/// What `--plot` draws: puts/s and latency against the number of clients.
+/// What `--plot` draws: puts/s and latency (p50, p99, p99.9) against the number of clients.
 const PLOT: crate::plot::PlotSpec<'static> = crate::plot::PlotSpec {
     x_keys: &[("clients", "concurrent clients")],
     category_keys: &["clients"],
@@ -407,5 +407,6 @@ const PLOT: crate::plot::PlotSpec<'static> = crate::plot::PlotSpec {
         crate::plot::Panel::of("ops_per_sec", "puts/s"),
         crate::plot::Panel::of("p50_us", "p50 latency (µs)"),
         crate::plot::Panel::of("p99_us", "p99 latency (µs)"),
+        crate::plot::Panel::of("p999_us", "p99.9 latency (µs)"),
     ],
 };
