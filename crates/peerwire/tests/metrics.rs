@@ -4,8 +4,10 @@
 use bytes::Bytes;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use peerwire::service::{Protocol, ProtocolClient, Serde};
-use peerwire::{Client, ClientConfig, HandlerError, Request, Server, ServerConfig};
-use peerwire_testkit::{Gate, test_server};
+use peerwire::{
+    CallOptions, Client, ClientConfig, HandlerError, Request, RetryPolicy, Server, ServerConfig,
+};
+use peerwire_testkit::{Gate, bounded, test_server};
 
 /// The observations of `peerwire_server_call_duration_seconds` for `route` and `outcome`.
 fn observations(
@@ -104,15 +106,62 @@ async fn each_route_times_its_calls_by_outcome_and_handshakes_are_counted() {
         .call(typed.local_addr(), "add", Serde, &0u64)
         .await;
     assert!(zero.is_err());
+    // A full call queue: the refused call counts under its route as `busy`.
+    let gate = Gate::new();
+    let tight = test_server(
+        ServerConfig {
+            handlers: 1,
+            call_queue_capacity: Some(1),
+            ..ServerConfig::default()
+        },
+        gate.clone(),
+    )
+    .await;
+    let tight_addr = tight.local_addr();
+    let held = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .call(tight_addr, "gate", Bytes::from_static(b"a"))
+                .await
+        }
+    });
+    gate.wait_entered(1).await;
+    let queued = client.call(tight_addr, "gate", Bytes::from_static(b"b"));
+    let refused = async {
+        let result = client
+            .call_with(
+                tight_addr,
+                "echo",
+                Bytes::from_static(b"c"),
+                CallOptions {
+                    retry: Some(RetryPolicy::never()),
+                    ..CallOptions::default()
+                },
+            )
+            .await;
+        gate.open();
+        result
+    };
+    let (queued, refused) = bounded("the queued and the refused call", async {
+        tokio::join!(queued, refused)
+    })
+    .await;
+    assert!(queued.is_ok());
+    assert!(refused.is_err(), "the queue was full");
+    bounded("the held call", held).await.unwrap().unwrap();
     client.shutdown().await;
     server.shutdown().await;
     typed.shutdown().await;
+    tight.shutdown().await;
 
     let snapshot = snapshotter.snapshot().into_vec();
     assert_eq!(observations(&snapshot, "echo", "ok"), 3);
     assert_eq!(observations(&snapshot, "fail", "failed"), 1);
     assert_eq!(observations(&snapshot, "panic", "panicked"), 1);
     assert_eq!(observations(&snapshot, "echo", "failed"), 0);
+    assert_eq!(observations(&snapshot, "echo", "busy"), 1);
+    assert_eq!(observations(&snapshot, "gate", "ok"), 2);
     assert!(counter(&snapshot, "peerwire_handshakes_accepted_total") >= 2);
     let method = |outcome: &str| {
         snapshot

@@ -61,6 +61,9 @@ impl Service for ServerInbound {
         if let Err(rejected) = self.queue.push(call) {
             metrics::counter!("peerwire_calls_busy_total", "reason" => "call_queue").increment(1);
             let call = rejected.item;
+            call.route_entry
+                .metrics
+                .finished(super::route_metrics::CallOutcome::Busy, call.received);
             let retry_ms = rejected
                 .retry_after
                 .map_or(0, |d| d.as_millis().min(u128::from(u32::MAX)) as u32);

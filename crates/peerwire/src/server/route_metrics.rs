@@ -3,9 +3,9 @@
 //! `peerwire_server_call_duration_seconds{route, outcome}`, from the reader receiving the call
 //! to its outcome, queue wait included. `outcome` is `ok` (the handler returned a response),
 //! `failed` (it returned an error), `panicked`, `expired` (the deadline passed in the queue;
-//! not run) or `cancelled` (the caller cancelled it in the queue; not run). Calls refused at
-//! admission (`Busy`) never reach a route's queue and are counted by
-//! `peerwire_calls_busy_total{reason}`.
+//! not run), `cancelled` (the caller cancelled it in the queue; not run) or `busy` (the call
+//! queue was full: answered `Busy` at once, not run; also counted by
+//! `peerwire_calls_busy_total{reason}`).
 
 use metrics::Histogram;
 use tokio::time::Instant;
@@ -21,6 +21,7 @@ pub(crate) enum CallOutcome {
     Panicked,
     Expired,
     Cancelled,
+    Busy,
 }
 
 /// One route's handles.
@@ -30,6 +31,7 @@ pub(crate) struct RouteMetrics {
     panicked: Histogram,
     expired: Histogram,
     cancelled: Histogram,
+    busy: Histogram,
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -50,6 +52,7 @@ impl RouteMetrics {
             panicked: handle("panicked"),
             expired: handle("expired"),
             cancelled: handle("cancelled"),
+            busy: handle("busy"),
         }
     }
 
@@ -61,6 +64,7 @@ impl RouteMetrics {
             CallOutcome::Panicked => &self.panicked,
             CallOutcome::Expired => &self.expired,
             CallOutcome::Cancelled => &self.cancelled,
+            CallOutcome::Busy => &self.busy,
         };
         h.record(received.elapsed().as_secs_f64());
     }
