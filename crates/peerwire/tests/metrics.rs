@@ -9,53 +9,59 @@ use peerwire::{
 };
 use peerwire_testkit::{Gate, bounded, test_server};
 
-/// The observations of `peerwire_server_call_duration_seconds` for `route` and `outcome`.
-fn observations(
-    snapshot: &[(
-        metrics_util::CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        DebugValue,
-    )],
-    route: &str,
-    outcome: &str,
-) -> usize {
+/// What the debugging recorder holds.
+type Snapshot = [(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)];
+
+/// The values of metric `name` whose labels include every pair of `labels`.
+fn matching<'a>(
+    snapshot: &'a Snapshot,
+    name: &'a str,
+    labels: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = &'a DebugValue> + 'a {
     snapshot
         .iter()
-        .filter(|(k, _, _, _)| {
+        .filter(move |(k, _, _, _)| {
             let key = k.key();
-            key.name() == "peerwire_server_call_duration_seconds"
-                && key
-                    .labels()
-                    .any(|l| l.key() == "route" && l.value() == route)
-                && key
-                    .labels()
-                    .any(|l| l.key() == "outcome" && l.value() == outcome)
+            key.name() == name
+                && labels
+                    .iter()
+                    .all(|(n, v)| key.labels().any(|l| l.key() == *n && l.value() == *v))
         })
-        .map(|(_, _, _, v)| match v {
+        .map(|(_, _, _, v)| v)
+}
+
+/// How many observations the histograms `name` with `labels` hold.
+fn histogram_len(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> usize {
+    matching(snapshot, name, labels)
+        .map(|v| match v {
             DebugValue::Histogram(values) => values.len(),
-            other => panic!("not a histogram: {other:?}"),
+            other => panic!("{name} is not a histogram: {other:?}"),
         })
         .sum()
 }
 
-fn counter(
-    snapshot: &[(
-        metrics_util::CompositeKey,
-        Option<metrics::Unit>,
-        Option<metrics::SharedString>,
-        DebugValue,
-    )],
-    name: &str,
-) -> u64 {
-    snapshot
-        .iter()
-        .filter(|(k, _, _, _)| k.key().name() == name)
-        .map(|(_, _, _, v)| match v {
+/// The sum of the counters `name` with `labels`.
+fn counter_sum(snapshot: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
+    matching(snapshot, name, labels)
+        .map(|v| match v {
             DebugValue::Counter(n) => *n,
-            other => panic!("not a counter: {other:?}"),
+            other => panic!("{name} is not a counter: {other:?}"),
         })
         .sum()
+}
+
+/// The observations of `peerwire_server_call_duration_seconds` for `route` and `outcome`.
+fn observations(snapshot: &Snapshot, route: &str, outcome: &str) -> usize {
+    histogram_len(
+        snapshot,
+        "peerwire_server_call_duration_seconds",
+        &[("route", route), ("outcome", outcome)],
+    )
 }
 
 #[tokio::test]
@@ -162,46 +168,21 @@ async fn each_route_times_its_calls_by_outcome_and_handshakes_are_counted() {
     assert_eq!(observations(&snapshot, "echo", "failed"), 0);
     assert_eq!(observations(&snapshot, "echo", "busy"), 1);
     assert_eq!(observations(&snapshot, "gate", "ok"), 2);
-    assert!(counter(&snapshot, "peerwire_handshakes_accepted_total") >= 2);
+    assert!(counter_sum(&snapshot, "peerwire_handshakes_accepted_total", &[]) >= 2);
     let method = |outcome: &str| {
-        snapshot
-            .iter()
-            .filter(|(k, _, _, _)| {
-                let key = k.key();
-                key.name() == "peerwire_service_call_duration_seconds"
-                    && key
-                        .labels()
-                        .any(|l| l.key() == "protocol" && l.value() == "Counter")
-                    && key
-                        .labels()
-                        .any(|l| l.key() == "method" && l.value() == "add")
-                    && key
-                        .labels()
-                        .any(|l| l.key() == "outcome" && l.value() == outcome)
-            })
-            .map(|(_, _, _, v)| match v {
-                DebugValue::Histogram(values) => values.len(),
-                other => panic!("not a histogram: {other:?}"),
-            })
-            .sum::<usize>()
+        histogram_len(
+            &snapshot,
+            "peerwire_service_call_duration_seconds",
+            &[
+                ("protocol", "Counter"),
+                ("method", "add"),
+                ("outcome", outcome),
+            ],
+        )
     };
     assert_eq!((method("ok"), method("failed")), (1, 1));
     // Bytes and frames count per lane; the handshake's own reads apart.
-    let lane_counter = |name: &str, lane: &str| {
-        snapshot
-            .iter()
-            .filter(|(k, _, _, _)| {
-                k.key().name() == name
-                    && k.key()
-                        .labels()
-                        .any(|l| l.key() == "lane" && l.value() == lane)
-            })
-            .map(|(_, _, _, v)| match v {
-                DebugValue::Counter(n) => *n,
-                other => panic!("not a counter: {other:?}"),
-            })
-            .sum::<u64>()
-    };
+    let lane_counter = |name: &str, lane: &str| counter_sum(&snapshot, name, &[("lane", lane)]);
     assert!(lane_counter("peerwire_bytes_written_total", "rpc") > 0);
     assert!(
         lane_counter("peerwire_frames_written_total", "rpc") >= 5,

@@ -53,8 +53,7 @@ async fn run_call(mut call: Call) {
         oneway: call.slot.is_none(),
         connection: call.connection(),
     };
-    let handler = entry.handler.clone();
-    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(request))) {
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| entry.handler.call(request))) {
         Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
         Err(panic) => Err(panic),
     };
