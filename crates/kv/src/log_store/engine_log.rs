@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use raft::eraftpb::{Entry, HardState};
 use raft_engine::{Command, Config, Engine, LogBatch, MessageExt, ReadableSize, RecoveryMode};
 
-use super::{Batch, LogStoreError, decode};
+use super::record::{Batch, ENGINE_DIR, LogStoreError, decode};
 
 /// The group every record belongs to.
 const GROUP: u64 = 1;
@@ -28,7 +28,7 @@ const SNAPSHOT_INDEX: &[u8] = b"snapshot_index";
 
 /// The engine's directory in a data directory.
 pub(super) fn path(dir: &Path) -> PathBuf {
-    dir.join("raft-engine")
+    dir.join(ENGINE_DIR)
 }
 
 /// How raft-engine finds an entry's index.

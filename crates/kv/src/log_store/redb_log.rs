@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use raft::eraftpb::{Entry, HardState, Snapshot};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Batch, LogStoreError, decode, encode};
+use super::record::{Batch, LogStoreError, REDB_FILE, decode, encode};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -27,7 +27,7 @@ const SNAPSHOT_INDEX: &str = "snapshot_index";
 
 /// The database file in a data directory.
 pub(super) fn path(dir: &Path) -> PathBuf {
-    dir.join("raft.redb")
+    dir.join(REDB_FILE)
 }
 
 fn db<E: Into<redb::Error>>(e: E) -> LogStoreError {
