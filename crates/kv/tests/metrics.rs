@@ -112,8 +112,26 @@ async fn health_follows_the_quorum_and_metrics_move_with_puts_snapshots_and_a_le
         ) >= 1.0
     );
     assert!(value(&before, names::SNAPSHOTS_INSTALLED, &[]) >= 1.0);
-    // The transport's metrics are on the same page.
+    // The transport's metrics are on the same page, by peer and lane (the three members share
+    // this process's recorder, so the page holds each one's view of the others).
     assert!(value(&before, "peerwire_raft_messages_sent_total", &[]) > 0.0);
+    let (behind_label, leader_label) = (behind.to_string(), leader.to_string());
+    let to_behind = [("peer", behind_label.as_str()), ("lane", "snapshot")];
+    assert!(
+        value(&before, "peerwire_raft_peer_sent_bytes_total", &to_behind) > 0.0,
+        "the snapshot's bytes counted under the follower it went to"
+    );
+    let from_leader = [("peer", leader_label.as_str()), ("lane", "snapshot")];
+    assert!(
+        value(
+            &before,
+            "peerwire_raft_peer_received_bytes_total",
+            &from_leader
+        ) > 0.0,
+        "and under the leader it came from"
+    );
+    let appends = [("peer", leader_label.as_str()), ("lane", "append")];
+    assert!(value(&before, "peerwire_raft_peer_received_bytes_total", &appends) > 0.0);
 
     // The leader goes: the two others elect one, see the change and stay healthy.
     c.stop(leader).await;

@@ -168,7 +168,14 @@ async fn each_route_times_its_calls_by_outcome_and_handshakes_are_counted() {
     assert_eq!(observations(&snapshot, "echo", "failed"), 0);
     assert_eq!(observations(&snapshot, "echo", "busy"), 1);
     assert_eq!(observations(&snapshot, "gate", "ok"), 2);
-    assert!(counter_sum(&snapshot, "peerwire_handshakes_accepted_total", &[]) >= 2);
+    assert!(
+        counter_sum(
+            &snapshot,
+            "peerwire_handshakes_accepted_total",
+            &[("lane", "rpc")]
+        ) >= 2,
+        "handshakes count by lane"
+    );
     let method = |outcome: &str| {
         histogram_len(
             &snapshot,
@@ -190,4 +197,12 @@ async fn each_route_times_its_calls_by_outcome_and_handshakes_are_counted() {
     );
     assert!(lane_counter("peerwire_bytes_read_total", "rpc") > 0);
     assert!(lane_counter("peerwire_bytes_read_total", "handshake") > 0);
+    assert!(
+        lane_counter("peerwire_frames_read_total", "rpc") >= 5,
+        "five calls read by the servers, five replies by the client"
+    );
+    assert!(
+        lane_counter("peerwire_frames_read_total", "handshake") >= 2,
+        "each side reads the other's hello"
+    );
 }

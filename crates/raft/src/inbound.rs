@@ -138,6 +138,7 @@ impl<M: RaftMessage, H: RaftHandler<M>> Service for RaftInbound<M, H> {
             return;
         }
         let mut delivered = 0u64;
+        let len = message.payload.len() as u64;
         for item in batch::split(message.payload) {
             let result = item
                 .map_err(|e| Refusal::Undecodable(e.to_string()))
@@ -152,8 +153,15 @@ impl<M: RaftMessage, H: RaftHandler<M>> Service for RaftInbound<M, H> {
                 }
             }
         }
-        metrics::counter!("peerwire_raft_messages_received_total", "lane" => lane_label(conn.peer().lane))
-            .increment(delivered);
+        if delivered > 0 {
+            // Counted once a message passed the membership checks, so the peer is a member.
+            let counters = self
+                .inner
+                .received
+                .of(conn.peer().node_id, conn.peer().lane);
+            counters.messages.increment(delivered);
+            counters.bytes.increment(len);
+        }
     }
 
     fn on_request(&self, conn: &Connection, request: Request, slot: ReplySlot) {
@@ -174,10 +182,15 @@ impl<M: RaftMessage, H: RaftHandler<M>> Service for RaftInbound<M, H> {
                 Bytes::copy_from_slice(&unix_nanos().to_le_bytes()),
             );
         } else if route == PIPE_ROUTE.as_bytes() {
+            let len = request.payload.len() as u64;
             match self.deliver(conn, request.payload) {
                 Ok(()) => {
-                    metrics::counter!("peerwire_raft_messages_received_total", "lane" => "pipeline")
-                        .increment(1);
+                    let counters = self
+                        .inner
+                        .received
+                        .of(conn.peer().node_id, Lane::RaftPipeline);
+                    counters.messages.increment(1);
+                    counters.bytes.increment(len);
                     conn.reply(slot, request.id, Bytes::new());
                 }
                 Err(refusal) => {

@@ -41,6 +41,7 @@ mod inbound;
 mod link;
 mod message;
 mod peer;
+mod peer_metrics;
 mod peer_state;
 mod pick;
 mod pipeline;

@@ -65,17 +65,26 @@ impl<M: RaftMessage> RaftPeer<M> {
             return;
         }
         let up = self.lanes_up();
-        let (lane, result) = match (pick(kind, up), &self.streams) {
-            (LaneChoice::Append, Some((append, _))) => ("append", append.try_send(msg)),
-            (LaneChoice::Message, Some((_, message))) => ("message", message.try_send(msg)),
-            _ => ("pipeline", self.pipeline.try_send(msg)),
+        let (lane, result, queued) = match (pick(kind, up), &self.streams) {
+            (LaneChoice::Append, Some((append, _))) => {
+                (Lane::RaftAppend, append.try_send(msg), append.queued())
+            }
+            (LaneChoice::Message, Some((_, message))) => {
+                (Lane::RaftMessage, message.try_send(msg), message.queued())
+            }
+            _ => (
+                Lane::RaftPipeline,
+                self.pipeline.try_send(msg),
+                self.pipeline.queued(),
+            ),
         };
+        // The lane sets it again as it takes messages off the queue.
+        self.state.sent.lane(lane).queue_depth.set(queued as f64);
         if result.is_err() {
-            metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane, "reason" => "queue_full")
-                .increment(1);
+            self.state.sent.dropped(lane, "queue_full", 1);
             tracing::debug!(
                 peer = self.state.id,
-                lane,
+                %lane,
                 ?kind,
                 "lane queue full: message dropped"
             );
@@ -125,6 +134,11 @@ impl<M: RaftMessage> RaftPeer<M> {
                 Ok(()) => (SnapshotStatus::Finish, "finish"),
                 Err(_) => (SnapshotStatus::Failure, "failure"),
             };
+            let counters = state.sent.lane(Lane::RaftSnapshot);
+            match &result {
+                Ok(()) => counters.messages.increment(1),
+                Err(_) => counters.failures.increment(1),
+            }
             metrics::counter!("peerwire_raft_snapshots_total", "outcome" => outcome).increment(1);
             metrics::histogram!("peerwire_raft_snapshot_send_duration_seconds", "outcome" => outcome)
                 .record(started.elapsed().as_secs_f64());

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::addr_pick::AddrPicker;
 use super::link::Link;
+use super::peer_metrics::PeerSent;
 use super::probe::PeerHealth;
 use super::status::PeerStatus;
 
@@ -28,6 +29,8 @@ pub(crate) struct PeerShared {
     streams_up: AtomicUsize,
     /// Fires when the peer is removed or the transport stops.
     pub(crate) stop: CancellationToken,
+    /// What its lanes count: bytes, messages, failures, queue depth.
+    pub(crate) sent: PeerSent,
 }
 
 impl PeerShared {
@@ -40,6 +43,7 @@ impl PeerShared {
             health: Mutex::new(PeerHealth::default()),
             streams_up: AtomicUsize::new(0),
             stop,
+            sent: PeerSent::register(id),
         }
     }
 

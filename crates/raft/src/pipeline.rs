@@ -32,6 +32,11 @@ impl<M: RaftMessage> Pipeline<M> {
         Self { tx }
     }
 
+    /// How many messages wait in the queue.
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues `msg`; gives it back if the queue is full.
     pub(crate) fn try_send(&self, msg: M) -> Result<(), M> {
         self.tx.try_send(msg).map_err(|e| match e {
@@ -53,8 +58,14 @@ async fn worker<M: RaftMessage>(
         ..CallOptions::default()
     };
     loop {
+        let counters = peer.sent.lane(Lane::RaftPipeline);
         let next = tokio::select! {
-            m = async { rx.lock().await.recv().await } => m,
+            m = async {
+                let mut rx = rx.lock().await;
+                let m = rx.recv().await;
+                counters.queue_depth.set(rx.len() as f64);
+                m
+            } => m,
             _ = peer.stop.cancelled() => None,
         };
         let Some(msg) = next else { return };
@@ -65,6 +76,7 @@ async fn worker<M: RaftMessage>(
         let mut body = BytesMut::new();
         msg.encode(&mut body);
         drop(msg);
+        let len = body.len() as u64;
         let addr = peer.addr();
         let sent = tokio::select! {
             r = client.call_with(Peer::new(addr, peer.id), route.clone(), body.freeze(), opts) => r,
@@ -72,13 +84,13 @@ async fn worker<M: RaftMessage>(
         };
         match sent {
             Ok(_) => {
-                metrics::counter!("peerwire_raft_messages_sent_total", "lane" => "pipeline")
-                    .increment(1);
+                counters.messages.increment(1);
+                counters.bytes.increment(len);
                 peer.activate(Lane::RaftPipeline);
             }
             Err(e) => {
-                metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => "pipeline", "reason" => "send_failed")
-                    .increment(1);
+                counters.failures.increment(1);
+                peer.sent.dropped(Lane::RaftPipeline, "send_failed", 1);
                 if !peer.lane_failed(&link, Lane::RaftPipeline, &e) {
                     peer.unreachable(addr);
                 }

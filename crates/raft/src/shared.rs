@@ -11,6 +11,7 @@ use super::handler::RaftHandler;
 use super::link::Link;
 use super::message::RaftMessage;
 use super::peer::RaftPeer;
+use super::peer_metrics::Received;
 
 /// Why a received message was not given to raft.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +64,8 @@ pub(crate) struct Inner<M, H> {
     pub(crate) groups: Arc<Groups<H>>,
     pub(crate) peers: RwLock<HashMap<u64, Arc<RaftPeer<M>>>>,
     pub(crate) remotes: RwLock<HashMap<u64, Arc<RaftPeer<M>>>>,
+    /// What arrived from each member, by lane.
+    pub(crate) received: Received,
 }
 
 impl<M: RaftMessage, H: RaftHandler<M>> Inner<M, H> {

@@ -8,12 +8,13 @@
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use peerwire_wire::{Request, Status};
+use peerwire_wire::{Lane, Request, Status};
 use tokio::sync::{mpsc, oneshot};
 
 use super::handler::RaftHandler;
 use super::link::{SNAP_BEGIN_ROUTE, SNAP_CHUNK_ROUTE, SNAP_END_ROUTE};
 use super::message::{MessageKind, RaftMessage};
+use super::peer_metrics::ReceivedCounters;
 use super::shared::Inner;
 use super::snapshot::{SnapshotData, SnapshotError};
 use peerwire::connection::{Connection, ReplySlot};
@@ -31,6 +32,8 @@ struct Receiving {
     done: oneshot::Receiver<Result<(), SnapshotError>>,
     /// When its begin call arrived.
     started: std::time::Instant,
+    /// The sender's received-bytes and messages counters on this lane.
+    counters: ReceivedCounters,
 }
 
 /// Serves the snapshot calls of `conn` until the connection closes.
@@ -118,6 +121,7 @@ fn begin<M: RaftMessage, H: RaftHandler<M>>(
         received: 0,
         done,
         started: std::time::Instant::now(),
+        counters: inner.received.of(conn.peer().node_id, Lane::RaftSnapshot),
     });
     Ok(())
 }
@@ -131,6 +135,7 @@ async fn chunk(
         return Err((Status::BadRequest, "a snapshot chunk before begin".into()));
     };
     r.received += payload.len() as u64;
+    r.counters.bytes.increment(payload.len() as u64);
     if r.received > r.size {
         return Err((
             Status::BadRequest,
@@ -160,6 +165,7 @@ async fn end(current: &mut Option<Receiving>) -> Result<(), Refusal> {
         received,
         done,
         started,
+        counters,
     }) = current.take()
     else {
         return Err((Status::BadRequest, "snapshot end before begin".into()));
@@ -173,6 +179,7 @@ async fn end(current: &mut Option<Receiving>) -> Result<(), Refusal> {
     drop(tx);
     match done.await {
         Ok(Ok(())) => {
+            counters.messages.increment(1);
             metrics::counter!("peerwire_raft_snapshots_received_total", "outcome" => "finish")
                 .increment(1);
             metrics::histogram!("peerwire_raft_snapshot_receive_duration_seconds")

@@ -74,6 +74,7 @@ pub(crate) async fn send<M: RaftMessage>(
         .await
         .map_err(to_snapshot_error)?;
 
+    let sent_bytes = &peer.sent.lane(Lane::RaftSnapshot).bytes;
     let chunk = link.cfg.snapshot_chunk;
     let window = link.cfg.snapshot_window;
     let mut inflight: VecDeque<(ChunkCall<'_>, u64)> = VecDeque::with_capacity(window);
@@ -98,6 +99,7 @@ pub(crate) async fn send<M: RaftMessage>(
             if let std::task::Poll::Ready(r) = futures::poll!(fut.as_mut()) {
                 r.map_err(to_snapshot_error)?;
                 progress.add_sent(len as u64);
+                sent_bytes.increment(len as u64);
                 continue;
             }
             inflight.push_back((fut, len as u64));
@@ -107,6 +109,7 @@ pub(crate) async fn send<M: RaftMessage>(
         };
         fut.await.map_err(to_snapshot_error)?;
         progress.add_sent(len);
+        sent_bytes.increment(len);
     }
     call(SNAP_END_ROUTE, Bytes::new())
         .await

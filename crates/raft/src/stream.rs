@@ -40,6 +40,11 @@ impl<M: RaftMessage> StreamLane<M> {
         self.up.load(Ordering::Acquire)
     }
 
+    /// How many messages wait in the lane's queue.
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues `msg`; gives it back if the queue is full or the lane stopped.
     pub(crate) fn try_send(&self, msg: M) -> Result<(), M> {
         self.tx.try_send(msg).map_err(|e| match e {
@@ -99,6 +104,7 @@ async fn run<M: RaftMessage>(
                 }
             }
             Some(Err(e)) => {
+                peer.sent.lane(lane).failures.increment(1);
                 if peer.lane_failed(&link, lane, &e) {
                     return;
                 }
@@ -165,6 +171,7 @@ async fn serve<M: RaftMessage>(
     let message_max = conn.max_oneway_payload(route);
     let max = link.cfg.max_batch_bytes.min(message_max);
     let lane = conn.peer().lane;
+    let counters = peer.sent.lane(lane);
     // A message that did not fit the previous batch (or was left by the previous connection):
     // it starts the next one.
     let mut carried = (!batch.bytes.is_empty()).then(|| batch.bytes.split());
@@ -221,8 +228,7 @@ async fn serve<M: RaftMessage>(
         if buf.len() > message_max {
             // One message, larger than the peer accepts: raft will have to send it differently.
             buf.clear();
-            metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "too_large")
-                .increment(1);
+            peer.sent.dropped(lane, "too_large", 1);
             tracing::warn!(
                 peer = peer.id,
                 lane = lane_label(lane),
@@ -232,16 +238,19 @@ async fn serve<M: RaftMessage>(
             link.report.unreachable(first_group, peer.id);
         } else {
             let body = buf.split().freeze();
+            let len = body.len() as u64;
+            counters.queue_depth.set(rx.len() as f64);
             if let Err(e) = conn.send_oneway_wait(route, body).await {
-                metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => lane_label(lane), "reason" => "lane_broken")
-                    .increment(count + u64::from(carried.is_some()));
+                counters.failures.increment(1);
+                peer.sent
+                    .dropped(lane, "lane_broken", count + u64::from(carried.is_some()));
                 for group in batch.distinct_groups(carried.is_some()) {
                     link.report.unreachable(group, peer.id);
                 }
                 return Ended::Broken(e.to_string());
             }
-            metrics::counter!("peerwire_raft_messages_sent_total", "lane" => lane_label(lane))
-                .increment(count);
+            counters.messages.increment(count);
+            counters.bytes.increment(len);
         }
     }
 }

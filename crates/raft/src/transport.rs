@@ -78,6 +78,7 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
             groups,
             peers: RwLock::new(HashMap::new()),
             remotes: RwLock::new(HashMap::new()),
+            received: Default::default(),
         });
         let lanes = Arc::new(RaftInbound::new(inner.clone()));
         Ok(Self { inner, lanes })
@@ -251,7 +252,7 @@ impl<M: RaftMessage, H: RaftHandler<M>> Transport<M, H> {
                 continue;
             }
             let Some(peer) = self.peer(to) else {
-                metrics::counter!("peerwire_raft_messages_dropped_total", "lane" => "none", "reason" => "unknown_peer")
+                metrics::counter!("peerwire_raft_messages_dropped_total", "peer" => to.to_string(), "lane" => "none", "reason" => "unknown_peer")
                     .increment(1);
                 tracing::debug!(to, "message to an unknown peer ignored");
                 continue;

@@ -77,6 +77,8 @@ pub(crate) struct FrameReader {
     unreported: usize,
     /// Where bytes read are counted (the handshake's counter until the lane is known).
     bytes_read: metrics::Counter,
+    /// Where frames read are counted, as `bytes_read`.
+    frames_read: metrics::Counter,
 }
 
 impl std::fmt::Debug for FrameReader {
@@ -101,12 +103,14 @@ impl FrameReader {
             size,
             unreported: 0,
             bytes_read: super::lane_metrics::LaneCounters::handshake_reads(),
+            frames_read: super::lane_metrics::LaneCounters::handshake_frames(),
         }
     }
 
-    /// Counts the bytes read from now on in `counter` (the connection's lane's).
-    pub(crate) fn count_reads_in(&mut self, counter: metrics::Counter) {
-        self.bytes_read = counter;
+    /// Counts the bytes and frames read from now on in `counters` (the connection's lane's).
+    pub(crate) fn count_reads_in(&mut self, counters: &super::lane_metrics::LaneCounters) {
+        self.bytes_read = counters.bytes_read.clone();
+        self.frames_read = counters.frames_read.clone();
     }
 
     /// Puts `io` in place of the stream it reads from, keeping what is buffered, and returns
@@ -160,6 +164,7 @@ impl FrameReader {
                 return Err(ReadError::Refused(refused));
             }
             if let Some(frame) = decoded {
+                self.frames_read.increment(1);
                 if let Some(activity) = activity {
                     activity.touch_read();
                 }

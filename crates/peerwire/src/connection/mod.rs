@@ -234,7 +234,7 @@ impl Conn {
         let message_part = in_parts.then(|| cfg.message_part.min(peer_max_body));
         let counters = lane_metrics::LaneCounters::register(peer_hello.lane);
         let mut reader = reader;
-        reader.count_reads_in(counters.bytes_read.clone());
+        reader.count_reads_in(&counters);
         let queued = Arc::new(AtomicUsize::new(0));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(writer::Room::default());

@@ -111,7 +111,8 @@ async fn serve_connection<I: Io>(
     .await
     {
         Ok(hello) => {
-            metrics::counter!("peerwire_handshakes_accepted_total").increment(1);
+            metrics::counter!("peerwire_handshakes_accepted_total", "lane" => hello.lane.to_string())
+                .increment(1);
             hello
         }
         Err(e) => {
