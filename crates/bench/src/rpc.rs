@@ -182,6 +182,8 @@ rpc_impls! {
     PeerwireRpcEnv => "peerwire-rpcenv", crate::impls::rpcenv_echo::RpcEnvEcho;
     PeerwireService => "peerwire-service", crate::impls::service_echo::ServiceEcho<false>;
     PeerwireServiceCached => "peerwire-service-rc", crate::impls::service_echo::ServiceEcho<true>;
+    PeerwireMetered => "peerwire-prom", crate::impls::metered::Metered<crate::impls::peerwire_echo::Peerwire>;
+    PeerwireServiceMetered => "peerwire-service-prom", crate::impls::metered::Metered<crate::impls::service_echo::ServiceEcho<false>>;
     RawTcp => "raw-tcp", RawTcp;
     RawTcpBatched => "raw-tcp-batched", crate::baseline::raw_tcp_batched::RawTcpBatched;
     Tonic => "tonic", Tonic;
@@ -189,6 +191,11 @@ rpc_impls! {
 }
 
 impl ImplKind {
+    /// Whether the impl's server installs a metrics recorder (see `impls::metered`).
+    fn installs_recorder(self) -> bool {
+        matches!(self, Self::PeerwireMetered | Self::PeerwireServiceMetered)
+    }
+
     /// Parses a command-line impl name.
     pub(crate) fn parse(name: &str) -> Result<Self, String> {
         let all = Self::all();
@@ -487,6 +494,13 @@ fn run_once<I: EchoImpl + 'static>(
     kind: ImplKind,
     spec: &EchoSpec,
 ) -> Result<(LoadResult, Costs), BoxError> {
+    if kind.installs_recorder() && !spec.server_in_child {
+        return Err(format!(
+            "{} installs a process-wide metrics recorder: run it without --server-in-process",
+            kind.name()
+        )
+        .into());
+    }
     if spec.server_in_child {
         let server = ServerProcess::spawn(kind, spec.threads)?;
         let side = ServerSide::Child(server.pid());
@@ -696,6 +710,13 @@ mod tests {
     #[test]
     fn every_impl_echoes() {
         for kind in ImplKind::all() {
+            if kind.installs_recorder() {
+                // Its recorder would outlive the run in this process: refused here, run in a
+                // child process by `tests/server_process.rs`.
+                let err = kind.run_once(&spec(100)).unwrap_err().to_string();
+                assert!(err.contains("--server-in-process"), "{err}");
+                continue;
+            }
             let (load, _) = kind
                 .run_once(&spec(100))
                 .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));

@@ -84,3 +84,44 @@ fn the_child_server_reports_a_bad_impl_without_hanging() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-impl"));
 }
+
+/// The `-prom` impls run the same servers with peerwire-kv's Prometheus recorder installed in
+/// the child, beside the same impls without one, so a row puts a number on the metrics' cost.
+#[test]
+fn the_metered_impls_run_beside_the_unmetered_ones() {
+    let out = bench()
+        .args([
+            "service",
+            "--impls",
+            "peerwire-prom,peerwire-service-prom,peerwire-service",
+            "--inflight",
+            "4",
+            "--secs",
+            "0.3",
+            "--warmup",
+            "0",
+            "--runs",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let impls: Vec<&str> = rows.iter().map(|r| r["impl"].as_str().unwrap()).collect();
+    assert_eq!(
+        impls,
+        ["peerwire-prom", "peerwire-service-prom", "peerwire-service"]
+    );
+    for row in &rows {
+        assert!(row["ops_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}

@@ -9,23 +9,54 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the recorder if no other is installed. Call early, before metrics are recorded.
-pub fn install() {
-    HANDLE.get_or_init(|| {
-        // Every `*_seconds` metric (peerwire-kv's durations, the transport's round trips) as a
-        // Prometheus histogram (what etcd's alerts are written against), not a summary:
-        // 0.25 ms doubling to 8 s.
-        let seconds: Vec<f64> = (0..16).map(|i| 0.000_25 * f64::from(1u32 << i)).collect();
-        let counts: Vec<f64> = (0..12).map(|i| f64::from(1u32 << i)).collect();
-        PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(names::LOG_WRITE_READIES.into()), &counts)
-            })
-            .ok()?
-            .install_recorder()
-            .ok()
-            .inspect(|_| describe())
-    });
+/// Returns whether this recorder is the process's (false if another was installed first).
+pub fn install() -> bool {
+    HANDLE
+        .get_or_init(|| {
+            // Every `*_seconds` metric (peerwire-kv's durations, the transport's round trips) as a
+            // Prometheus histogram (what etcd's alerts are written against), not a summary:
+            // 0.25 ms doubling to 8 s.
+            let seconds: Vec<f64> = (0..16).map(|i| 0.000_25 * f64::from(1u32 << i)).collect();
+            let counts: Vec<f64> = (0..12).map(|i| f64::from(1u32 << i)).collect();
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(names::LOG_WRITE_READIES.into()),
+                        &counts,
+                    )
+                })
+                .ok()?
+                .install_recorder()
+                .ok()
+                .inspect(|handle| {
+                    describe();
+                    start_upkeep(handle.clone());
+                })
+        })
+        .is_some()
+}
+
+/// How often the recorder's histograms are drained into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts the thread that drains the recorder's histograms every [`UPKEEP_EVERY`]. The
+/// exporter keeps every observation until it is drained (by a scrape or by upkeep), so without
+/// it a node nobody scrapes would grow by a few bytes per request forever. The thread lives as
+/// long as the process, as the recorder does; draining off the request and raft threads keeps
+/// its cost out of their latency.
+fn start_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("peerwire-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread: histograms are drained only when /metrics is read");
+    }
 }
 
 /// The `# HELP` lines of peerwire-kv's own metrics.
