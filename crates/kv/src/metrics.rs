@@ -38,7 +38,7 @@ pub fn install() -> bool {
 }
 
 /// How often the recorder's histograms are drained into their buckets.
-const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts the thread that drains the recorder's histograms every [`UPKEEP_EVERY`]. The
 /// exporter keeps every observation until it is drained (by a scrape or by upkeep), so without
