@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::frame::{Frame, HELLO_MAGIC, Heartbeat, Hello, StreamData};
+use crate::frame::{Frame, HELLO_MAGIC, Heartbeat, Hello, Response, StreamData};
 use crate::header::{HEADER_LEN, Header};
 use crate::limits::DEFAULT_MAX_MESSAGE;
 
@@ -185,6 +185,30 @@ impl Frame {
     }
 }
 
+impl Response {
+    /// Writes the header of this reply and its payload, as if `trailing` more payload bytes
+    /// followed: for a reply whose tail comes from somewhere other than memory (a file region
+    /// sent with `sendfile`). Those `trailing` bytes must follow on the wire; the receiver sees
+    /// one payload of `payload.len() + trailing` bytes.
+    ///
+    /// # Panics
+    ///
+    /// If the body would exceed `u32::MAX` bytes.
+    pub fn encode_head_with_trailing(&self, trailing: usize, dst: &mut BytesMut) {
+        let length = u32::try_from(self.payload.len() + trailing)
+            .expect("frame body longer than u32::MAX: check it against Limits::max_body first");
+        dst.reserve(HEADER_LEN + self.payload.len());
+        Header {
+            length,
+            kind: crate::header::FrameKind::Response,
+            flags: 0,
+            id: self.id,
+        }
+        .write(dst);
+        dst.put_slice(&self.payload);
+    }
+}
+
 impl StreamData {
     /// Writes the header and fixed fields of this packet as if its payload were
     /// `payload_len` bytes, ignoring `self.payload`: for senders whose payload comes from
@@ -255,6 +279,25 @@ mod tests {
         let mut head = BytesMut::new();
         data.encode_head_with_len(data.payload.len(), &mut head);
         head.extend_from_slice(&data.payload);
+        assert_eq!(head, whole);
+    }
+
+    #[test]
+    fn response_head_with_trailing_bytes_matches_encode() {
+        let whole_reply = Response {
+            id: 11,
+            payload: Bytes::from_static(b"head+the file's bytes"),
+        };
+        let mut whole = BytesMut::new();
+        Frame::Response(whole_reply.clone()).encode(&mut whole);
+        let (prefix, tail) = whole_reply.payload.split_at(5);
+        let mut head = BytesMut::new();
+        Response {
+            id: 11,
+            payload: Bytes::copy_from_slice(prefix),
+        }
+        .encode_head_with_trailing(tail.len(), &mut head);
+        head.extend_from_slice(tail);
         assert_eq!(head, whole);
     }
 

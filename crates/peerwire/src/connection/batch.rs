@@ -71,6 +71,12 @@ impl Batch {
         }
     }
 
+    pub(super) fn push_response_head(&mut self, head: &peerwire_wire::Response, trailing: usize) {
+        let before = self.staging.len();
+        head.encode_head_with_trailing(trailing, &mut self.staging);
+        self.len += self.staging.len() - before;
+    }
+
     pub(super) fn push_stream_head(&mut self, head: &StreamData, payload_len: usize) {
         let before = self.staging.len();
         head.encode_head_with_len(payload_len, &mut self.staging);

@@ -435,6 +435,45 @@ impl Conn {
         }
     }
 
+    /// Sends a reply whose payload is `prefix` followed by `region` of a file (by `sendfile`
+    /// where the transport can). A reply larger than one of the peer's frames is answered
+    /// `ReplyTooLarge` instead: file replies never go in parts.
+    pub(crate) fn reply_file(
+        &self,
+        slot: OwnedSemaphorePermit,
+        id: u64,
+        prefix: Bytes,
+        region: FileRegion,
+    ) {
+        let len = prefix.len() + region.len;
+        if len > self.peer_max_body {
+            metrics::counter!("peerwire_replies_refused_total", "reason" => "too_large")
+                .increment(1);
+            self.fail(
+                slot,
+                id,
+                Status::ReplyTooLarge,
+                0,
+                format!(
+                    "a file reply of {len} bytes exceeds the caller's largest frame of {} bytes (the caller's setting `max_frame_body`)",
+                    self.peer_max_body
+                ),
+            );
+            return;
+        }
+        let head = peerwire_wire::Response {
+            id,
+            payload: prefix,
+        };
+        if self
+            .tx
+            .send(Outgoing::ReplyFile(head, region, slot))
+            .is_err()
+        {
+            metrics::counter!("peerwire_replies_dropped_total", "reason" => "closed").increment(1);
+        }
+    }
+
     /// Sends a failure reply.
     pub(crate) fn fail(
         &self,
@@ -848,6 +887,16 @@ impl Connection {
         );
     }
 
+    /// Answers the peer's request `id` with `prefix` followed by `region` of a file, as one
+    /// payload: the file's bytes go from the page cache to the socket with `sendfile` on
+    /// plaintext TCP (read and written through a buffer on TLS and other transports;
+    /// [`crate::transport::file_send_totals`] tells which). The caller receives an ordinary
+    /// reply. The whole reply must fit one of the peer's frames (`max_frame_body` in its
+    /// hello, [`Connection::peer_max_frame_body`]); a larger one is answered `ReplyTooLarge`.
+    pub fn reply_file(&self, slot: ReplySlot, id: u64, prefix: Bytes, region: FileRegion) {
+        self.conn.reply_file(slot.0, id, prefix, region);
+    }
+
     /// Answers the peer's request `id` with a failure: its `status` (which tells the caller
     /// whether the call may have run), a backoff hint for `Busy` (0 = none) and a message.
     pub fn fail(
@@ -942,6 +991,12 @@ impl Connection {
     /// frame's own fields).
     pub fn max_oneway_payload(&self, route: &Route) -> usize {
         self.conn.max_oneway_payload(route)
+    }
+
+    /// The largest frame body the peer accepts (`max_frame_body` in its hello): the bound on
+    /// a [`Connection::reply_file`].
+    pub fn peer_max_frame_body(&self) -> usize {
+        self.conn.peer_max_body
     }
 
     /// Sends a data-stream packet as a call (its reply is the acknowledgement) and returns

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use peerwire_wire::{Frame, StreamData};
+use peerwire_wire::{Frame, Response, StreamData};
 use tokio::sync::OwnedSemaphorePermit;
 
 impl Outgoing {
@@ -11,6 +11,7 @@ impl Outgoing {
         match self {
             Self::Queued(frame) | Self::Call(frame) | Self::Reply(frame, _) => frame.encoded_len(),
             Self::CallFile(head, region) => head.payload.len() + region.len,
+            Self::ReplyFile(head, region, _) => head.payload.len() + region.len,
             Self::Shutdown => 0,
         }
     }
@@ -30,6 +31,10 @@ pub(crate) enum Outgoing {
     /// ignored) is written, then the region is sent with `sendfile` where the transport can.
     /// Bounded by the connection's in-flight call limit.
     CallFile(StreamData, FileRegion),
+    /// A reply whose payload is the head's payload followed by a file region, sent with
+    /// `sendfile` where the transport can; the permit as for [`Outgoing::Reply`]. Always one
+    /// frame (never in parts).
+    ReplyFile(Response, FileRegion, OwnedSemaphorePermit),
     /// Flush, close the write side and stop.
     Shutdown,
 }

@@ -293,6 +293,13 @@ async fn write_loop(
                     send_region(io, &region).await?;
                     bytes += region.len as u64;
                 }
+                Outgoing::ReplyFile(head, region, _slot) => {
+                    batch.push_response_head(&head, region.len);
+                    bytes += batch.len as u64;
+                    batch.write_to(io).await?;
+                    send_region(io, &region).await?;
+                    bytes += region.len as u64;
+                }
                 Outgoing::Shutdown => shutdown = true,
             }
             if batch.len >= max_batch_bytes {
@@ -519,6 +526,71 @@ mod tests {
             ..head
         });
         assert_eq!(dec.decode(&mut buf).unwrap(), Some(expected));
+        assert!(buf.is_empty());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn file_replies_over_tcp_go_by_sendfile_after_their_prefix() {
+        let path =
+            std::env::temp_dir().join(format!("peerwire-reply-file-{}.bin", std::process::id()));
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (mut server, _) = accepted.unwrap();
+        let (_read, write) = client.unwrap().into_split();
+        let reader = tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            server.read_to_end(&mut bytes).await.unwrap();
+            bytes
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let slots = Arc::new(Semaphore::new(1));
+        let prefix = Bytes::from_static(b"chunk head");
+        tx.send(Outgoing::ReplyFile(
+            Response {
+                id: 4,
+                payload: prefix.clone(),
+            },
+            FileRegion {
+                file,
+                offset: 100,
+                len: 200_000,
+            },
+            slots.clone().try_acquire_owned().unwrap(),
+        ))
+        .unwrap();
+        tx.send(Outgoing::Call(response(5, 10))).unwrap();
+        tx.send(Outgoing::Shutdown).unwrap();
+        let totals = crate::transport::file_send_totals();
+        run(Box::new(write), rx, test_context(CancellationToken::new()))
+            .await
+            .unwrap();
+        let after = crate::transport::file_send_totals();
+        // Fails if the TCP path silently fell back to copying through a buffer.
+        assert!(
+            after.sendfile - totals.sendfile >= 200_000,
+            "{totals:?} -> {after:?}"
+        );
+        assert_eq!(slots.available_permits(), 1, "the call's slot was released");
+        std::fs::remove_file(&path).unwrap();
+        let bytes = reader.await.unwrap();
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut dec = FrameDecoder::new(Limits::default());
+        let mut payload = prefix.to_vec();
+        payload.extend_from_slice(&content[100..200_100]);
+        assert_eq!(
+            dec.decode(&mut buf).unwrap(),
+            Some(Frame::Response(Response {
+                id: 4,
+                payload: Bytes::from(payload),
+            }))
+        );
+        assert_eq!(dec.decode(&mut buf).unwrap(), Some(response(5, 10)));
         assert!(buf.is_empty());
     }
 
