@@ -16,6 +16,7 @@ use peerwire::{Request, Server, handler_fn};
 use peerwire_datastream::{
     DataSink, DataStreamConfig, DataStreamServer, SinkError, SinkStream, StreamInfo,
 };
+use peerwire_pull::{OpenError, PullConfig, Resolving, Source, StreamManager};
 use peerwire_raft::{ProcessError, RaftHandler, SnapshotStatus, Transport, TransportConfig};
 
 const IDENTITY: Identity = Identity {
@@ -28,7 +29,8 @@ const IDENTITY: Identity = Identity {
 const CLOSE_BOUND: Duration = Duration::from_secs(10);
 
 /// Serves one connection whose peer sends `data[1..]` and then closes its write side, on a
-/// server with an echo route, a raft transport's four lanes and a data-stream lane. If bit 0
+/// server with an echo route, a raft transport's four lanes, a data-stream lane and a pull
+/// lane. If bit 0
 /// of `data[0]` is set, a valid hello for the lane `data[0] >> 1` picks comes first, so the
 /// fuzzer starts past the handshake. The server must close the connection within
 /// `CLOSE_BOUND` of the peer's close, and then shut down cleanly.
@@ -47,6 +49,7 @@ pub fn connection(data: &[u8]) -> Vec<u8> {
             Lane::RaftPipeline,
             Lane::RaftSnapshot,
             Lane::DataStream,
+            Lane::Pull,
         ];
         Frame::Hello(Hello {
             min_version: MIN_PROTOCOL_VERSION,
@@ -101,6 +104,25 @@ async fn serve_one(input: Bytes) -> Vec<u8> {
         Discard,
     )
     .expect("data-stream config");
+    // The pull lane, with a stream to fetch (its id is random: the fuzzer reaches the refusals
+    // and, through `pull.open`, a stream bound to its own connection).
+    let streams = StreamManager::new(PullConfig {
+        identity: Some(IDENTITY),
+        chunk_size: 4096,
+        ..PullConfig::default()
+    });
+    streams.set_resolver(
+        |_: &peerwire::connection::PeerInfo, name: &str| -> Resolving {
+            let found = name == "x";
+            Box::pin(async move {
+                if found {
+                    Ok(Source::bytes(Bytes::from(vec![7u8; 10_000])))
+                } else {
+                    Err(OpenError::NoSuchName("only x".into()))
+                }
+            })
+        },
+    );
     let (client, server_end) = tokio::io::duplex(64 * 1024);
     let server = Server::builder(ServerConfig {
         identity: IDENTITY,
@@ -114,6 +136,7 @@ async fn serve_one(input: Bytes) -> Vec<u8> {
     )
     .mount_all(&transport)
     .mount_all(&datastream)
+    .mount_all(&streams)
     .serve(OneConnection(Some(server_end)))
     .expect("server config");
 
@@ -136,6 +159,7 @@ async fn serve_one(input: Bytes) -> Vec<u8> {
     server.shutdown().await;
     transport.stop().await;
     datastream.stop().await;
+    streams.shutdown().await;
     sent
 }
 

@@ -254,6 +254,23 @@ fn connection_seeds() -> Vec<Vec<u8>> {
                 stream_data(3, 5, 3, b"def", StreamFlags::ALL),
             ],
         ),
+        with_hello(
+            6,
+            vec![
+                request(1, "pull.open", Bytes::from_static(b"x")),
+                request(
+                    2,
+                    "pull.chunk",
+                    Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1]),
+                ),
+                request(3, "pull.info", Bytes::from_static(b"short")),
+                request(
+                    4,
+                    "pull.close",
+                    Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 9]),
+                ),
+            ],
+        ),
         // No hello: the raw bytes are the whole conversation.
         prefixed(&[0], &encode_all(&[Frame::Hello(hello(Lane::Rpc))])),
     ]

@@ -163,6 +163,9 @@ wire_code! {
         DataStream = 5 => "data-stream",
         /// An RpcEnv's named endpoints (Spark).
         RpcEnv = 6 => "rpc-env",
+        /// Pull streams (Spark's chunk fetch and stream requests): a reader fetches chunks of
+        /// a stream the server registered.
+        Pull = 7 => "pull",
     }
 }
 
