@@ -19,6 +19,7 @@ use super::dispatcher::Dispatcher;
 use super::endpoint::{Endpoint, MessageContext, SharedEndpoint};
 use super::endpoint_ref::{EndpointRef, RefInner, Target, with_decode_context};
 use super::envelope::{VERIFIER, write_head};
+use super::file_server::{FileServer, FileUri, OpenChannelError};
 use super::inbound::{RpcInbound, post_failure};
 use super::inbox::{Concurrent, Erased, ErasedEndpoint, Inbox, InboxMessage, PostError};
 use super::message_loop::MessageLoops;
@@ -30,6 +31,7 @@ use peerwire::error::{Error, Unknown, failure_to_error};
 use peerwire::mount::{MountPoint, Mountable, Service};
 use peerwire::server::Server;
 use peerwire::transport::{Listener, TcpListener};
+use peerwire_pull::{PullClient, PullConfig, ReadOptions, StreamManager, StreamRead};
 use peerwire_wire::Lane;
 
 /// Default ask timeout: 30 s. Spark's 120 s hides dead peers too long; asks that need longer
@@ -138,6 +140,11 @@ pub(crate) struct EnvInner {
     /// Background work of the environment (outbox connects).
     pub(crate) tasks: TaskTracker,
     server: Mutex<Option<Server>>,
+    /// The streams of the file server, served on the pull lane of the environment's port.
+    streams: StreamManager,
+    /// Reads other environments' file URIs.
+    pull: PullClient,
+    files: FileServer,
     /// Set once shutdown starts (checked on every send and ask).
     stopped: AtomicBool,
     terminated: CancellationToken,
@@ -420,10 +427,21 @@ impl RpcEnv {
             ),
             None => None,
         };
+        let streams = StreamManager::new(PullConfig {
+            identity: Some(cfg.identity),
+            ..PullConfig::default()
+        });
+        let pull = PullClient::new(client_cfg.clone())?;
         let inner = Arc::new_cyclic(|weak: &Weak<EnvInner>| {
             let inbound = Arc::new(RpcInbound { env: weak.clone() });
             let client = Client::for_service(client_cfg, MountPoint::lane(Lane::RpcEnv), inbound)
                 .expect("client configuration validated above");
+            let env = weak.clone();
+            let files = FileServer::new(
+                streams.clone(),
+                cfg.name.clone(),
+                Arc::new(move || env.upgrade().and_then(|e| e.address())),
+            );
             EnvInner {
                 name: cfg.name.clone(),
                 address: OnceLock::new(),
@@ -435,6 +453,9 @@ impl RpcEnv {
                 loops: MessageLoops::new(),
                 tasks: TaskTracker::new(),
                 server: Mutex::new(None),
+                streams,
+                pull,
+                files,
                 stopped: AtomicBool::new(false),
                 terminated: CancellationToken::new(),
                 cfg,
@@ -653,6 +674,8 @@ impl RpcEnv {
                 server.shutdown().await;
             }
             inner.client.shutdown().await;
+            inner.pull.shutdown().await;
+            inner.streams.shutdown().await;
             inner.tasks.close();
             inner.tasks.wait().await;
             inner.loops.close().await;
@@ -660,6 +683,39 @@ impl RpcEnv {
             inner.terminated.cancel();
         });
         let _ = task.await;
+    }
+
+    /// The environment's file server (Spark's `RpcEnv.fileServer`): files, jars and
+    /// directories served on this environment's port under URIs that name it.
+    pub fn file_server(&self) -> &FileServer {
+        &self.inner.files
+    }
+
+    /// Opens a URI a file server handed out (`peerwire://host:port/NAME`, Spark's
+    /// `RpcEnv.openChannel`) and returns its bytes as a stream of chunks, each checked
+    /// against its CRC32C, the whole against its length and CRC32C.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a stream opened by a cancelled call is released with the connection or
+    /// after the serving environment's idle timeout.
+    pub async fn open_channel(&self, uri: &str) -> Result<StreamRead, OpenChannelError> {
+        let uri = FileUri::parse(uri)?;
+        let info = self.inner.pull.open(uri.address, &uri.name).await?;
+        Ok(self
+            .inner
+            .pull
+            .read(uri.address, info, ReadOptions::default())?)
+    }
+
+    /// Reads a file-server URI whole into memory ([`RpcEnv::open_channel`], collected).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as `open_channel`.
+    pub async fn fetch_file(&self, uri: &str) -> Result<Bytes, OpenChannelError> {
+        let uri = FileUri::parse(uri)?;
+        Ok(self.inner.pull.fetch_all(uri.address, &uri.name).await?)
     }
 
     /// Waits until the environment has shut down.
@@ -680,7 +736,9 @@ impl Mountable for RpcEnv {
         let service: Arc<dyn Service> = Arc::new(RpcInbound {
             env: Arc::downgrade(&self.inner),
         });
-        vec![(MountPoint::lane(Lane::RpcEnv), service)]
+        let mut mounts = vec![(MountPoint::lane(Lane::RpcEnv), service)];
+        mounts.extend(self.inner.streams.mounts());
+        mounts
     }
 
     fn identity(&self) -> Option<Identity> {

@@ -42,6 +42,7 @@
 //! | `Outbox` | `outbox.rs` |
 //! | `NettyRpcHandler` | `inbound.rs` (an inbound policy of the connection layer) |
 //! | `RpcEndpointVerifier` | the built-in `$verifier` receiver used by [`RpcEnv::endpoint_ref`] |
+//! | `RpcEnvFileServer`, `RpcEnv.openChannel` | [`RpcEnv::file_server`] ([`FileServer`]: `add_file`, `add_jar`, `add_directory`), [`RpcEnv::open_channel`] (`file_server.rs`, on `peerwire-pull`) |
 
 mod codec;
 mod dispatcher;
@@ -49,6 +50,7 @@ mod endpoint;
 mod endpoint_ref;
 mod env;
 mod envelope;
+mod file_server;
 mod inbound;
 mod inbox;
 mod message_loop;
@@ -62,6 +64,7 @@ pub use env::{
     DEFAULT_ASK_TIMEOUT, DEFAULT_INBOX_CAPACITY, DEFAULT_OUTBOX_CAPACITY, EndpointOptions, RpcEnv,
     RpcEnvConfig,
 };
+pub use file_server::{FileServer, FileServerError, FileUri, OpenChannelError, URI_SCHEME};
 pub use reply::ReplyContext;
 
 /// The route RpcEnv messages travel on.
