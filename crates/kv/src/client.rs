@@ -8,20 +8,20 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use peerwire::service::{ProtocolClient, Serde};
 use peerwire::{CallOptions, Client, ClientConfig, Identity};
 use peerwire_datastream::{DataStreamClient, DataStreamConfig, RoutingTable};
+use peerwire_pull::{PullClient, PullError, ReadOptions};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::blobs::MAX_CHUNK;
+use crate::blobs::serve;
 use crate::blobs::upload::{UploadError, upload};
 use crate::cluster::cluster_id;
 use crate::command::{BlobRef, hex};
 use crate::error::KvError;
-use crate::service::{
-    BlobChunkRequest, GetRequest, PROTOCOL, PutBlobRequest, PutRequest, Status, VERSION,
-};
+use crate::service::{GetRequest, PROTOCOL, PutBlobRequest, PutRequest, Status, VERSION};
 use crate::state::Value;
 
 /// How a native call failed.
@@ -55,7 +55,13 @@ pub enum ClientError {
     /// A node's answer does not fit (no such member, a bad address).
     #[error("{0}")]
     Protocol(String),
+    /// No node could serve a blob's bytes; the last node's answer is given.
+    #[error("reading the blob: {0}")]
+    Pull(#[from] PullError),
 }
+
+/// Bytes read from a file at a time for an upload (one data-stream packet's worth).
+const FILE_READ: usize = 1 << 20;
 
 /// Default deadline of one native call: 10 s (a node waits up to 5 s for the cluster).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +70,8 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct KvClient {
     rpc: ProtocolClient,
+    /// Reads blobs on the nodes' pull lanes.
+    pull: PullClient,
     cluster_id: u64,
     endpoints: Vec<SocketAddr>,
     preferred: Mutex<Option<SocketAddr>>,
@@ -75,7 +83,7 @@ pub struct KvClient {
 /// Whether calling `method` twice does no harm (so a call whose outcome is unknown may be sent
 /// again to another node).
 fn repeatable(method: &str) -> bool {
-    matches!(method, "get" | "status" | "blob.read")
+    matches!(method, "get" | "status")
 }
 
 impl KvClient {
@@ -100,6 +108,7 @@ impl KvClient {
         Self {
             cluster_id: cfg.identity.cluster_id,
             tls: cfg.connection.tls.clone(),
+            pull: PullClient::new(cfg.clone()).expect("the default client settings are valid"),
             rpc: ProtocolClient::new(Client::new(cfg), PROTOCOL, VERSION),
             endpoints,
             preferred: Mutex::new(None),
@@ -294,7 +303,7 @@ impl KvClient {
         route.extend(&replicas);
         let result = async {
             let out = streams.open(primary, Bytes::new(), routing).await?;
-            let body = tokio_util::io::ReaderStream::with_capacity(file, MAX_CHUNK);
+            let body = tokio_util::io::ReaderStream::with_capacity(file, FILE_READ);
             upload(out, body, u64::MAX, route, &mut progress)
                 .await
                 .map_err(|e| match e {
@@ -348,35 +357,43 @@ impl KvClient {
             }
             Value::Blob(b) => b,
         };
-        let mut file = tokio::fs::File::create(path).await.map_err(file_error)?;
-        let mut hasher = Sha256::new();
-        let mut offset = 0u64;
-        while offset < blob.size {
-            let req = BlobChunkRequest {
-                sha256: blob.sha256.clone(),
-                offset,
-                len: (blob.size - offset).min(MAX_CHUNK as u64) as usize,
+        // From whichever node holds it: a node that does not answers `NoSuchName`.
+        let name = serve::name(&blob.sha256);
+        let mut last = None;
+        for addr in self.order() {
+            let info = match self.pull.open(addr, &name).await {
+                Ok(info) => info,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
             };
-            let chunk: Vec<u8> = self.call("blob.read", &req).await?;
-            if chunk.is_empty() {
+            if info.len != Some(blob.size) {
                 return Err(ClientError::Protocol(format!(
-                    "the blob ended at {offset} of {} bytes",
-                    blob.size
+                    "{addr} serves {:?} bytes for a blob of {}",
+                    info.len, blob.size
                 )));
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await.map_err(file_error)?;
-            offset += chunk.len() as u64;
-            progress(offset, blob.size);
+            let mut file = tokio::fs::File::create(path).await.map_err(file_error)?;
+            let mut hasher = Sha256::new();
+            let mut read = self.pull.read(addr, info, ReadOptions::default())?;
+            let mut got = 0u64;
+            while let Some(chunk) = read.try_next().await? {
+                hasher.update(&chunk);
+                file.write_all(&chunk).await.map_err(file_error)?;
+                got += chunk.len() as u64;
+                progress(got, blob.size);
+            }
+            file.sync_all().await.map_err(file_error)?;
+            let sum = hex(&hasher.finalize());
+            if sum != blob.sha256 {
+                return Err(ClientError::Protocol(format!(
+                    "the blob read hashes to {sum}, not {}",
+                    blob.sha256
+                )));
+            }
+            return Ok(blob.size);
         }
-        file.sync_all().await.map_err(file_error)?;
-        let got = hex(&hasher.finalize());
-        if got != blob.sha256 {
-            return Err(ClientError::Protocol(format!(
-                "the blob read hashes to {got}, not {}",
-                blob.sha256
-            )));
-        }
-        Ok(blob.size)
+        Err(last.map_or(ClientError::NoEndpoints, ClientError::Pull))
     }
 }

@@ -9,11 +9,11 @@
 //! | `remove_member` | `u64` | `Result<(), KvError>` | |
 //! | `status` | `()` | [`Status`] | |
 //! | `put_blob` | [`PutBlobRequest`] | `Result<(), KvError>` | after streaming the blob to this node (its primary): checks the stream's SHA-256, then commits the reference |
-//! | `blob.read` | [`BlobChunkRequest`] | `Result<Vec<u8>, KvError>` | up to 1 MiB of a blob this node holds (replicas fetch from each other; clients read) |
 //! | `leader.propose` | [`Op`] | `Result<(), KvError>` | leader only: a follower's forwarded write |
 //! | `leader.conf_change` | `Vec<u8>` (protobuf `ConfChange`) | `Result<(), KvError>` | leader only |
 //!
-//! Every method uses the serde engine (bincode).
+//! Every method uses the serde engine (bincode). Blob bytes are read on the node's pull lane
+//! (`blob/<sha256>`, `peerwire-pull`), not through this protocol.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -63,17 +63,6 @@ pub struct PutBlobRequest {
     pub key: String,
     /// The blob, already streamed to the node called (its primary) and its replicas.
     pub blob: crate::command::BlobRef,
-}
-
-/// `blob.read`'s request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BlobChunkRequest {
-    /// The blob.
-    pub sha256: String,
-    /// Where to start.
-    pub offset: u64,
-    /// How many bytes (at most 1 MiB are returned).
-    pub len: usize,
 }
 
 /// One member as a node sees it.
@@ -135,7 +124,6 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
     let h_status = handle.clone();
     let h_propose = handle.clone();
     let h_put_blob = handle.clone();
-    let h_read = handle.clone();
     let h_conf = handle;
     Protocol::new(PROTOCOL, VERSION)
         .method("put", Serde, move |req: PutRequest, _ctx: Request| {
@@ -176,21 +164,6 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
                 async move {
                     Ok::<_, HandlerError>(
                         timed(API, "put_blob", h.put_received_blob(req.key, req.blob)).await,
-                    )
-                }
-            },
-        )
-        .idempotent_method(
-            "blob.read",
-            Serde,
-            move |req: BlobChunkRequest, ctx: Request| {
-                let h = h_read.clone();
-                let wait = deadline_of(&ctx, h.request_timeout);
-                async move {
-                    Ok::<_, HandlerError>(
-                        h.blobs
-                            .read_chunk(&req.sha256, req.offset, req.len, wait)
-                            .await,
                     )
                 }
             },

@@ -189,3 +189,54 @@ async fn the_native_client_stores_and_reads_files() {
     }
     c.shutdown().await;
 }
+
+/// Blob bytes travel on the pull lane: after the node a file was uploaded through is stopped,
+/// the native client reads the blob from a follower that holds it, and a node that missed the
+/// upload fetches it from the remaining replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_is_read_from_a_follower_after_its_uploader_is_stopped() {
+    let mut c = Cluster::start(3).await;
+    let leader = c.leader(None).await;
+    let addr = |c: &Cluster, id: u64| c.peers.iter().find(|(i, _)| *i == id).unwrap().1;
+    let (missed, uploader) = {
+        let mut others = (1..=3).filter(|id| *id != leader);
+        (others.next().unwrap(), others.next().unwrap())
+    };
+    // One node misses the upload; the file goes through another (its primary).
+    c.stop(missed).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("in.bin");
+    let data = random_bytes((5 << 20) + 321, 5);
+    std::fs::write(&src, &data).unwrap();
+    let through = KvClient::new(vec![addr(&c, uploader)], DEFAULT_CLUSTER_TOKEN);
+    let blob = bounded("put_file", through.put_file("f", &src, |_| {}))
+        .await
+        .unwrap();
+    assert!(blob.replicas.contains(&leader), "{:?}", blob.replicas);
+
+    // The uploader goes; the client, trying it first, reads from the leader instead.
+    c.stop(uploader).await;
+    c.restart(missed).await;
+    let client = KvClient::new(
+        vec![addr(&c, uploader), addr(&c, missed), addr(&c, leader)],
+        DEFAULT_CLUSTER_TOKEN,
+    );
+    let dst = dir.path().join("out.bin");
+    let n = bounded("get_file", client.get_file("f", &dst, |_, _| {}))
+        .await
+        .unwrap();
+    assert_eq!(n, data.len() as u64);
+    assert_eq!(std::fs::read(&dst).unwrap(), data);
+    // The node that missed the upload fetched it from the one replica left.
+    let h = c.node(missed).handle().clone();
+    match bounded("the missed node's read", h.get_blob("f", false))
+        .await
+        .unwrap()
+    {
+        peerwire_kv::node::BlobValue::File { path, .. } => {
+            assert_eq!(sha256_hex(&std::fs::read(path).unwrap()), blob.sha256)
+        }
+        other => panic!("not a file: {other:?}"),
+    }
+    c.shutdown().await;
+}

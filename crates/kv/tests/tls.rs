@@ -57,6 +57,12 @@ async fn a_tls_cluster_replicates_and_refuses_outsiders() {
         .await
         .unwrap();
     assert_eq!(blob.sha256, format!("{:x}", Sha256::digest(&data)));
+    // And reads back on the pull lane, over TLS (no sendfile there: the chunks are copied).
+    let back = dir.path().join("back.bin");
+    bounded("get_file", member.get_file("blob", &back, |_, _| {}))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
 
     // A plaintext client and a client with another CA's certificate are refused.
     let plaintext = client(&c, None);

@@ -1,24 +1,18 @@
-//! Placing a blob on this node: from the stream it received (verified), or fetched in chunks
-//! from a replica over the native protocol's `blob.read`, written to `fetch/`, verified, and
-//! moved into place.
+//! Placing a blob on this node: from the stream it received (verified), or pulled from a
+//! replica's pull lane (`blob/<sha256>`, chunks with their CRC32Cs), written to `fetch/`,
+//! verified against its SHA-256, and moved into place.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use peerwire::CallOptions;
-use peerwire::service::Serde;
+use futures::TryStreamExt;
+use peerwire_pull::ReadOptions;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{Inner, MAX_CHUNK, files};
+use super::{Inner, files, serve};
 use crate::command::{BlobRef, check_sha256, hex};
-use crate::error::KvError;
-use crate::service::BlobChunkRequest;
-
-/// How long one chunk may take to arrive.
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node keeps trying the replicas for a blob it lacks (a later read or restart
 /// tries again).
 const FETCH_PATIENCE: Duration = Duration::from_secs(60);
@@ -142,39 +136,28 @@ async fn fetch_into(
     blob: &BlobRef,
     tmp: &Path,
 ) -> Result<(), String> {
+    let info = inner
+        .pull
+        .open(addr, &serve::name(&blob.sha256))
+        .await
+        .map_err(|e| e.to_string())?;
+    if info.len != Some(blob.size) {
+        return Err(format!(
+            "the node serves {:?} bytes for a blob of {}",
+            info.len, blob.size
+        ));
+    }
     let mut file = tokio::fs::File::create(tmp)
         .await
         .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
     let mut hasher = Sha256::new();
-    let mut offset = 0u64;
-    while offset < blob.size {
-        let len = (blob.size - offset).min(MAX_CHUNK as u64) as usize;
-        let request = BlobChunkRequest {
-            sha256: blob.sha256.clone(),
-            offset,
-            len,
-        };
-        let chunk = inner
-            .rpc
-            .call_with::<Serde, BlobChunkRequest, Result<Vec<u8>, KvError>>(
-                addr,
-                "blob.read",
-                Serde,
-                &request,
-                CallOptions::deadline(CHUNK_TIMEOUT),
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        if chunk.is_empty() || chunk.len() > len {
-            return Err(format!(
-                "a chunk of {} bytes at {offset} (asked {len})",
-                chunk.len()
-            ));
-        }
+    let mut read = inner
+        .pull
+        .read(addr, info, ReadOptions::default())
+        .map_err(|e| e.to_string())?;
+    while let Some(chunk) = read.try_next().await.map_err(|e| e.to_string())? {
         hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(|e| e.to_string())?;
-        offset += chunk.len() as u64;
     }
     file.sync_all().await.map_err(|e| e.to_string())?;
     let got = hex(&hasher.finalize());
@@ -182,13 +165,4 @@ async fn fetch_into(
         return Err(format!("fetched bytes hash to {got}"));
     }
     Ok(())
-}
-
-/// Reads up to `len` bytes of `path` from `offset` (fewer only at the end of the file).
-pub(super) fn read_at(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::with_capacity(len);
-    file.take(len as u64).read_to_end(&mut buf)?;
-    Ok(buf)
 }

@@ -3,13 +3,14 @@
 //! only then does a `PutBlob` entry carrying their [`BlobRef`] go through raft. When a node
 //! applies that entry it links the stream it received (verifying the SHA-256) under the blob's
 //! hash; a node that was not on the stream's route, or lost its copy, fetches the blob from a
-//! replica over the native protocol (`blob.read`).
+//! replica on the pull lane (`serve.rs`: `blob/<sha256>`, read by chunks with `sendfile`).
 //!
 //! Files are placed and removed under one lock, each time after checking the applied state,
 //! so a blob released by one entry and put again by the next is never lost to a race.
 
 mod fetch;
 pub(crate) mod files;
+pub(crate) mod serve;
 pub(crate) mod upload;
 
 use std::collections::HashMap;
@@ -20,11 +21,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::Stream;
-use peerwire::service::ProtocolClient;
-use peerwire::{Client, Identity};
+use peerwire::{ClientConfig, Identity};
 use peerwire_datastream::{
     DataStreamClient, DataStreamConfig, DataStreamServer, FileSink, RoutingTable,
 };
+use peerwire_pull::{PullClient, PullConfig, StreamManager};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -34,9 +35,6 @@ use crate::command::{BlobRef, check_sha256};
 use crate::error::KvError;
 use crate::node::Shared;
 use files::Layout;
-
-/// The largest chunk one `blob.read` returns.
-pub(crate) const MAX_CHUNK: usize = 1 << 20;
 
 /// How a blob's materialisation ended: `None` while it runs.
 type Outcome = Option<Result<(), String>>;
@@ -52,7 +50,10 @@ struct Inner {
     layout: Layout,
     server: DataStreamServer<FileSink>,
     streams: DataStreamClient,
-    rpc: ProtocolClient,
+    /// This node's blobs on the pull lane (mounted on the node's port by the caller).
+    pulls: StreamManager,
+    /// Fetches blobs from other nodes' pull lanes.
+    pull: PullClient,
     shared: Arc<Shared>,
     /// Serialises placing and removing files in the blob directory.
     place: tokio::sync::Mutex<()>,
@@ -87,7 +88,7 @@ impl Blobs {
     pub(crate) fn new(
         data_dir: &std::path::Path,
         identity: Identity,
-        client: Client,
+        client: ClientConfig,
         shared: Arc<Shared>,
         sweep_after: u64,
         tls: Option<peerwire::tls::TlsConfig>,
@@ -114,13 +115,23 @@ impl Blobs {
             },
             ..cfg
         })?;
-        Ok(Self {
-            inner: Arc::new(Inner {
+        let pulls = StreamManager::new(PullConfig {
+            identity: Some(identity),
+            ..PullConfig::default()
+        });
+        let pull = PullClient::new(client)?;
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            pulls.set_resolver(move |peer: &peerwire::connection::PeerInfo, name: &str| {
+                serve::resolve(&weak, peer, name)
+            });
+            Inner {
                 id: identity.node_id,
                 layout,
                 server,
                 streams,
-                rpc: ProtocolClient::new(client, crate::service::PROTOCOL, crate::service::VERSION),
+                pulls: pulls.clone(),
+                pull,
                 shared,
                 place: tokio::sync::Mutex::new(()),
                 pending: Mutex::new(HashMap::new()),
@@ -131,13 +142,19 @@ impl Blobs {
                 busy: watch::channel(0).0,
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),
-            }),
-        })
+            }
+        });
+        Ok(Self { inner })
     }
 
     /// The data-stream server to mount on the node's port.
     pub(crate) fn server(&self) -> &DataStreamServer<FileSink> {
         &self.inner.server
+    }
+
+    /// The stream manager serving this node's blobs, to mount on the node's port.
+    pub(crate) fn pull_server(&self) -> &StreamManager {
+        &self.inner.pulls
     }
 
     /// Records the node's bound address and each member's.
@@ -415,47 +432,6 @@ impl Blobs {
         }
     }
 
-    /// Reads up to `len` bytes (at most [`MAX_CHUNK`]) of blob `sha256` from `offset` (a
-    /// replica serving `blob.read`). A blob this node is still linking or fetching is waited
-    /// for (up to `wait`); this node starts no fetch for it.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe.
-    pub(crate) async fn read_chunk(
-        &self,
-        sha256: &str,
-        offset: u64,
-        len: usize,
-        wait: Instant,
-    ) -> Result<Vec<u8>, KvError> {
-        check_sha256(sha256)?;
-        let path = self.path(sha256);
-        let id = self.inner.id;
-        let len = len.min(MAX_CHUNK);
-        let pending = self
-            .inner
-            .pending
-            .lock()
-            .expect("pending lock poisoned")
-            .get(sha256)
-            .cloned();
-        if let Some(mut outcome) = pending {
-            let _ = tokio::time::timeout_at(wait, outcome.wait_for(Option::is_some)).await;
-        }
-        let read = tokio::task::spawn_blocking(move || fetch::read_at(&path, offset, len)).await;
-        match read {
-            Ok(Ok(chunk)) => Ok(chunk),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(KvError::Blob(format!(
-                "node {id} does not hold blob {sha256}"
-            ))),
-            Ok(Err(e)) => Err(KvError::Blob(format!(
-                "node {id} could not read the blob: {e}"
-            ))),
-            Err(e) => Err(KvError::Blob(e.to_string())),
-        }
-    }
-
     /// Stops streams and fetches.
     ///
     /// # Cancel safety
@@ -466,6 +442,8 @@ impl Blobs {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
         self.inner.streams.shutdown().await;
+        self.inner.pull.shutdown().await;
+        self.inner.pulls.shutdown().await;
         self.inner.server.stop().await;
     }
 }

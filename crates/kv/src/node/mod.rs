@@ -301,11 +301,11 @@ impl Node {
             ..ClientConfig::default()
         };
         client_cfg.connection.tls = cfg.tls.clone();
-        let client = Client::new(client_cfg);
+        let client = Client::new(client_cfg.clone());
         let blobs = Blobs::new(
             &cfg.data_dir,
             identity,
-            client.clone(),
+            client_cfg,
             shared.clone(),
             start_commit,
             cfg.tls.clone(),
@@ -327,6 +327,7 @@ impl Node {
         let builder = Server::builder(server_cfg)
             .mount_all(&transport)
             .mount_all(blobs.server())
+            .mount_all(blobs.pull_server())
             .protocol(crate::service::protocol(handle.clone()));
         let server = match listener {
             Some(l) => builder.serve(peerwire::transport::TcpListener::from_tokio(l))?,
