@@ -1,5 +1,6 @@
-//! Compiles `proto/echo.proto` (the tonic baseline) and `proto/etcd.proto` (the etcd client
-//! of the kv scenario) with the vendored `protoc`, so no system `protoc` is needed.
+//! Compiles `proto/echo.proto` (the tonic baseline), `proto/etcd.proto` (the etcd client of
+//! the kv scenario) and `proto/pull.proto` (the tonic baseline of the pull scenario) with the
+//! vendored `protoc`, so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -17,7 +18,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(false)
         .compile_with_config(config, &["proto/etcd.proto"], &["proto"])?;
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .bytes(".pull")
+        .build_server(true)
+        .compile_with_config(config, &["proto/pull.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto/echo.proto");
     println!("cargo:rerun-if-changed=proto/etcd.proto");
+    println!("cargo:rerun-if-changed=proto/pull.proto");
     Ok(())
 }

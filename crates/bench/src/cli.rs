@@ -41,6 +41,10 @@ pub(crate) enum Command {
     /// Bulk streams of large packets: one hop, and a primary fanning out to two replicas
     /// (star, chain); goodput and CPU per GiB beside raw TCP.
     Datastream(DataStreamArgs),
+    /// A whole file (1 GiB) pulled from one server: a pull stream, its chunks as separate
+    /// calls, beside raw TCP sendfile of the same file and tonic server streaming; goodput,
+    /// CPU per GiB, memory held.
+    Pull(crate::pull::PullArgs),
     /// A legitimate client's echo latency alone and beside 1,000 slow peers (silent, or a byte
     /// a second, before or after the handshake): peerwire and tonic.
     Slowloris(crate::slowloris::SlowlorisArgs),

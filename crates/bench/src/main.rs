@@ -20,6 +20,7 @@ mod mixed;
 mod overload;
 mod plot;
 mod progress;
+mod pull;
 mod raft;
 mod report;
 mod rpc;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         Command::Overload(args) => overload::run(&args),
         Command::Raft(args) => raft::run(&args),
         Command::Datastream(args) => datastream::run(&args),
+        Command::Pull(args) => pull::run(&args),
         Command::Kv(args) => kv::run(&args),
         Command::Slowloris(args) => slowloris::run(&args),
         Command::Mixed(args) => mixed::run(&args),
