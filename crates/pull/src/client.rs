@@ -23,6 +23,8 @@ pub struct Chunk {
     pub data: Bytes,
     /// Whether it is the stream's last.
     pub last: bool,
+    /// Its CRC32C (checked against its bytes).
+    pub crc32c: u32,
 }
 
 /// Reads streams from stream managers. Cheap to clone; clones share connections (one per
@@ -146,6 +148,7 @@ impl PullClient {
             index,
             data,
             last: head.last,
+            crc32c: actual,
         })
     }
 

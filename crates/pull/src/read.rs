@@ -198,7 +198,8 @@ impl Stream for StreamRead {
             Poll::Ready(Some(Ok(chunk))) => chunk,
         };
         if this.opts.offset == 0 {
-            this.crc = crc32c::crc32c_append(this.crc, &chunk.data);
+            // From the chunk's own CRC32C, checked on arrival: the bytes are not read again.
+            this.crc = crc32c::crc32c_combine(this.crc, chunk.crc32c, chunk.data.len());
         }
         let mut data = chunk.data;
         if this.skip > 0 {
