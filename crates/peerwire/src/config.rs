@@ -144,6 +144,9 @@ pub struct ConnectionConfig {
     /// TLS with mutual authentication (`None`: plaintext). When set, every connection made
     /// or accepted with this configuration runs TLS 1.3 and nothing else.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Secret mode (`None`: off): every connection made or accepted runs a Noise handshake
+    /// keyed by a shared secret and is encrypted after it ([`crate::secret`]). Not with `tls`.
+    pub secret: Option<crate::secret::SecretConfig>,
     /// How streams to peers are opened (TCP unless set: a simulated network in tests).
     pub network: crate::transport::Network,
     /// The protocol versions this node offers in its hello, lowest and highest; a connection
@@ -169,6 +172,7 @@ impl Default for ConnectionConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             tls: None,
+            secret: None,
             network: crate::transport::Network::tcp(),
             protocol_versions: peerwire_wire::MIN_PROTOCOL_VERSION
                 ..=peerwire_wire::PROTOCOL_VERSION,
@@ -179,6 +183,11 @@ impl Default for ConnectionConfig {
 impl ConnectionConfig {
     /// Checks the settings against each other.
     pub fn validate(&self) -> Result<(), Error> {
+        if self.tls.is_some() && self.secret.is_some() {
+            return Err(Error::Config(
+                "tls and secret are two security modes: set one of them".into(),
+            ));
+        }
         if self.max_inflight == 0 {
             return Err(Error::Config("max_inflight must be at least 1".into()));
         }

@@ -290,6 +290,15 @@ pub enum HandshakeError {
         /// Detail.
         message: String,
     },
+    /// Secret mode failed: a peer without the secret, another secret, or a peer that does not
+    /// speak secret mode.
+    #[error("secret mode ({failure}): {message}")]
+    Secret {
+        /// What kind of failure.
+        failure: crate::secret::SecretFailure,
+        /// Detail.
+        message: String,
+    },
     /// The handshake did not complete in time.
     #[error("no hello within {0:?} (setting `handshake_timeout`)")]
     Timeout(Duration),
@@ -317,6 +326,7 @@ impl HandshakeError {
             Self::MemberRemoved(_) => "member_removed",
             Self::Refused { .. } => "refused",
             Self::Tls { failure, .. } => failure.label(),
+            Self::Secret { failure, .. } => failure.label(),
             Self::Timeout(_) => "timeout",
             Self::Protocol(_) => "protocol",
             Self::Closed => "closed",

@@ -36,6 +36,7 @@ pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod mount;
+pub mod secret;
 pub mod server;
 pub mod service;
 pub mod tls;

@@ -143,6 +143,8 @@ wire_code! {
         IdentityMismatch = 14 => "identity mismatch",
         /// The hello named a group the lane's service does not host on this node.
         UnknownGroup = 15 => "unknown group",
+        /// This node requires the shared secret (secret mode) and the peer did not offer it.
+        SecretRequired = 16 => "shared secret required",
     }
 }
 

@@ -78,7 +78,7 @@ impl ClientInner {
     /// Opens and handshakes a new connection to `peer`.
     pub(crate) async fn open(&self, peer: Peer) -> Result<Connection, ConnectError> {
         let cfg = &self.cfg.connection;
-        let opened = self.connector.connect_split(peer.addr, cfg.tls.as_ref());
+        let opened = self.connector.connect_split(peer.addr, cfg.security());
         let Connected {
             read,
             mut write,
@@ -86,7 +86,7 @@ impl ClientInner {
         } = match opened.await {
             Ok(connected) => connected,
             Err(ConnectFailure::Io(e)) => return Err(ConnectError::Io(Arc::new(e))),
-            Err(ConnectFailure::Tls(e)) => return Err(ConnectError::Handshake(e)),
+            Err(ConnectFailure::Secured(e)) => return Err(ConnectError::Handshake(e)),
         };
         let mut reader = FrameReader::new(read, Limits::handshake(), cfg.read_buffer);
         let ack = handshake::initiate(

@@ -88,6 +88,10 @@ pub(crate) fn refusal_error(goaway: GoAway) -> HandshakeError {
             failure: TlsFailure::WrongIdentity,
             message,
         },
+        GoAwayReason::SecretRequired => HandshakeError::Secret {
+            failure: crate::secret::SecretFailure::NotSecret,
+            message,
+        },
         reason => HandshakeError::Refused { reason, message },
     }
 }

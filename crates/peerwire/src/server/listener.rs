@@ -14,7 +14,7 @@ use super::ServerShared;
 use crate::HandshakeError;
 use crate::connection::frame_reader::FrameReader;
 use crate::connection::{Conn, handshake};
-use crate::transport::{Io, Listener};
+use crate::transport::{Io, Listener, Security};
 
 /// After a failed accept (for example out of file descriptors), wait this long before the
 /// next one instead of spinning.
@@ -74,18 +74,25 @@ async fn serve_connection<I: Io>(
     shared: Arc<ServerShared>,
 ) {
     let cfg = &shared.cfg;
-    let (r, mut w, peer_cert) = match &cfg.connection.tls {
-        None => {
+    let timeout = cfg.connection.handshake_timeout;
+    let secured = match cfg.connection.security() {
+        Security::Plain => {
             let (r, w) = io.split_io();
-            (r, w, None)
+            Ok((r, w, None))
         }
-        Some(tls) => match crate::tls::accept(io, tls, cfg.connection.handshake_timeout).await {
-            Ok(secured) => (secured.read, secured.write, secured.peer_cert),
-            Err(e) => {
-                handshake_failed(addr, &e);
-                return;
-            }
-        },
+        Security::Tls(tls) => crate::tls::accept(io, tls, timeout)
+            .await
+            .map(|s| (s.read, s.write, s.peer_cert)),
+        Security::Secret(secret) => crate::secret::accept(io, secret, timeout)
+            .await
+            .map(|(s, _name)| (s.read, s.write, None)),
+    };
+    let (r, mut w, peer_cert) = match secured {
+        Ok(secured) => secured,
+        Err(e) => {
+            handshake_failed(addr, &e);
+            return;
+        }
     };
     let mut reader = FrameReader::new(r, Limits::handshake(), cfg.connection.read_buffer);
     // The service the hello's mount point names, once admitted.

@@ -132,19 +132,39 @@ pub(crate) struct Connected {
     pub(crate) peer_cert: Option<PeerCert>,
 }
 
-/// Why a stream could not be opened: the transport, or the TLS handshake on top of it.
+/// Why a stream could not be opened: the transport, or the TLS or secret-mode handshake on
+/// top of it.
 pub(crate) enum ConnectFailure {
     Io(io::Error),
-    Tls(HandshakeError),
+    Secured(HandshakeError),
+}
+
+/// How a connection is secured: the configuration's mode.
+#[derive(Clone, Copy)]
+pub(crate) enum Security<'a> {
+    Plain,
+    Tls(&'a TlsConfig),
+    Secret(&'a crate::secret::SecretConfig),
+}
+
+impl crate::config::ConnectionConfig {
+    /// The security mode this configuration sets.
+    pub(crate) fn security(&self) -> Security<'_> {
+        match (&self.tls, &self.secret) {
+            (Some(tls), _) => Security::Tls(tls),
+            (None, Some(secret)) => Security::Secret(secret),
+            (None, None) => Security::Plain,
+        }
+    }
 }
 
 /// Object-safe form of [`Connector`] used inside the client.
 pub(crate) trait DynConnector: Send + Sync + 'static {
-    /// Connects to `addr` and, with `tls`, runs the TLS handshake.
+    /// Connects to `addr` and runs the handshake `security` asks for (TLS, secret mode).
     fn connect_split<'a>(
         &'a self,
         addr: SocketAddr,
-        tls: Option<&'a TlsConfig>,
+        security: Security<'a>,
     ) -> BoxFuture<'a, Result<Connected, ConnectFailure>>;
 }
 
@@ -152,12 +172,12 @@ impl<C: Connector> DynConnector for C {
     fn connect_split<'a>(
         &'a self,
         addr: SocketAddr,
-        tls: Option<&'a TlsConfig>,
+        security: Security<'a>,
     ) -> BoxFuture<'a, Result<Connected, ConnectFailure>> {
         Box::pin(async move {
             let io = self.connect(addr).await.map_err(ConnectFailure::Io)?;
-            match tls {
-                None => {
+            match security {
+                Security::Plain => {
                     let (read, write) = io.split_io();
                     Ok(Connected {
                         read,
@@ -165,9 +185,13 @@ impl<C: Connector> DynConnector for C {
                         peer_cert: None,
                     })
                 }
-                Some(tls) => crate::tls::connect(io, tls)
+                Security::Tls(tls) => crate::tls::connect(io, tls)
                     .await
-                    .map_err(ConnectFailure::Tls),
+                    .map_err(ConnectFailure::Secured),
+                Security::Secret(secret) => crate::secret::connect(io, secret)
+                    .await
+                    .map(|(connected, _name)| connected)
+                    .map_err(ConnectFailure::Secured),
             }
         })
     }
