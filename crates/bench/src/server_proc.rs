@@ -73,6 +73,7 @@ impl ServerProcess {
                 "--threads",
                 &threads.to_string(),
             ])
+            .envs([crate::impls::peerwire_echo::child_env()?])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

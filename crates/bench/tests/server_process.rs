@@ -125,3 +125,42 @@ fn the_metered_impls_run_beside_the_unmetered_ones() {
         assert!(row["ops_per_sec"].as_f64().unwrap() > 0.0, "{row}");
     }
 }
+
+/// Secret mode and TLS run with their servers in child processes (the TLS material made by the
+/// parent reaches the child), beside plaintext.
+#[test]
+fn the_secured_impls_run_from_child_servers() {
+    let out = bench()
+        .args([
+            "rpc",
+            "--impls",
+            "peerwire,peerwire-secret,peerwire-tls",
+            "--inflight",
+            "4",
+            "--payload",
+            "1024,100000",
+            "--secs",
+            "0.3",
+            "--warmup",
+            "0",
+            "--runs",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for row in &rows {
+        assert!(row["ops_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}
