@@ -33,7 +33,7 @@ const ACCEPTED: u8 = b'S';
 /// The responder's answer: refused (a record with the reason follows).
 const REFUSED: u8 = b'R';
 /// The Noise protocol: pre-shared key mixed in first, ephemeral keys only.
-const NOISE: &str = "Noise_NNpsk0_25519_ChaChaPoly_SHA256";
+const NOISE: &str = "Noise_NNpsk0_25519_AESGCM_SHA256";
 
 fn failed(failure: SecretFailure, message: impl Into<String>) -> HandshakeError {
     HandshakeError::Secret {

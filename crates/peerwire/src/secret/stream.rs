@@ -28,7 +28,7 @@ pub(crate) struct SecretStream<I> {
     plain: BytesMut,
     /// Encrypted records not yet written.
     out: BytesMut,
-    /// Scratch space for one record's plaintext or ciphertext.
+    /// Where small slices are gathered into one record's plaintext.
     scratch: Vec<u8>,
 }
 
@@ -40,7 +40,7 @@ impl<I> SecretStream<I> {
             raw: already_read,
             plain: BytesMut::new(),
             out: BytesMut::new(),
-            scratch: vec![0u8; MAX_RECORD],
+            scratch: Vec::with_capacity(MAX_PLAIN),
         }
     }
 }
@@ -65,11 +65,14 @@ impl<I: AsyncRead + Unpin> SecretStream<I> {
             }
             self.raw.advance(2);
             let record = self.raw.split_to(len);
+            // Straight into the tail of `plain`: no copy after decryption.
+            let start = self.plain.len();
+            self.plain.resize(start + len - TAG, 0);
             let n = self
                 .noise
-                .read_message(&record, &mut self.scratch)
+                .read_message(&record, &mut self.plain[start..])
                 .map_err(corrupt)?;
-            self.plain.extend_from_slice(&self.scratch[..n]);
+            self.plain.truncate(start + n);
         }
         Ok(())
     }
@@ -126,15 +129,18 @@ impl<I: AsyncWrite + Unpin> SecretStream<I> {
         Poll::Ready(Ok(()))
     }
 
-    /// Encrypts `plain` (at most [`MAX_PLAIN`] bytes) as one record into `out`.
+    /// Encrypts `plain` (at most [`MAX_PLAIN`] bytes) as one record into `out`, straight
+    /// into its tail.
     fn seal(&mut self, plain: &[u8]) -> io::Result<()> {
+        let start = self.out.len();
+        let len = plain.len() + TAG;
+        self.out.resize(start + 2 + len, 0);
         let n = self
             .noise
-            .write_message(plain, &mut self.scratch)
+            .write_message(plain, &mut self.out[start + 2..])
             .map_err(|e| io::Error::other(format!("secret mode: encrypting: {e}")))?;
-        self.out.reserve(2 + n);
-        self.out.extend_from_slice(&(n as u16).to_be_bytes());
-        self.out.extend_from_slice(&self.scratch[..n]);
+        self.out[start..start + 2].copy_from_slice(&(n as u16).to_be_bytes());
+        self.out.truncate(start + 2 + n);
         Ok(())
     }
 }
@@ -164,8 +170,20 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for SecretStream<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
-        // Gather slices into records (a batch of small frames becomes one record).
-        let mut plain = Vec::with_capacity(MAX_PLAIN.min(bufs.iter().map(|b| b.len()).sum()));
+        // A large first slice is sealed as it is; small ones are gathered into one record (a
+        // batch of small frames becomes one record).
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && first.len() >= MAX_PLAIN / 2
+        {
+            let n = first.len().min(MAX_PLAIN);
+            this.seal(&first[..n])?;
+            if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(n));
+        }
+        let mut plain = std::mem::take(&mut this.scratch);
+        plain.clear();
         for b in bufs {
             let take = b.len().min(MAX_PLAIN - plain.len());
             plain.extend_from_slice(&b[..take]);
@@ -173,14 +191,16 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for SecretStream<I> {
                 break;
             }
         }
-        if plain.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        this.seal(&plain)?;
-        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+        let n = plain.len();
+        let sealed = if n == 0 { Ok(()) } else { this.seal(&plain) };
+        this.scratch = plain;
+        sealed?;
+        if n > 0
+            && let Poll::Ready(Err(e)) = this.poll_drain(cx)
+        {
             return Poll::Ready(Err(e));
         }
-        Poll::Ready(Ok(plain.len()))
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {
