@@ -78,6 +78,8 @@ pub struct KvClient {
     timeout: Duration,
     /// The TLS settings of `rpc`'s connections, for the data streams of blob uploads too.
     tls: Option<peerwire::tls::TlsConfig>,
+    /// The secret mode of `rpc`'s connections, likewise.
+    secret: Option<peerwire::secret::SecretConfig>,
 }
 
 /// Whether calling `method` twice does no harm (so a call whose outcome is unknown may be sent
@@ -108,6 +110,7 @@ impl KvClient {
         Self {
             cluster_id: cfg.identity.cluster_id,
             tls: cfg.connection.tls.clone(),
+            secret: cfg.connection.secret.clone(),
             pull: PullClient::new(cfg.clone()).expect("the default client settings are valid"),
             rpc: ProtocolClient::new(Client::new(cfg), PROTOCOL, VERSION),
             endpoints,
@@ -298,6 +301,7 @@ impl KvClient {
             ..DataStreamConfig::default()
         };
         stream_cfg.connection.tls = self.tls.clone();
+        stream_cfg.connection.secret = self.secret.clone();
         let streams = DataStreamClient::new(stream_cfg).map_err(ClientError::Unreachable)?;
         let mut route = vec![status.id];
         route.extend(&replicas);

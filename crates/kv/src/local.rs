@@ -31,8 +31,38 @@ pub(crate) struct LocalArgs {
     #[arg(long, default_value_t = 30)]
     wait_secs: u64,
     /// Run with mutual TLS between the nodes: a directory `peerwire-kv certs` wrote.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["secret_file", "plaintext"])]
     tls_dir: Option<PathBuf>,
+    /// The cluster's key file (secret mode, the default): created with a new random secret
+    /// if it does not exist.
+    #[arg(long, default_value = SECRET_FILE)]
+    secret_file: PathBuf,
+    /// Run without secret mode: anyone who reaches the peer ports may join or call.
+    #[arg(long)]
+    plaintext: bool,
+}
+
+/// The key file `local` uses unless told otherwise, in the directory it runs in.
+pub(crate) const SECRET_FILE: &str = "peerwire-kv.secret";
+
+/// The key file at `path`, made with a new random secret named `local` if absent (readable by
+/// its owner only).
+fn ensure_secret(path: &std::path::Path) -> Result<peerwire::secret::SecretConfig, String> {
+    use peerwire::secret::SecretConfig;
+    if !path.exists() {
+        let key = SecretConfig::generate_key().map_err(|e| format!("making a secret: {e}"))?;
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        let mut file = file
+            .open(path)
+            .map_err(|e| format!("creating {}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut file, SecretConfig::file_line("local", &key).as_bytes())
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("wrote a new cluster secret to {}", path.display());
+    }
+    SecretConfig::from_file(path).map_err(|e| e.to_string())
 }
 
 /// Runs the local cluster until Ctrl-C (or a node exits).
@@ -41,6 +71,9 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
     let peers = parse_cluster(DEFAULT_CLUSTER).map_err(|e| e.to_string())?;
     // Checked here, before any node starts, so a missing file is one clear error.
     let client_tls = crate::load_tls(args.tls_dir.as_deref(), "client")?;
+    let secret = (args.tls_dir.is_none() && !args.plaintext)
+        .then(|| ensure_secret(&args.secret_file))
+        .transpose()?;
     for (id, _) in &peers {
         crate::load_tls(args.tls_dir.as_deref(), &format!("node-{id}"))?;
     }
@@ -71,6 +104,9 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
         if let Some(dir) = &args.tls_dir {
             command.arg("--tls-dir").arg(dir);
         }
+        if secret.is_some() {
+            command.arg("--secret-file").arg(&args.secret_file);
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(log)
@@ -91,6 +127,7 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
     let endpoints: Vec<SocketAddr> = peers.iter().map(|(_, a)| *a).collect();
     let mut client_cfg = peerwire::ClientConfig::default();
     client_cfg.connection.tls = client_tls;
+    client_cfg.connection.secret = secret.clone();
     let client = KvClient::with_config(endpoints.clone(), DEFAULT_CLUSTER_TOKEN, client_cfg);
     let leader = tokio::select! {
         l = wait_for_leader(&client, &endpoints, Duration::from_secs(args.wait_secs)) => l,
@@ -107,6 +144,10 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
         Some(dir) => format!(
             "mutual TLS between nodes, certificates in {}",
             dir.display()
+        ),
+        None if secret.is_some() => format!(
+            "secret mode, the cluster's secret in {}",
+            args.secret_file.display()
         ),
         None => "plaintext".to_string(),
     };
@@ -133,11 +174,13 @@ pub(crate) async fn run(args: LocalArgs) -> Result<(), String> {
         "  curl -L http://127.0.0.1:{}/blob/big -o copy",
         args.port + 20_000
     );
-    let tls_flag = args
-        .tls_dir
-        .as_ref()
-        .map(|d| format!(" --tls-dir {}", d.display()))
-        .unwrap_or_default();
+    let tls_flag = match (&args.tls_dir, &secret) {
+        (Some(d), _) => format!(" --tls-dir {}", d.display()),
+        // The native commands read the default key file from the directory they run in.
+        (None, Some(_)) if args.secret_file == std::path::Path::new(SECRET_FILE) => String::new(),
+        (None, Some(_)) => format!(" --secret-file {}", args.secret_file.display()),
+        (None, None) => String::new(),
+    };
     println!(
         "\nor natively: peerwire-kv put my-key hello{tls_flag}; peerwire-kv get my-key{tls_flag};\n\
          peerwire-kv status{tls_flag}; peerwire-kv put --file FILE big{tls_flag}"

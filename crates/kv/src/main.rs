@@ -117,8 +117,12 @@ struct NodeArgs {
     log_format: LogFormat,
     /// Mutual TLS on every peerwire connection: a directory with `ca.pem` and this node's
     /// `node-<id>.pem` and `node-<id>.key` (`peerwire-kv certs` makes one).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "secret_file")]
     tls_dir: Option<PathBuf>,
+    /// Secret mode on every peerwire connection: a key file of `NAME HEX` lines (the first
+    /// secret connects, every one is accepted; `peerwire-kv local` writes one).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -130,8 +134,12 @@ struct ConnArgs {
     #[arg(long, default_value = DEFAULT_CLUSTER_TOKEN)]
     cluster_token: String,
     /// Connect with TLS: a directory with `ca.pem`, `client.pem` and `client.key`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "secret_file")]
     tls_dir: Option<PathBuf>,
+    /// Connect in secret mode with the cluster's key file [default: `./peerwire-kv.secret`
+    /// if it exists and no `--tls-dir` is given: the file `peerwire-kv local` writes].
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
 }
 
 impl ConnArgs {
@@ -144,6 +152,12 @@ impl ConnArgs {
             .map_err(|e| e.to_string())?;
         let mut cfg = peerwire::ClientConfig::default();
         cfg.connection.tls = load_tls(self.tls_dir.as_deref(), "client")?;
+        let local_secret = PathBuf::from(local::SECRET_FILE);
+        let secret_file = self
+            .secret_file
+            .clone()
+            .or_else(|| (self.tls_dir.is_none() && local_secret.exists()).then_some(local_secret));
+        cfg.connection.secret = load_secret(secret_file.as_deref())?;
         Ok(KvClient::with_config(endpoints, &self.cluster_token, cfg))
     }
 }
@@ -316,6 +330,7 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     cfg.snapshot_entries = args.snapshot_entries;
     cfg.log_store = args.log_store;
     cfg.tls = load_tls(args.tls_dir.as_deref(), &format!("node-{}", args.id))?;
+    cfg.secret = load_secret(args.secret_file.as_deref())?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
     let removed = node.handle().until_refused();
     tokio::select! {
@@ -325,6 +340,14 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     }
     node.stop().await;
     Ok(())
+}
+
+/// The secrets in the key file `path`, if one is given.
+fn load_secret(path: Option<&Path>) -> Result<Option<peerwire::secret::SecretConfig>, String> {
+    path.map(|p| {
+        peerwire::secret::SecretConfig::from_file(p).map_err(|e| format!("--secret-file: {e}"))
+    })
+    .transpose()
 }
 
 /// The TLS settings in `dir` for the certificate `name`, if a directory is given.

@@ -91,7 +91,10 @@ impl Blobs {
         client: ClientConfig,
         shared: Arc<Shared>,
         sweep_after: u64,
-        tls: Option<peerwire::tls::TlsConfig>,
+        (tls, secret): (
+            Option<peerwire::tls::TlsConfig>,
+            Option<peerwire::secret::SecretConfig>,
+        ),
     ) -> Result<Self, crate::error::StartError> {
         let storage =
             |e: std::io::Error| crate::error::StartError::Storage(format!("blob directory: {e}"));
@@ -103,6 +106,7 @@ impl Blobs {
         };
         // The forwarding client and the uploads to other nodes use the node's TLS.
         cfg.connection.tls = tls;
+        cfg.connection.secret = secret;
         let server = DataStreamServer::new(
             cfg.clone(),
             FileSink::new(&layout.incoming)

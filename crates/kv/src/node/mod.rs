@@ -101,6 +101,9 @@ pub struct NodeConfig {
     /// TLS for every peerwire connection this node makes or accepts (`None`: plaintext). The
     /// certificate must name this node (`node-<id>.peerwire`).
     pub tls: Option<peerwire::tls::TlsConfig>,
+    /// Secret mode for every peerwire connection (`None`: off; not with `tls`): members,
+    /// forwarded writes, blob streams and native clients prove they hold the cluster's secret.
+    pub secret: Option<peerwire::secret::SecretConfig>,
 }
 
 impl NodeConfig {
@@ -122,6 +125,7 @@ impl NodeConfig {
             inline_max: DEFAULT_INLINE_MAX,
             blob_max: DEFAULT_BLOB_MAX,
             tls: None,
+            secret: None,
         }
     }
 
@@ -270,6 +274,7 @@ impl Node {
             ..TransportConfig::default()
         };
         tcfg.connection.tls = cfg.tls.clone();
+        tcfg.connection.secret = cfg.secret.clone();
         tcfg.connection.heartbeat_interval = cfg.tick.max(Duration::from_millis(50));
         tcfg.connection.read_timeout =
             (cfg.tick * cfg.election_ticks as u32).max(Duration::from_millis(500));
@@ -301,6 +306,7 @@ impl Node {
             ..ClientConfig::default()
         };
         client_cfg.connection.tls = cfg.tls.clone();
+        client_cfg.connection.secret = cfg.secret.clone();
         let client = Client::new(client_cfg.clone());
         let blobs = Blobs::new(
             &cfg.data_dir,
@@ -308,7 +314,7 @@ impl Node {
             client_cfg,
             shared.clone(),
             start_commit,
-            cfg.tls.clone(),
+            (cfg.tls.clone(), cfg.secret.clone()),
         )?;
         let peer_status = {
             let t = transport.clone();

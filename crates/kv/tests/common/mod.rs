@@ -32,6 +32,8 @@ pub struct Cluster {
     pub request_timeout: Duration,
     /// With TLS: the CA that issued every node's certificate.
     pub ca: Option<Arc<CertAuthority>>,
+    /// In secret mode: the secret every node holds.
+    pub secret: Option<peerwire::secret::SecretConfig>,
 }
 
 pub fn config(
@@ -58,7 +60,12 @@ impl Cluster {
     /// Starts `n` nodes with mutual TLS, each with a certificate from a fresh test CA.
     pub async fn start_tls(n: u64) -> Self {
         let ca = Arc::new(CertAuthority::generate("test cluster").unwrap());
-        Self::start_full(n, 10_000, 5_000, Duration::from_secs(5), Some(ca)).await
+        Self::start_full(n, 10_000, 5_000, Duration::from_secs(5), Some(ca), None).await
+    }
+
+    /// Starts `n` nodes in secret mode, all holding `secret`.
+    pub async fn start_secret(n: u64, secret: peerwire::secret::SecretConfig) -> Self {
+        Self::start_full(n, 10_000, 5_000, Duration::from_secs(5), None, Some(secret)).await
     }
 
     pub async fn start_with(
@@ -67,7 +74,15 @@ impl Cluster {
         catchup_entries: u64,
         request_timeout: Duration,
     ) -> Self {
-        Self::start_full(n, snapshot_entries, catchup_entries, request_timeout, None).await
+        Self::start_full(
+            n,
+            snapshot_entries,
+            catchup_entries,
+            request_timeout,
+            None,
+            None,
+        )
+        .await
     }
 
     /// The TLS settings of node `id` (or of a client, id 0), if the cluster runs TLS.
@@ -86,6 +101,7 @@ impl Cluster {
         catchup_entries: u64,
         request_timeout: Duration,
         ca: Option<Arc<CertAuthority>>,
+        secret: Option<peerwire::secret::SecretConfig>,
     ) -> Self {
         peerwire_testkit::logs_from_env();
         let mut listeners = Vec::new();
@@ -103,6 +119,7 @@ impl Cluster {
             catchup_entries,
             request_timeout,
             ca,
+            secret,
         };
         for (l, (id, _)) in listeners.into_iter().zip(peers.iter()) {
             let dir = tempfile::tempdir().unwrap();
@@ -115,6 +132,7 @@ impl Cluster {
             );
             cfg.request_timeout = request_timeout;
             cfg.tls = c.tls(*id);
+            cfg.secret = c.secret.clone();
             let node = Node::start_on(cfg, l).await.unwrap();
             c.dirs.insert(*id, dir);
             c.nodes.insert(*id, node);
@@ -173,6 +191,7 @@ impl Cluster {
         );
         cfg.request_timeout = self.request_timeout;
         cfg.tls = self.tls(id);
+        cfg.secret = self.secret.clone();
         let node = Node::start(cfg).await.unwrap();
         self.nodes.insert(id, node);
     }
@@ -192,6 +211,7 @@ impl Cluster {
         cfg.join = true;
         cfg.request_timeout = self.request_timeout;
         cfg.tls = self.tls(id);
+        cfg.secret = self.secret.clone();
         let node = Node::start_on(cfg, listener).await.unwrap();
         self.dirs.insert(id, dir);
         self.nodes.insert(id, node);

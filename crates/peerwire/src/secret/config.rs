@@ -150,6 +150,17 @@ impl SecretConfig {
         config.ok_or_else(|| SecretConfigError::Empty(origin.to_owned()))
     }
 
+    /// A new random secret, from the operating system's random number generator.
+    ///
+    /// # Errors
+    ///
+    /// The system's generator failed.
+    pub fn generate_key() -> std::io::Result<[u8; SECRET_LEN]> {
+        let mut key = [0u8; SECRET_LEN];
+        getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+        Ok(key)
+    }
+
     /// A key file line for `name` and `key` (what [`SecretConfig::parse`] reads).
     pub fn file_line(name: &str, key: &[u8; SECRET_LEN]) -> String {
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
