@@ -41,6 +41,9 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             prefixed(&[0], &encode_all(&[Frame::Hello(hello(Lane::RaftMessage))])),
             prefixed(&[1], &encode_all(&[Frame::HelloAck(hello(Lane::Rpc))])),
             prefixed(&[1], &encode_all(&[goaway()])),
+            // Secret mode: a valid opening (the node accepts it), and a refusal as the answer.
+            prefixed(&[0x80], &peerwire::fuzzing::secret_opening()),
+            prefixed(&[0x81], b"R\x00\x05nope!"),
         ],
         "raft_batch" => vec![raft_body().to_vec()],
         "datastream_packets" => vec![

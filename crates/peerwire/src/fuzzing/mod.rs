@@ -8,12 +8,12 @@
 //! | target | what the bytes are |
 //! |---|---|
 //! | [`frames`] | a byte stream split at fuzzer-chosen points, through the frame decoder |
-//! | [`handshake`] | what the peer sends during the hello exchange, on either side |
+//! | [`handshake`] | what the peer sends during the hello exchange, or secret mode's handshake, on either side |
 
 mod frames;
 mod handshake;
 mod runtime;
 
 pub use frames::frames;
-pub use handshake::handshake;
+pub use handshake::{FUZZ_SECRET, handshake, secret_opening};
 pub use runtime::block_on;
