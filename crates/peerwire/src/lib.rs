@@ -44,7 +44,7 @@ pub mod transport;
 
 pub use client::{CallOptions, Client, Peer, RetryPolicy};
 pub use config::{BackoffConfig, ClientConfig, ConnectionConfig, Identity, ServerConfig};
-pub use connection::{Connection, PeerInfo, Route};
+pub use connection::{Connection, PeerInfo, Principal, Route};
 pub use error::{ConnectError, Error, HandshakeError, NotExecuted, Unknown};
 pub use mount::{MountPoint, Mountable};
 pub use peerwire_wire as wire;

@@ -127,6 +127,7 @@ impl From<&str> for EndpointError {
 pub struct MessageContext {
     pub(crate) sender: Option<SocketAddr>,
     pub(crate) remote: Option<SocketAddr>,
+    pub(crate) principal: Option<peerwire::Principal>,
 }
 
 impl MessageContext {
@@ -138,6 +139,11 @@ impl MessageContext {
     /// The transport address of the connection the message arrived on (`None` if local).
     pub fn remote_address(&self) -> Option<SocketAddr> {
         self.remote
+    }
+
+    /// Who sent the message, as far as its connection proved it (`None` if local).
+    pub fn principal(&self) -> Option<&peerwire::Principal> {
+        self.principal.as_ref()
     }
 }
 

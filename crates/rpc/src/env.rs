@@ -251,6 +251,7 @@ impl EnvInner {
                     ctx: MessageContext {
                         sender: self.address(),
                         remote: None,
+                        principal: None,
                     },
                     conn: None,
                 };
@@ -334,6 +335,7 @@ impl EnvInner {
             ReplySink::Local(tx),
             Bytes::copy_from_slice(name.as_bytes()),
             self.address(),
+            None,
             self.codec.clone(),
         );
         let message = InboxMessage::Ask {

@@ -77,6 +77,7 @@ impl Service for RpcInbound {
             },
             envelope.receiver,
             envelope.sender,
+            Some(conn.principal().clone()),
             env.codec.clone(),
         );
         let message = InboxMessage::Ask {
@@ -113,6 +114,7 @@ impl Service for RpcInbound {
             ctx: MessageContext {
                 sender: envelope.sender,
                 remote: Some(conn.peer().addr),
+                principal: Some(conn.principal().clone()),
             },
             conn: Some(conn.clone()),
         };

@@ -89,6 +89,7 @@ impl Drop for ReplyState {
 pub struct ReplyContext {
     state: Arc<ReplyState>,
     sender: Option<SocketAddr>,
+    principal: Option<peerwire::Principal>,
     codec: Arc<dyn Codec>,
 }
 
@@ -106,6 +107,7 @@ impl ReplyContext {
         sink: ReplySink,
         endpoint: Bytes,
         sender: Option<SocketAddr>,
+        principal: Option<peerwire::Principal>,
         codec: Arc<dyn Codec>,
     ) -> Self {
         Self {
@@ -114,6 +116,7 @@ impl ReplyContext {
                 endpoint,
             }),
             sender,
+            principal,
             codec,
         }
     }
@@ -148,5 +151,11 @@ impl ReplyContext {
     /// The asking environment's advertised address (`None` for client-mode or local askers).
     pub fn sender_address(&self) -> Option<SocketAddr> {
         self.sender
+    }
+
+    /// Who sent the ask, as far as its connection proved it (`None` for an ask from this
+    /// environment).
+    pub fn principal(&self) -> Option<&peerwire::Principal> {
+        self.principal.as_ref()
     }
 }

@@ -82,7 +82,7 @@ impl ClientInner {
         let Connected {
             read,
             mut write,
-            peer_cert,
+            proof,
         } = match opened.await {
             Ok(connected) => connected,
             Err(ConnectFailure::Io(e)) => return Err(ConnectError::Io(Arc::new(e))),
@@ -96,15 +96,17 @@ impl ClientInner {
             cfg,
             self.to,
             peer.node_id,
-            peer_cert.as_ref(),
+            proof.certificate(),
         )
         .await
         .map_err(ConnectError::Handshake)?;
+        let principal = proof.principal(ack.node_id, peer.addr.ip());
         Ok(Conn::start(
             reader,
             write,
             peer.addr,
             ack,
+            principal,
             cfg,
             self.inbound.clone(),
             &self.tasks,

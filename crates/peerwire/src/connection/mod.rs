@@ -24,6 +24,7 @@ mod lane_metrics;
 pub(crate) mod lifecycle;
 mod outgoing;
 mod parts;
+pub(crate) mod principal;
 pub(crate) mod read_size;
 pub(crate) mod service;
 pub(crate) mod writer;
@@ -50,6 +51,7 @@ use crate::error::{Error, NotExecuted, Unknown, failure_to_error};
 use crate::transport::BoxWrite;
 
 pub use self::outgoing::FileRegion;
+pub use self::principal::Principal;
 pub use self::service::{MountPoint, Refusal, ReplySlot, ServeNothing, Service};
 
 /// Numbers connections in this process: a connection's id, never reused.
@@ -134,6 +136,8 @@ pub(crate) struct Conn {
     /// This connection's number in this process.
     id: u64,
     peer: PeerInfo,
+    /// Who the peer is, as far as the handshake proved it.
+    principal: Principal,
     peer_max_body: usize,
     /// The largest payload of one message the peer accepts: its `max_message_bytes` when the
     /// connection sends messages in parts (version 3), else one frame's worth.
@@ -211,6 +215,7 @@ impl Conn {
         writer: BoxWrite,
         addr: SocketAddr,
         peer_hello: Hello,
+        principal: Principal,
         cfg: &ConnectionConfig,
         inbound: Arc<dyn Service>,
         tracker: &TaskTracker,
@@ -251,6 +256,7 @@ impl Conn {
                 group: peer_hello.group,
                 version: peer_hello.min_version,
             },
+            principal,
             peer_max_body,
             peer_max_message,
             peer_message_setting,
@@ -991,6 +997,12 @@ impl Connection {
     /// frame's own fields).
     pub fn max_oneway_payload(&self, route: &Route) -> usize {
         self.conn.max_oneway_payload(route)
+    }
+
+    /// Who the peer is, as far as the connection's handshake proved it: the node or user its
+    /// certificate names (TLS), the secret it holds (secret mode), or only its address.
+    pub fn principal(&self) -> &Principal {
+        &self.conn.principal
     }
 
     /// The largest frame body the peer accepts (`max_frame_body` in its hello): the bound on

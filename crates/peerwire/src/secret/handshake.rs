@@ -154,7 +154,10 @@ async fn accept_inner<I: Io>(
     let noise = noise
         .into_transport_mode()
         .map_err(|e| failed(SecretFailure::Malformed, e.to_string()))?;
-    Ok((split(SecretStream::new(io, noise, BytesMut::new())), name))
+    Ok((
+        split(SecretStream::new(io, noise, BytesMut::new()), name.clone()),
+        name,
+    ))
 }
 
 /// Client side: the handshake on a connected stream, with the secret `secrets` connects with.
@@ -209,12 +212,15 @@ pub(crate) async fn connect<I: Io>(
         .into_transport_mode()
         .map_err(|e| failed(SecretFailure::Malformed, e.to_string()))?;
     Ok((
-        split(SecretStream::new(io, noise, BytesMut::new())),
+        split(
+            SecretStream::new(io, noise, BytesMut::new()),
+            name.to_owned(),
+        ),
         name.to_owned(),
     ))
 }
 
-fn split<S>(stream: S) -> Connected
+fn split<S>(stream: S, name: String) -> Connected
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -222,6 +228,6 @@ where
     Connected {
         read: Box::new(read),
         write: Box::new(write),
-        peer_cert: None,
+        proof: crate::connection::principal::Proof::Secret(name),
     }
 }

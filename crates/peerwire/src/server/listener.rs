@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::ServerShared;
 use crate::HandshakeError;
 use crate::connection::frame_reader::FrameReader;
+use crate::connection::principal::Proof;
 use crate::connection::{Conn, handshake};
 use crate::transport::{Io, Listener, Security};
 
@@ -78,16 +79,16 @@ async fn serve_connection<I: Io>(
     let secured = match cfg.connection.security() {
         Security::Plain => {
             let (r, w) = io.split_io();
-            Ok((r, w, None))
+            Ok((r, w, Proof::None))
         }
         Security::Tls(tls) => crate::tls::accept(io, tls, timeout)
             .await
-            .map(|s| (s.read, s.write, s.peer_cert)),
+            .map(|s| (s.read, s.write, s.proof)),
         Security::Secret(secret) => crate::secret::accept(io, secret, timeout)
             .await
-            .map(|(s, _name)| (s.read, s.write, None)),
+            .map(|(s, _name)| (s.read, s.write, s.proof)),
     };
-    let (r, mut w, peer_cert) = match secured {
+    let (r, mut w, proof) = match secured {
         Ok(secured) => secured,
         Err(e) => {
             handshake_failed(addr, &e);
@@ -102,7 +103,7 @@ async fn serve_connection<I: Io>(
         &mut w,
         &cfg.identity,
         &cfg.connection,
-        peer_cert.as_ref(),
+        proof.certificate(),
         |hello| {
             shared
                 .mounts
@@ -146,11 +147,13 @@ async fn serve_connection<I: Io>(
             }
         }
     }
+    let principal = proof.principal(hello.node_id, addr.ip());
     let connection = Conn::start(
         reader,
         w,
         addr,
         hello,
+        principal,
         &cfg.connection,
         inbound,
         &shared.conn_tasks,

@@ -47,6 +47,12 @@ impl Request {
         self.connection.peer()
     }
 
+    /// Who sent the call, as far as the connection proved it (see
+    /// [`Principal`](crate::connection::Principal)).
+    pub fn principal(&self) -> &crate::connection::Principal {
+        self.connection.principal()
+    }
+
     /// When the caller stops waiting, if it said.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline

@@ -74,7 +74,7 @@ where
     Connected {
         read: Box::new(read),
         write: Box::new(write),
-        peer_cert: Some(peer_cert),
+        proof: crate::connection::principal::Proof::Certificate(peer_cert),
     }
 }
 

@@ -21,6 +21,12 @@ impl PeerCert {
         Self(der)
     }
 
+    /// The first DNS subject-alternative name the certificate carries.
+    pub(crate) fn first_dns_name(&self) -> Option<String> {
+        let cert = webpki::EndEntityCert::try_from(&self.0).ok()?;
+        cert.valid_dns_names().next().map(str::to_owned)
+    }
+
     /// Whether this certificate may speak for `node_id`: node 0 (an anonymous client) claims
     /// nothing, any other node must be named by the certificate.
     pub(crate) fn check_claim(&self, node_id: u64) -> Result<(), String> {

@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::HandshakeError;
-use crate::tls::{PeerCert, TlsConfig};
+use crate::tls::TlsConfig;
 
 pub use file_send::{FileSendTotals, file_send_totals};
 pub(crate) use file_send::{record_copied, record_sendfile};
@@ -128,8 +128,8 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) struct Connected {
     pub(crate) read: BoxRead,
     pub(crate) write: BoxWrite,
-    /// Over TLS, the certificate the peer proved it holds.
-    pub(crate) peer_cert: Option<PeerCert>,
+    /// What the security layer proved about the peer (its certificate, the secret's name).
+    pub(crate) proof: crate::connection::principal::Proof,
 }
 
 /// Why a stream could not be opened: the transport, or the TLS or secret-mode handshake on
@@ -182,7 +182,7 @@ impl<C: Connector> DynConnector for C {
                     Ok(Connected {
                         read,
                         write,
-                        peer_cert: None,
+                        proof: crate::connection::principal::Proof::None,
                     })
                 }
                 Security::Tls(tls) => crate::tls::connect(io, tls)
