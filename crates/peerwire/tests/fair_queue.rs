@@ -1,30 +1,57 @@
-//! The fair call queue over real connections: a heavy caller is shed before light callers.
+//! The fair call queue over real connections: a heavy principal is shed before a light one on
+//! the same host; unauthenticated callers from one host share one level, whatever node ids
+//! they claim.
 
 use bytes::Bytes;
+use peerwire::secret::SecretConfig;
 use peerwire::{
-    Client, ClientConfig, Error, FairScheduler, FairSchedulerConfig, Identity, NotExecuted,
-    Request, RetryPolicy, Server, ServerConfig, handler_fn,
+    Client, ClientConfig, ConnectionConfig, Error, FairScheduler, FairSchedulerConfig, Identity,
+    NotExecuted, Request, RetryPolicy, Server, ServerConfig, handler_fn,
 };
 use peerwire_testkit::{Gate, bounded, wait_until};
 use tokio::sync::mpsc;
 
-fn client(node_id: u64) -> Client {
+/// Secret mode: its holders are trusted with their node id claims, so two node ids on one
+/// host are two callers.
+fn secret() -> ConnectionConfig {
+    ConnectionConfig {
+        secret: Some(SecretConfig::new("cluster", [9; 32]).unwrap()),
+        ..ConnectionConfig::default()
+    }
+}
+
+fn client(node_id: u64, connection: &ConnectionConfig) -> Client {
     Client::new(ClientConfig {
         identity: Identity {
             node_id,
             ..Identity::default()
         },
+        connection: connection.clone(),
         // Observe the scheduler's answers directly.
         retry: RetryPolicy::never(),
         ..ClientConfig::default()
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_heavy_caller_is_shed_before_light_callers() {
+fn is_busy(result: &Result<Bytes, Error>) -> bool {
+    matches!(
+        result,
+        Err(Error::NotExecuted {
+            reason: NotExecuted::Busy { .. },
+            ..
+        })
+    )
+}
+
+/// One handler held at a gate and a fair queue of 8: caller "1" takes the handler and sends
+/// ten more calls (eight refused at once: it made every recent call, so it sits at the lowest
+/// level, where two fit); then caller "2" from the same host sends two. Returns caller 2's
+/// results once the gate opens.
+async fn hog_then_light(connection: ConnectionConfig) -> Vec<Result<Bytes, Error>> {
     let gate = Gate::new();
     let server = Server::builder(ServerConfig {
         handlers: 1,
+        connection: connection.clone(),
         ..ServerConfig::default()
     })
     .scheduler(FairScheduler::new(FairSchedulerConfig::with_capacity(8)))
@@ -42,18 +69,14 @@ async fn a_heavy_caller_is_shed_before_light_callers() {
     .await
     .unwrap();
     let addr = server.local_addr();
-    let hog = client(1);
-    let light = client(2);
+    let hog = client(1, &connection);
+    let light = client(2, &connection);
 
-    // The hog's first call occupies the only handler.
     let first = tokio::spawn({
         let hog = hog.clone();
         async move { hog.call(addr, "gate", Bytes::new()).await }
     });
     gate.wait_entered(1).await;
-
-    // Ten more hog calls: it made every recent call, so it sits at the lowest level, where two
-    // fit; eight are refused at once with a backoff hint.
     let (tx, mut results) = mpsc::unbounded_channel();
     for _ in 0..10 {
         let (hog, tx) = (hog.clone(), tx.clone());
@@ -62,7 +85,8 @@ async fn a_heavy_caller_is_shed_before_light_callers() {
         });
     }
     for _ in 0..8 {
-        match bounded("a refused hog call", results.recv()).await.unwrap() {
+        let refused = bounded("a refused hog call", results.recv()).await.unwrap();
+        match &refused {
             Err(Error::NotExecuted {
                 reason:
                     NotExecuted::Busy {
@@ -77,22 +101,27 @@ async fn a_heavy_caller_is_shed_before_light_callers() {
             other => panic!("expected busy for the hog, got {other:?}"),
         }
     }
+    wait_until("two hog calls queued", || server.queued_calls() >= 2).await;
 
-    // The light caller's calls are queued (not refused) while the queue is full of hog calls.
     let light_calls: Vec<_> = (0..2)
         .map(|i| {
             let light = light.clone();
             tokio::spawn(async move { light.call(addr, "gate", Bytes::from(vec![i])).await })
         })
         .collect();
-    wait_until("the light calls to be queued", || {
-        server.queued_calls() >= 4
+    // Each light call is either queued or refused at once.
+    let mut light_results = Vec::new();
+    let mut pending = Vec::new();
+    for call in light_calls {
+        pending.push(call);
+    }
+    wait_until("the light calls queued or answered", || {
+        server.queued_calls() >= 4 || pending.iter().all(|c| c.is_finished())
     })
     .await;
-
     gate.open();
-    for call in light_calls {
-        bounded("a light call", call).await.unwrap().unwrap();
+    for call in pending {
+        light_results.push(bounded("a light call", call).await.unwrap());
     }
     bounded("the first hog call", first).await.unwrap().unwrap();
     for _ in 0..2 {
@@ -104,4 +133,23 @@ async fn a_heavy_caller_is_shed_before_light_callers() {
     hog.shutdown().await;
     light.shutdown().await;
     server.shutdown().await;
+    light_results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_principal_is_shed_before_a_light_one_on_the_same_host() {
+    let light = hog_then_light(secret()).await;
+    for result in &light {
+        assert!(result.is_ok(), "the light principal was served: {result:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_callers_on_one_host_share_a_level() {
+    // Plaintext: node ids 1 and 2 are only claims, so both are the host's one caller.
+    let light = hog_then_light(ConnectionConfig::default()).await;
+    assert!(
+        light.iter().all(is_busy),
+        "the claimed second node shares the hog's level: {light:?}"
+    );
 }

@@ -405,6 +405,19 @@ fn print_table(
     }
 }
 
+/// Secret mode on both sides: the fair queue charges a secret holder by the node id it
+/// claims, so the ten clients on this one host are ten callers (in plaintext they would be
+/// one: an unauthenticated caller is known by its address only).
+fn connection() -> peerwire::ConnectionConfig {
+    peerwire::ConnectionConfig {
+        secret: Some(
+            peerwire::secret::SecretConfig::new("overload", [0x0f; 32])
+                .expect("a valid secret name"),
+        ),
+        ..peerwire::ConnectionConfig::default()
+    }
+}
+
 fn identity(node_id: u64) -> Identity {
     Identity {
         node_id,
@@ -416,6 +429,7 @@ async fn start_server(args: &OverloadArgs, kind: OverloadImpl) -> Result<Server,
     let service = Duration::from_micros(args.service_us);
     let builder = Server::builder(ServerConfig {
         identity: identity(1000),
+        connection: connection(),
         handlers: args.handlers,
         call_queue_capacity: Some(args.queue),
         ..ServerConfig::default()
@@ -442,6 +456,7 @@ async fn start_server(args: &OverloadArgs, kind: OverloadImpl) -> Result<Server,
 fn new_client(node_id: u64) -> Client {
     Client::new(ClientConfig {
         identity: identity(node_id),
+        connection: connection(),
         // Every refusal is observed, not retried.
         retry: RetryPolicy::never(),
         ..ClientConfig::default()

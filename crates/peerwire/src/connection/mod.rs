@@ -202,6 +202,10 @@ impl Conn {
         &self.peer
     }
 
+    pub(crate) fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// The inbound calls the peer cancelled.
     pub(crate) fn cancels(&self) -> &cancels::Cancels {
         &self.cancels

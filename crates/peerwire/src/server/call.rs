@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::call_queue::Schedulable;
 use super::route::RouteEntry;
-use crate::connection::{Conn, Connection};
+use crate::connection::{Conn, Connection, Principal};
 
 /// A call waiting in the call queue. Schedulers see who made it and which route it is for.
 pub struct Call {
@@ -56,12 +56,18 @@ impl Call {
 }
 
 impl Schedulable for Call {
+    /// The caller the fair call queue charges: the authenticated principal. A member proven
+    /// by its certificate is its node id; a user by its certificate's name; a holder of the
+    /// shared secret by the secret and the node id it claims (every holder is trusted with
+    /// its claim); a plaintext peer by its address alone, whatever node id it claims, so all
+    /// unauthenticated callers from one host share one level.
     fn caller(&self) -> u64 {
-        match self.conn.peer().node_id {
-            0 => {
-                BuildHasherDefault::<DefaultHasher>::default().hash_one(self.conn.peer().addr.ip())
-            }
-            id => id,
+        let hash = |v| BuildHasherDefault::<DefaultHasher>::default().hash_one(v);
+        match self.conn.principal() {
+            Principal::Node(id) => *id,
+            Principal::User(name) => hash(("user", name.as_str(), 0)),
+            Principal::Secret(name) => hash(("secret", name.as_str(), self.conn.peer().node_id)),
+            Principal::Anonymous(ip) => hash(("anonymous", &ip.to_string(), 0)),
         }
     }
 
