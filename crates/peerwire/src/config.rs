@@ -147,6 +147,9 @@ pub struct ConnectionConfig {
     /// Secret mode (`None`: off): every connection made or accepted runs a Noise handshake
     /// keyed by a shared secret and is encrypted after it ([`crate::secret`]). Not with `tls`.
     pub secret: Option<crate::secret::SecretConfig>,
+    /// Who may use which lane, route, protocol method and RpcEnv endpoint on connections
+    /// this configuration accepts or opens ([`crate::access`]; default: everyone, everything).
+    pub access: crate::access::AccessPolicy,
     /// How streams to peers are opened (TCP unless set: a simulated network in tests).
     pub network: crate::transport::Network,
     /// The protocol versions this node offers in its hello, lowest and highest; a connection
@@ -173,6 +176,7 @@ impl Default for ConnectionConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             tls: None,
             secret: None,
+            access: crate::access::AccessPolicy::default(),
             network: crate::transport::Network::tcp(),
             protocol_versions: peerwire_wire::MIN_PROTOCOL_VERSION
                 ..=peerwire_wire::PROTOCOL_VERSION,

@@ -28,6 +28,7 @@
 //! retry), [`Error::Remote`] (the handler failed), or [`Error::Unknown`] (deadline or
 //! connection loss after sending). See [`error`].
 
+pub mod access;
 pub mod client;
 pub mod config;
 pub mod connection;

@@ -68,6 +68,17 @@ impl Service for RpcInbound {
             conn.reply(slot, request.id, payload);
             return;
         }
+        let endpoint = String::from_utf8_lossy(&envelope.receiver);
+        if let Err(denied) = conn.check_access(peerwire::access::Access::Endpoint(&endpoint)) {
+            conn.fail(
+                slot,
+                request.id,
+                Status::AccessDenied,
+                0,
+                denied.to_string(),
+            );
+            return;
+        }
         let receiver = envelope.receiver.clone();
         let reply = ReplyContext::new(
             ReplySink::Remote {
@@ -107,6 +118,13 @@ impl Service for RpcInbound {
                 return;
             }
         };
+        let endpoint = String::from_utf8_lossy(&envelope.receiver);
+        if let Err(denied) = conn.check_access(peerwire::access::Access::Endpoint(&endpoint)) {
+            metrics::counter!("peerwire_rpc_dropped_total", "reason" => "access_denied")
+                .increment(1);
+            tracing::debug!(%denied, "one-way message refused");
+            return;
+        }
         let receiver = envelope.receiver.clone();
         let message = InboxMessage::OneWay {
             type_name: envelope.type_name,

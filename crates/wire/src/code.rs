@@ -82,6 +82,9 @@ wire_code! {
         /// The handler ran, but its reply exceeds the caller's limit for one message, so the
         /// caller receives this instead.
         ReplyTooLarge = 13 => "reply too large",
+        /// The node's access policy does not let the caller's principal use the route,
+        /// method or endpoint; the call did not run.
+        AccessDenied = 14 => "access denied",
     }
 }
 
@@ -96,6 +99,7 @@ impl Status {
             | Self::PayloadTooLarge
             | Self::ShuttingDown
             | Self::BadRequest
+            | Self::AccessDenied
             | Self::UnknownProtocol
             | Self::UnknownMethod
             | Self::ProtocolVersionMismatch => false,
@@ -145,6 +149,8 @@ wire_code! {
         UnknownGroup = 15 => "unknown group",
         /// This node requires the shared secret (secret mode) and the peer did not offer it.
         SecretRequired = 16 => "shared secret required",
+        /// The node's access policy does not let the peer's principal use this lane.
+        AccessDenied = 17 => "access denied",
     }
 }
 

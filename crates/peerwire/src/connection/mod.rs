@@ -138,6 +138,8 @@ pub(crate) struct Conn {
     peer: PeerInfo,
     /// Who the peer is, as far as the handshake proved it.
     principal: Principal,
+    /// What the peer's principal may use.
+    access: crate::access::AccessPolicy,
     peer_max_body: usize,
     /// The largest payload of one message the peer accepts: its `max_message_bytes` when the
     /// connection sends messages in parts (version 3), else one frame's worth.
@@ -206,6 +208,17 @@ impl Conn {
         &self.principal
     }
 
+    /// Checks `access` by the peer's principal against this connection's policy.
+    pub(crate) fn check(
+        &self,
+        access: crate::access::Access<'_>,
+    ) -> Result<(), crate::access::Denied> {
+        if self.access.is_open() {
+            return Ok(());
+        }
+        self.access.check(&self.principal, access)
+    }
+
     /// The inbound calls the peer cancelled.
     pub(crate) fn cancels(&self) -> &cancels::Cancels {
         &self.cancels
@@ -261,6 +274,7 @@ impl Conn {
                 version: peer_hello.min_version,
             },
             principal,
+            access: cfg.access.clone(),
             peer_max_body,
             peer_max_message,
             peer_message_setting,
@@ -1007,6 +1021,20 @@ impl Connection {
     /// certificate names (TLS), the secret it holds (secret mode), or only its address.
     pub fn principal(&self) -> &Principal {
         &self.conn.principal
+    }
+
+    /// Whether the peer's principal may make `access` under this connection's access policy
+    /// ([`ConnectionConfig::access`](crate::ConnectionConfig::access)); a service checks the
+    /// targets it knows (the RpcEnv its endpoints).
+    ///
+    /// # Errors
+    ///
+    /// [`Denied`](crate::access::Denied), naming the principal and the rule.
+    pub fn check_access(
+        &self,
+        access: crate::access::Access<'_>,
+    ) -> Result<(), crate::access::Denied> {
+        self.conn.check(access)
     }
 
     /// The largest frame body the peer accepts (`max_frame_body` in its hello): the bound on

@@ -105,6 +105,13 @@ async fn serve_connection<I: Io>(
         &cfg.connection,
         proof.certificate(),
         |hello| {
+            let access = &cfg.connection.access;
+            if !access.is_open() {
+                let principal = proof.principal(hello.node_id, addr.ip());
+                access
+                    .check(&principal, crate::access::Access::Lane(hello.lane))
+                    .map_err(|denied| (GoAwayReason::AccessDenied, denied.to_string()))?;
+            }
             shared
                 .mounts
                 .find(hello, cfg.identity.node_id)

@@ -30,6 +30,16 @@ pub(crate) struct ServerInbound {
 impl Service for ServerInbound {
     fn on_request(&self, handle: &Connection, request: Request, ReplySlot(slot): ReplySlot) {
         let conn = &handle.conn;
+        if let Err(denied) = conn.check(crate::access::Access::Route(&request.route)) {
+            conn.fail(
+                slot,
+                request.id,
+                Status::AccessDenied,
+                0,
+                denied.to_string(),
+            );
+            return;
+        }
         let Some(handler) = self.routes.get(&request.route) else {
             metrics::counter!("peerwire_calls_rejected_total", "reason" => "unknown_route")
                 .increment(1);
@@ -75,6 +85,12 @@ impl Service for ServerInbound {
 
     fn on_oneway(&self, handle: &Connection, message: OneWay) {
         let conn = &handle.conn;
+        if let Err(denied) = conn.check(crate::access::Access::Route(&message.route)) {
+            metrics::counter!("peerwire_oneway_dropped_total", "reason" => "access_denied")
+                .increment(1);
+            tracing::debug!(%denied, "one-way message refused");
+            return;
+        }
         let Some(handler) = self.routes.get(&message.route) else {
             metrics::counter!("peerwire_oneway_dropped_total", "reason" => "unknown_route")
                 .increment(1);

@@ -78,6 +78,13 @@ impl ServiceRouter {
             ));
         }
         let method_name = text(&envelope.method);
+        request
+            .connection()
+            .check_access(crate::access::Access::Method {
+                protocol: name,
+                method: method_name,
+            })
+            .map_err(|denied| refuse(Status::AccessDenied, denied.to_string()))?;
         let method = protocol.methods.get(method_name).ok_or_else(|| {
             refuse(
                 Status::UnknownMethod,
