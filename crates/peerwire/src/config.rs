@@ -259,6 +259,12 @@ pub struct ServerConfig {
     pub call_queue_capacity: Option<usize>,
     /// Concurrent connections; further ones are refused with a go-away.
     pub max_connections: usize,
+    /// Concurrent connections from one remote address; further ones are refused with a
+    /// go-away (default: no cap beyond `max_connections`, since a client host may open many).
+    pub max_connections_per_address: usize,
+    /// Addresses exempt from both connection caps (a cluster's own members, an operator's
+    /// host).
+    pub cap_exempt_addresses: Vec<std::net::IpAddr>,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace: Duration,
 }
@@ -271,6 +277,8 @@ impl Default for ServerConfig {
             handlers: DEFAULT_HANDLERS,
             call_queue_capacity: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: usize::MAX,
+            cap_exempt_addresses: Vec::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
@@ -294,8 +302,10 @@ impl ServerConfig {
                 "call_queue_capacity must be at least 1".into(),
             ));
         }
-        if self.max_connections == 0 {
-            return Err(Error::Config("max_connections must be at least 1".into()));
+        if self.max_connections == 0 || self.max_connections_per_address == 0 {
+            return Err(Error::Config(
+                "max_connections and max_connections_per_address must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -171,3 +171,61 @@ async fn connections_over_the_limit_are_refused() {
     first.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_address_is_capped_unless_it_is_exempt() {
+    let client = |id| {
+        Client::new(ClientConfig {
+            identity: node(7, id),
+            ..ClientConfig::default()
+        })
+    };
+    let capped = ServerConfig {
+        max_connections_per_address: 2,
+        ..server_cfg()
+    };
+    let server = test_server(capped, Gate::new()).await;
+    let addr = server.local_addr();
+    let (a, b, c) = (client(2), client(3), client(4));
+    a.call(addr, "echo", Bytes::new()).await.unwrap();
+    b.call(addr, "echo", Bytes::new()).await.unwrap();
+    let err = c.call(addr, "echo", Bytes::new()).await.unwrap_err();
+    assert!(
+        matches!(handshake_error(err), HandshakeError::TooManyConnections(m) if m.contains("max_connections_per_address") && m.contains("127.0.0.1"))
+    );
+    // One closes: its place is free again.
+    a.shutdown().await;
+    let d = client(5);
+    peerwire_testkit::bounded("a connection after one closed", async {
+        loop {
+            if d.call(addr, "echo", Bytes::new()).await.is_ok() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    for c in [b, c, d] {
+        c.shutdown().await;
+    }
+    server.shutdown().await;
+
+    // Exempt: neither cap applies to 127.0.0.1.
+    let exempt = ServerConfig {
+        max_connections: 1,
+        max_connections_per_address: 1,
+        cap_exempt_addresses: vec!["127.0.0.1".parse().unwrap()],
+        ..server_cfg()
+    };
+    let server = test_server(exempt, Gate::new()).await;
+    let clients: Vec<Client> = (2..6).map(client).collect();
+    for c in &clients {
+        c.call(server.local_addr(), "echo", Bytes::new())
+            .await
+            .unwrap();
+    }
+    for c in clients {
+        c.shutdown().await;
+    }
+    server.shutdown().await;
+}

@@ -19,21 +19,24 @@ struct Named {
 
 /// The shared secrets of secret mode ([`ConnectionConfig::secret`]): connections are
 /// authenticated and encrypted with a Noise handshake keyed by a secret both sides hold.
+/// Cheap to clone; clones share the secrets, so [`SecretConfig::reload`] on any of them
+/// changes them for every server and client built with one.
 ///
 /// [`ConnectionConfig::secret`]: crate::ConnectionConfig::secret
 #[derive(Clone)]
 pub struct SecretConfig {
     /// The secret outgoing connections use, then the others accepted.
-    secrets: Arc<Vec<Named>>,
+    secrets: Arc<std::sync::RwLock<Arc<Vec<Named>>>>,
 }
 
 impl std::fmt::Debug for SecretConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Names only: the keys never reach a log.
+        let secrets = self.all();
         f.debug_struct("SecretConfig")
             .field(
                 "names",
-                &self.secrets.iter().map(|n| &n.name).collect::<Vec<_>>(),
+                &secrets.iter().map(|n| &n.name).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -81,12 +84,28 @@ impl SecretConfig {
     /// A bad name.
     pub fn new(name: &str, key: [u8; SECRET_LEN]) -> Result<Self, SecretConfigError> {
         check_name(name)?;
-        Ok(Self {
-            secrets: Arc::new(vec![Named {
-                name: name.to_owned(),
-                key,
-            }]),
-        })
+        Ok(Self::of(vec![Named {
+            name: name.to_owned(),
+            key,
+        }]))
+    }
+
+    fn of(secrets: Vec<Named>) -> Self {
+        Self {
+            secrets: Arc::new(std::sync::RwLock::new(Arc::new(secrets))),
+        }
+    }
+
+    fn all(&self) -> Arc<Vec<Named>> {
+        self.secrets.read().expect("secrets poisoned").clone()
+    }
+
+    /// Replaces the secrets of this configuration (and of every clone) with `from`'s: a new
+    /// secret to connect with, secrets accepted or no longer accepted — without a restart.
+    /// Handshakes from now on use them; established connections are not touched.
+    pub fn reload(&self, from: &Self) {
+        let new = from.all();
+        *self.secrets.write().expect("secrets poisoned") = new;
     }
 
     /// Also accepts the secret `key` named `name` (connections keep using the first).
@@ -96,17 +115,15 @@ impl SecretConfig {
     /// A bad name, or one already held.
     pub fn accepting(self, name: &str, key: [u8; SECRET_LEN]) -> Result<Self, SecretConfigError> {
         check_name(name)?;
-        if self.secrets.iter().any(|n| n.name == name) {
+        let mut secrets = (*self.all()).clone();
+        if secrets.iter().any(|n| n.name == name) {
             return Err(SecretConfigError::BadName(name.to_owned()));
         }
-        let mut secrets = (*self.secrets).clone();
         secrets.push(Named {
             name: name.to_owned(),
             key,
         });
-        Ok(Self {
-            secrets: Arc::new(secrets),
-        })
+        Ok(Self::of(secrets))
     }
 
     /// Reads a key file: one `NAME HEX` line per secret (64 hex digits), the first used to
@@ -168,19 +185,19 @@ impl SecretConfig {
     }
 
     /// The name of the secret outgoing connections use.
-    pub fn name(&self) -> &str {
-        &self.secrets[0].name
+    pub fn name(&self) -> String {
+        self.all()[0].name.clone()
     }
 
     /// The secret outgoing connections use.
-    pub(crate) fn current(&self) -> (&str, &[u8; SECRET_LEN]) {
-        let n = &self.secrets[0];
-        (&n.name, &n.key)
+    pub(crate) fn current(&self) -> (String, [u8; SECRET_LEN]) {
+        let all = self.all();
+        (all[0].name.clone(), all[0].key)
     }
 
     /// The accepted secret named `name`.
-    pub(crate) fn key(&self, name: &str) -> Option<&[u8; SECRET_LEN]> {
-        self.secrets.iter().find(|n| n.name == name).map(|n| &n.key)
+    pub(crate) fn key(&self, name: &str) -> Option<[u8; SECRET_LEN]> {
+        self.all().iter().find(|n| n.name == name).map(|n| n.key)
     }
 }
 
@@ -208,8 +225,8 @@ mod tests {
             SecretConfig::file_line("old", &b)
         );
         let c = SecretConfig::parse(&text, "keys").unwrap();
-        assert_eq!(c.current(), ("new", &a));
-        assert_eq!(c.key("old"), Some(&b));
+        assert_eq!(c.current(), ("new".to_string(), a));
+        assert_eq!(c.key("old"), Some(b));
         assert_eq!(c.key("other"), None);
         assert!(!format!("{c:?}").contains("ab"), "no key in Debug: {c:?}");
         let short = SecretConfig::parse("k 00ff", "keys").unwrap_err();

@@ -135,7 +135,7 @@ async fn accept_inner<I: Io>(
         return Err(failed(SecretFailure::UnknownSecret, reason));
     };
     let prologue = prologue(&name);
-    let mut noise = builder(key, &prologue)?
+    let mut noise = builder(&key, &prologue)?
         .build_responder()
         .map_err(|e| failed(SecretFailure::Malformed, e.to_string()))?;
     let mut scratch = vec![0u8; MAX_RECORD];
@@ -170,8 +170,8 @@ pub(crate) async fn connect<I: Io>(
     secrets: &SecretConfig,
 ) -> Result<(Connected, String), HandshakeError> {
     let (name, key) = secrets.current();
-    let prologue = prologue(name);
-    let mut noise = builder(key, &prologue)?
+    let prologue = prologue(&name);
+    let mut noise = builder(&key, &prologue)?
         .build_initiator()
         .map_err(|e| failed(SecretFailure::Malformed, e.to_string()))?;
     let mut scratch = vec![0u8; MAX_RECORD];

@@ -11,6 +11,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::ServerShared;
+use super::address_caps::{AddressPermit, Admitted};
 use crate::HandshakeError;
 use crate::connection::frame_reader::FrameReader;
 use crate::connection::principal::Proof;
@@ -42,12 +43,42 @@ pub(crate) async fn run<L: Listener>(
             }
         };
         metrics::counter!("peerwire_connections_accepted_total").increment(1);
-        match shared.conn_limit.clone().try_acquire_owned() {
-            Ok(permit) => {
+        let admitted = match shared.address_caps.admit(addr.ip()) {
+            Some(Admitted::Exempt) => Ok(Permits::Exempt),
+            Some(Admitted::Counted(by_address)) => shared
+                .conn_limit
+                .clone()
+                .try_acquire_owned()
+                .map(|total| Permits::Counted {
+                    _total: total,
+                    _by_address: by_address,
+                })
+                .map_err(|_| "limit"),
+            None => Err("per_address"),
+        };
+        match admitted {
+            Ok(permits) => {
                 let shared2 = shared.clone();
                 shared
                     .conn_tasks
-                    .spawn(serve_connection(io, addr, permit, shared2));
+                    .spawn(serve_connection(io, addr, permits, shared2));
+            }
+            Err("per_address") => {
+                metrics::counter!("peerwire_connections_refused_total", "reason" => "per_address")
+                    .increment(1);
+                let cap = shared.address_caps.per_address();
+                shared.conn_tasks.spawn(async move {
+                    let (_r, mut w) = io.split_io();
+                    handshake::refuse(
+                        &mut w,
+                        GoAwayReason::TooManyConnections,
+                        format!(
+                            "{} holds its limit of {cap} connections (setting `max_connections_per_address`)",
+                            addr.ip()
+                        ),
+                    )
+                    .await;
+                });
             }
             Err(_) => {
                 metrics::counter!("peerwire_connections_refused_total", "reason" => "limit")
@@ -67,11 +98,23 @@ pub(crate) async fn run<L: Listener>(
     }
 }
 
+/// A connection's places under the caps, held until it closes.
+#[derive(Debug)]
+enum Permits {
+    /// From an address exempt from the caps.
+    Exempt,
+    /// Counted in the total and against its address (both released when dropped).
+    Counted {
+        _total: OwnedSemaphorePermit,
+        _by_address: AddressPermit,
+    },
+}
+
 /// Handshakes, starts the connection, and holds its connection-limit permit until it closes.
 async fn serve_connection<I: Io>(
     io: I,
     addr: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: Permits,
     shared: Arc<ServerShared>,
 ) {
     let cfg = &shared.cfg;

@@ -11,6 +11,7 @@
 //! Decoding and writing are done by the connection layer ([`crate::connection`]) so that
 //! client and server share them.
 
+mod address_caps;
 mod call;
 pub(crate) mod call_queue;
 mod fair_queue;
@@ -52,6 +53,8 @@ pub(crate) struct ServerShared {
     /// Every mounted service, the server core's own (routes and protocols) among them.
     pub(crate) mounts: Mounts,
     pub(crate) conn_limit: Arc<Semaphore>,
+    /// Connections per remote address, and the addresses exempt from every cap.
+    pub(crate) address_caps: Arc<address_caps::AddressCaps>,
     pub(crate) conn_tasks: TaskTracker,
     pub(crate) shutting_down: CancellationToken,
     connections: Mutex<HashMap<u64, Connection>>,
@@ -227,6 +230,10 @@ impl ServerBuilder {
         let shared = Arc::new(ServerShared {
             mounts: self.mounts,
             conn_limit: Arc::new(Semaphore::new(self.cfg.max_connections)),
+            address_caps: Arc::new(address_caps::AddressCaps::new(
+                self.cfg.max_connections_per_address,
+                self.cfg.cap_exempt_addresses.iter().copied(),
+            )),
             conn_tasks: TaskTracker::new(),
             shutting_down: CancellationToken::new(),
             connections: Mutex::new(HashMap::new()),

@@ -11,11 +11,19 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use super::verify::ClusterCaVerifier;
 
 /// A node's TLS settings: the cluster CA it trusts and the certificate (with its key) it
-/// presents. Used for both sides of every connection. Cheap to clone.
+/// presents. Used for both sides of every connection. Cheap to clone; clones share the
+/// material, so [`TlsConfig::reload`] on any of them changes it for every server and client
+/// built with one: new connections use the new material, established ones go on until they
+/// close.
 #[derive(Clone)]
 pub struct TlsConfig {
-    pub(crate) server: tokio_rustls::TlsAcceptor,
-    pub(crate) client: tokio_rustls::TlsConnector,
+    material: Arc<std::sync::RwLock<Material>>,
+}
+
+#[derive(Clone)]
+struct Material {
+    server: tokio_rustls::TlsAcceptor,
+    client: tokio_rustls::TlsConnector,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -135,9 +143,37 @@ impl TlsConfig {
             .with_client_auth_cert(chain, key)
             .map_err(rustls_err)?;
         Ok(Self {
-            server: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
-            client: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            material: Arc::new(std::sync::RwLock::new(Material {
+                server: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+                client: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            })),
         })
+    }
+
+    /// Replaces this configuration's material (and that of every clone) with `from`'s: a
+    /// rotated certificate or CA, without a restart. Connections made or accepted from now on
+    /// use it; established ones are not touched.
+    pub fn reload(&self, from: &Self) {
+        let new = from.material.read().expect("tls material poisoned").clone();
+        *self.material.write().expect("tls material poisoned") = new;
+    }
+
+    /// The acceptor of new connections, with the material current now.
+    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.material
+            .read()
+            .expect("tls material poisoned")
+            .server
+            .clone()
+    }
+
+    /// The connector of new connections, with the material current now.
+    pub(crate) fn connector(&self) -> tokio_rustls::TlsConnector {
+        self.material
+            .read()
+            .expect("tls material poisoned")
+            .client
+            .clone()
     }
 
     /// The server name a client sends (SNI). Names are not what identifies a peer here (the

@@ -42,7 +42,7 @@ pub(crate) async fn accept<I: Io>(
             message: format!("refused a plaintext connection: {message}"),
         });
     }
-    let stream = tokio::time::timeout_at(deadline, tls.server.accept(io))
+    let stream = tokio::time::timeout_at(deadline, tls.acceptor().accept(io))
         .await
         .map_err(|_| HandshakeError::Timeout(timeout))?
         .map_err(|e| handshake_error(&e))?;
@@ -57,7 +57,7 @@ pub(crate) async fn accept<I: Io>(
 /// Not cancel safe: dropping the future drops the stream mid-handshake.
 pub(crate) async fn connect<I: Io>(io: I, tls: &TlsConfig) -> Result<Connected, HandshakeError> {
     let stream = tls
-        .client
+        .connector()
         .connect(TlsConfig::server_name(), io)
         .await
         .map_err(|e| handshake_error(&e))?;
