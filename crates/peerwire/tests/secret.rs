@@ -259,3 +259,82 @@ fn tls_and_secret_together_are_refused() {
     };
     assert!(matches!(cfg.validate(), Err(Error::Config(_))));
 }
+
+/// The refusal comes before the hello, so it is the same on every lane a node serves.
+#[tokio::test]
+async fn every_lane_refuses_a_peer_without_the_secret() {
+    use peerwire::Lane;
+    use peerwire::mount::Service;
+    use peerwire::mount::{MountPoint, ServeNothing};
+    struct Echo;
+    impl Service for Echo {
+        fn on_request(
+            &self,
+            conn: &peerwire::Connection,
+            req: peerwire::wire::Request,
+            slot: peerwire::mount::ReplySlot,
+        ) {
+            conn.reply(slot, req.id, req.payload);
+        }
+    }
+    let lanes = [
+        Lane::RaftAppend,
+        Lane::RaftMessage,
+        Lane::RaftPipeline,
+        Lane::RaftSnapshot,
+        Lane::DataStream,
+        Lane::RpcEnv,
+        Lane::Pull,
+        Lane::user(1),
+    ];
+    let mut builder = Server::builder(ServerConfig {
+        connection: connection(Some(secret("cluster", 7))),
+        ..ServerConfig::default()
+    });
+    for lane in lanes {
+        builder = builder.mount(MountPoint::lane(lane), Arc::new(Echo));
+    }
+    let server = builder.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    for lane in lanes {
+        let for_lane = |secret| {
+            Client::for_service(
+                ClientConfig {
+                    connection: connection(secret),
+                    ..ClientConfig::default()
+                },
+                MountPoint::lane(lane),
+                Arc::new(ServeNothing),
+            )
+            .unwrap()
+        };
+        let holder = for_lane(Some(secret("cluster", 7)));
+        holder
+            .call(server.local_addr(), "x", Bytes::from_static(b"hi"))
+            .await
+            .unwrap_or_else(|e| panic!("{lane}: {e}"));
+        let stranger = for_lane(None);
+        let err = stranger
+            .call(server.local_addr(), "x", Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            secret_failure(&err),
+            Some(SecretFailure::NotSecret),
+            "{lane}: {err}"
+        );
+        let wrong = for_lane(Some(secret("cluster", 8)));
+        let err = wrong
+            .call(server.local_addr(), "x", Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            secret_failure(&err),
+            Some(SecretFailure::WrongSecret),
+            "{lane}: {err}"
+        );
+        for c in [holder, stranger, wrong] {
+            c.shutdown().await;
+        }
+    }
+    server.shutdown().await;
+}
