@@ -120,7 +120,8 @@ struct NodeArgs {
     #[arg(long, conflicts_with = "secret_file")]
     tls_dir: Option<PathBuf>,
     /// Secret mode on every peerwire connection: a key file of `NAME HEX` lines (the first
-    /// secret connects, every one is accepted; `peerwire-kv local` writes one).
+    /// secret connects, every one is accepted; `peerwire-kv local` writes one). SIGHUP reads
+    /// it (and `--tls-dir`) again without a restart.
     #[arg(long)]
     secret_file: Option<PathBuf>,
 }
@@ -329,17 +330,66 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     cfg.cluster_token = args.cluster_token;
     cfg.snapshot_entries = args.snapshot_entries;
     cfg.log_store = args.log_store;
-    cfg.tls = load_tls(args.tls_dir.as_deref(), &format!("node-{}", args.id))?;
+    let cert_name = format!("node-{}", args.id);
+    cfg.tls = load_tls(args.tls_dir.as_deref(), &cert_name)?;
     cfg.secret = load_secret(args.secret_file.as_deref())?;
+    let (tls, secret) = (cfg.tls.clone(), cfg.secret.clone());
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
     let removed = node.handle().until_refused();
+    let reload = async {
+        // SIGHUP: read the certificates and the key file again; new connections use them,
+        // established ones go on.
+        let mut hangups = Hangups::new();
+        loop {
+            hangups.next().await;
+            let reloaded = load_tls(args.tls_dir.as_deref(), &cert_name).and_then(|new_tls| {
+                let new_secret = load_secret(args.secret_file.as_deref())?;
+                if let (Some(old), Some(new)) = (&tls, &new_tls) {
+                    old.reload(new);
+                }
+                if let (Some(old), Some(new)) = (&secret, &new_secret) {
+                    old.reload(new);
+                }
+                Ok(())
+            });
+            match reloaded {
+                Ok(()) => tracing::info!("reloaded the certificates and secrets"),
+                Err(e) => tracing::warn!(error = %e, "reload failed; keeping the current ones"),
+            }
+        }
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
         _ = terminated() => tracing::info!("terminated; stopping"),
         _ = removed => tracing::warn!("this node no longer serves (removed, or its storage failed); stopping"),
+        () = reload => {}
     }
     node.stop().await;
     Ok(())
+}
+
+/// SIGHUPs, as they arrive (never, where there are no signals).
+struct Hangups(
+    #[cfg(unix)] Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))] (),
+);
+
+impl Hangups {
+    fn new() -> Self {
+        #[cfg(unix)]
+        return Self(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok());
+        #[cfg(not(unix))]
+        Self(())
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.0 {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The secrets in the key file `path`, if one is given.

@@ -134,3 +134,49 @@ fn tls_failure(e: &ClientError) -> Option<TlsFailure> {
         }
     }
 }
+
+/// The cluster's CA rotated under the running nodes (what SIGHUP does in `peerwire-kv node`):
+/// writes go on, a client of the new CA gets in and one of the old is refused, and a node that
+/// restarts with the new CA rejoins and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_rotates_under_a_running_cluster() {
+    let mut c = Cluster::start_tls(3).await;
+    let leader = c.leader(None).await;
+    let old_tls = c.tls(0);
+    let old_client = client(&c, old_tls.clone());
+    bounded("a put", old_client.put("before", b"1"))
+        .await
+        .unwrap();
+
+    let new_ca = std::sync::Arc::new(CertAuthority::generate("rotated").unwrap());
+    c.rotate_ca(new_ca);
+    let new_client = client(&c, c.tls(0));
+    bounded("a put with the new CA", new_client.put("after", b"2"))
+        .await
+        .unwrap();
+    // A new connection with the old CA's certificate (the established one above goes on).
+    let stale = client(&c, old_tls);
+    let err = bounded("a refused put", stale.put("x", b"y"))
+        .await
+        .unwrap_err();
+    assert_eq!(tls_failure(&err), Some(TlsFailure::UnknownIssuer), "{err}");
+
+    // A follower restarts on the new CA: its lanes to the others are new connections.
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    c.stop(follower).await;
+    bounded("a put while it is down", new_client.put("during", b"3"))
+        .await
+        .unwrap();
+    c.restart(follower).await;
+    let back = c.node(follower).handle();
+    bounded("the restarted node to catch up", async {
+        loop {
+            if back.get("during", true).await.is_ok() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    c.shutdown().await;
+}

@@ -34,6 +34,9 @@ pub struct Cluster {
     pub ca: Option<Arc<CertAuthority>>,
     /// In secret mode: the secret every node holds.
     pub secret: Option<peerwire::secret::SecretConfig>,
+    /// With TLS: each running node's configuration (shared with the node: reloading it
+    /// changes what the node's new connections use).
+    pub tls_of: BTreeMap<u64, TlsConfig>,
 }
 
 pub fn config(
@@ -85,6 +88,15 @@ impl Cluster {
         .await
     }
 
+    /// Rotates the cluster to a new CA under the running nodes: each node's certificate and
+    /// trusted CA are reloaded (new connections use them); restarts use the new CA too.
+    pub fn rotate_ca(&mut self, ca: Arc<CertAuthority>) {
+        for (id, tls) in &self.tls_of {
+            tls.reload(&ca.tls_config(&ca.issue_node(*id).unwrap()).unwrap());
+        }
+        self.ca = Some(ca);
+    }
+
     /// The TLS settings of node `id` (or of a client, id 0), if the cluster runs TLS.
     pub fn tls(&self, id: u64) -> Option<TlsConfig> {
         let ca = self.ca.as_ref()?;
@@ -120,6 +132,7 @@ impl Cluster {
             request_timeout,
             ca,
             secret,
+            tls_of: BTreeMap::new(),
         };
         for (l, (id, _)) in listeners.into_iter().zip(peers.iter()) {
             let dir = tempfile::tempdir().unwrap();
@@ -132,6 +145,9 @@ impl Cluster {
             );
             cfg.request_timeout = request_timeout;
             cfg.tls = c.tls(*id);
+            if let Some(tls) = &cfg.tls {
+                c.tls_of.insert(*id, tls.clone());
+            }
             cfg.secret = c.secret.clone();
             let node = Node::start_on(cfg, l).await.unwrap();
             c.dirs.insert(*id, dir);
@@ -191,6 +207,9 @@ impl Cluster {
         );
         cfg.request_timeout = self.request_timeout;
         cfg.tls = self.tls(id);
+        if let Some(tls) = &cfg.tls {
+            self.tls_of.insert(id, tls.clone());
+        }
         cfg.secret = self.secret.clone();
         let node = Node::start(cfg).await.unwrap();
         self.nodes.insert(id, node);
@@ -211,6 +230,9 @@ impl Cluster {
         cfg.join = true;
         cfg.request_timeout = self.request_timeout;
         cfg.tls = self.tls(id);
+        if let Some(tls) = &cfg.tls {
+            self.tls_of.insert(id, tls.clone());
+        }
         cfg.secret = self.secret.clone();
         let node = Node::start_on(cfg, listener).await.unwrap();
         self.dirs.insert(id, dir);
