@@ -124,6 +124,10 @@ struct NodeArgs {
     /// it (and `--tls-dir`) again without a restart.
     #[arg(long)]
     secret_file: Option<PathBuf>,
+    /// Access rules for this node's lanes, routes and methods: one `allow|deny WHO TARGET`
+    /// per line, first match deciding, `default allow|deny` (see `peerwire::access`).
+    #[arg(long)]
+    access_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -333,6 +337,12 @@ async fn run_node(args: NodeArgs) -> Result<(), String> {
     let cert_name = format!("node-{}", args.id);
     cfg.tls = load_tls(args.tls_dir.as_deref(), &cert_name)?;
     cfg.secret = load_secret(args.secret_file.as_deref())?;
+    if let Some(path) = &args.access_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--access-file {}: {e}", path.display()))?;
+        cfg.access = peerwire::access::AccessPolicy::parse(&text)
+            .map_err(|e| format!("--access-file {}: {e}", path.display()))?;
+    }
     let (tls, secret) = (cfg.tls.clone(), cfg.secret.clone());
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
     let removed = node.handle().until_refused();

@@ -96,3 +96,51 @@ async fn a_secret_cluster_replicates_and_refuses_strangers() {
     }
     c.shutdown().await;
 }
+
+/// Access rules on a node in secret mode: holders of the `reader` secret may read but not
+/// write through it, each refusal naming the principal and the rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_secret_may_get_but_not_put() {
+    let (writer_key, reader_key) = (
+        SecretConfig::generate_key().unwrap(),
+        SecretConfig::generate_key().unwrap(),
+    );
+    let secrets = SecretConfig::new("cluster", writer_key)
+        .unwrap()
+        .accepting("reader", reader_key)
+        .unwrap();
+    let mut c = Cluster::start_secret(3, secrets).await;
+    c.leader(None).await;
+    let policy = peerwire::access::AccessPolicy::parse(&format!(
+        "deny secret:reader method:{}.put\n",
+        peerwire_kv::service::PROTOCOL
+    ))
+    .unwrap();
+    // Node 1 takes the rules; the clients below talk to node 1 only.
+    c.restart_with_access(1, policy).await;
+    let node1 = vec![c.peers[0].1];
+    let as_holder = |name, key| {
+        let mut cfg = ClientConfig::default();
+        cfg.connection.secret = Some(SecretConfig::new(name, key).unwrap());
+        KvClient::with_config(node1.clone(), DEFAULT_CLUSTER_TOKEN, cfg)
+    };
+    let (writer, reader) = (
+        as_holder("cluster", writer_key),
+        as_holder("reader", reader_key),
+    );
+    bounded("a put", writer.put("k", b"v")).await.unwrap();
+    assert_eq!(
+        bounded("a get", reader.get("k", false)).await.unwrap(),
+        Value::Inline(b"v".to_vec())
+    );
+    let err = bounded("a refused put", reader.put("k", b"w"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("access denied") || text.contains("may not use"),
+        "{text}"
+    );
+    assert!(text.contains("holder of secret reader"), "{text}");
+    c.shutdown().await;
+}

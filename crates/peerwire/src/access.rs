@@ -232,10 +232,119 @@ impl AccessPolicy {
         }
     }
 
+    /// Reads a policy from text, one rule per line, the first match deciding (what
+    /// `peerwire-kv node --access-file` reads; blank lines and `#` comments skipped):
+    ///
+    /// ```text
+    /// default allow|deny
+    /// allow|deny WHO TARGET
+    /// WHO    = anyone | authenticated | anonymous | node | node:ID | user:NAME | secret:NAME
+    /// TARGET = everything | lane:NAME-OR-CODE | route:NAME | protocol:NAME
+    ///        | method:PROTOCOL.METHOD (split at the last dot) | endpoint:NAME
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first line that is not a rule, by number, with what was expected.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let mut policy = Self::default();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |what: &str| PolicyError {
+                line: i + 1,
+                message: format!("{what} in {line:?}"),
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words[..] {
+                ["default", d] => {
+                    policy.default = match d {
+                        "allow" => Decision::Allow,
+                        "deny" => Decision::Deny,
+                        _ => return Err(bad("expected `default allow` or `default deny`")),
+                    }
+                }
+                [d, who, target] => {
+                    let decision = match d {
+                        "allow" => Decision::Allow,
+                        "deny" => Decision::Deny,
+                        _ => return Err(bad("a rule starts with `allow` or `deny`")),
+                    };
+                    let who = parse_who(who).ok_or_else(|| bad("an unknown principal"))?;
+                    let target = parse_target(target).ok_or_else(|| bad("an unknown target"))?;
+                    policy = policy.with(decision, who, target);
+                }
+                _ => {
+                    return Err(bad(
+                        "expected `allow|deny WHO TARGET` or `default allow|deny`",
+                    ));
+                }
+            }
+        }
+        Ok(policy)
+    }
+
     /// Whether the policy has no rule and allows everything.
     pub fn is_open(&self) -> bool {
         self.rules.is_empty() && self.default == Decision::Allow
     }
+}
+
+/// A policy text that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("access policy, line {line}: {message}")]
+pub struct PolicyError {
+    /// The line, from 1.
+    pub line: usize,
+    /// What was wrong.
+    pub message: String,
+}
+
+fn parse_who(word: &str) -> Option<Who> {
+    Some(match word.split_once(':') {
+        None => match word {
+            "anyone" => Who::Anyone,
+            "authenticated" => Who::Authenticated,
+            "anonymous" => Who::Anonymous,
+            "node" => Who::AnyNode,
+            _ => return None,
+        },
+        Some(("node", id)) => Who::Node(id.parse().ok()?),
+        Some(("user", name)) if !name.is_empty() => Who::User(name.to_owned()),
+        Some(("secret", name)) if !name.is_empty() => Who::Secret(name.to_owned()),
+        _ => return None,
+    })
+}
+
+fn parse_target(word: &str) -> Option<Target> {
+    if word == "everything" {
+        return Some(Target::Everything);
+    }
+    let (kind, name) = word.split_once(':')?;
+    if name.is_empty() {
+        return None;
+    }
+    Some(match kind {
+        "lane" => Target::Lane(match name.parse::<u8>() {
+            Ok(code) => Lane::from_wire(code),
+            Err(_) => (0..=u8::MAX)
+                .map(Lane::from_wire)
+                .find(|l| l.to_string() == name)?,
+        }),
+        "route" => Target::Route(name.to_owned()),
+        "protocol" => Target::Protocol(name.to_owned()),
+        "method" => {
+            let (protocol, method) = name.rsplit_once('.')?;
+            Target::Method {
+                protocol: protocol.to_owned(),
+                method: method.to_owned(),
+            }
+        }
+        "endpoint" => Target::Endpoint(name.to_owned()),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -287,6 +396,60 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn policies_read_from_text() {
+        let p = AccessPolicy::parse(
+            "# ops may do anything; the app may not delete\n\
+             default deny\n\
+             allow secret:ops everything\n\
+             deny secret:app method:Fs.delete   # no deletes\n\
+             allow secret:app protocol:Fs\n\
+             allow node lane:raft-append\n\
+             allow user:client.peerwire lane:7\n",
+        )
+        .unwrap();
+        let app = Principal::Secret("app".into());
+        let m = |method| Access::Method {
+            protocol: "Fs",
+            method,
+        };
+        assert!(p.check(&app, m("stat")).is_ok());
+        assert!(p.check(&app, m("delete")).is_err());
+        assert!(
+            p.check(&Principal::Secret("ops".into()), m("delete"))
+                .is_ok()
+        );
+        assert!(
+            p.check(&Principal::Node(2), Access::Lane(Lane::RaftAppend))
+                .is_ok()
+        );
+        assert!(
+            p.check(
+                &Principal::User("client.peerwire".into()),
+                Access::Lane(Lane::Pull)
+            )
+            .is_ok()
+        );
+        assert!(
+            p.check(&ANON, Access::Lane(Lane::Rpc)).is_err(),
+            "default deny"
+        );
+        for (text, line) in [
+            ("allow", 1),
+            ("\nallow somebody route:x", 2),
+            ("allow anyone lane:no-such-lane", 1),
+            ("permit anyone everything", 1),
+            ("default maybe", 1),
+            ("allow anyone method:nodot", 1),
+        ] {
+            assert_eq!(
+                AccessPolicy::parse(text).unwrap_err().line,
+                line,
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

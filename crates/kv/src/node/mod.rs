@@ -104,6 +104,9 @@ pub struct NodeConfig {
     /// Secret mode for every peerwire connection (`None`: off; not with `tls`): members,
     /// forwarded writes, blob streams and native clients prove they hold the cluster's secret.
     pub secret: Option<peerwire::secret::SecretConfig>,
+    /// Who may use which lane, route and method of this node (default: everyone,
+    /// everything).
+    pub access: peerwire::access::AccessPolicy,
 }
 
 impl NodeConfig {
@@ -126,6 +129,7 @@ impl NodeConfig {
             blob_max: DEFAULT_BLOB_MAX,
             tls: None,
             secret: None,
+            access: peerwire::access::AccessPolicy::default(),
         }
     }
 
@@ -275,6 +279,7 @@ impl Node {
         };
         tcfg.connection.tls = cfg.tls.clone();
         tcfg.connection.secret = cfg.secret.clone();
+        tcfg.connection.access = cfg.access.clone();
         tcfg.connection.heartbeat_interval = cfg.tick.max(Duration::from_millis(50));
         tcfg.connection.read_timeout =
             (cfg.tick * cfg.election_ticks as u32).max(Duration::from_millis(500));

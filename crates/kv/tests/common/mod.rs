@@ -34,6 +34,8 @@ pub struct Cluster {
     pub ca: Option<Arc<CertAuthority>>,
     /// In secret mode: the secret every node holds.
     pub secret: Option<peerwire::secret::SecretConfig>,
+    /// The access rules of nodes (re)started from now on.
+    pub access: peerwire::access::AccessPolicy,
     /// With TLS: each running node's configuration (shared with the node: reloading it
     /// changes what the node's new connections use).
     pub tls_of: BTreeMap<u64, TlsConfig>,
@@ -69,6 +71,13 @@ impl Cluster {
     /// Starts `n` nodes in secret mode, all holding `secret`.
     pub async fn start_secret(n: u64, secret: peerwire::secret::SecretConfig) -> Self {
         Self::start_full(n, 10_000, 5_000, Duration::from_secs(5), None, Some(secret)).await
+    }
+
+    /// Restarts node `id` with `access` as its rules (kept for later restarts).
+    pub async fn restart_with_access(&mut self, id: u64, access: peerwire::access::AccessPolicy) {
+        self.access = access;
+        self.stop(id).await;
+        self.restart(id).await;
     }
 
     pub async fn start_with(
@@ -133,6 +142,7 @@ impl Cluster {
             ca,
             secret,
             tls_of: BTreeMap::new(),
+            access: peerwire::access::AccessPolicy::default(),
         };
         for (l, (id, _)) in listeners.into_iter().zip(peers.iter()) {
             let dir = tempfile::tempdir().unwrap();
@@ -211,6 +221,7 @@ impl Cluster {
             self.tls_of.insert(id, tls.clone());
         }
         cfg.secret = self.secret.clone();
+        cfg.access = self.access.clone();
         let node = Node::start(cfg).await.unwrap();
         self.nodes.insert(id, node);
     }
