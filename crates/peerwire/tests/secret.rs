@@ -338,3 +338,37 @@ async fn every_lane_refuses_a_peer_without_the_secret() {
     }
     server.shutdown().await;
 }
+
+/// A peer that opens a connection to a secret-mode node and says nothing is closed once the
+/// handshake timeout passes.
+#[tokio::test]
+async fn a_silent_peer_is_closed_at_the_handshake_timeout() {
+    let server = Server::builder(ServerConfig {
+        connection: ConnectionConfig {
+            secret: Some(secret("cluster", 7)),
+            handshake_timeout: std::time::Duration::from_millis(100),
+            ..ConnectionConfig::default()
+        },
+        ..ServerConfig::default()
+    })
+    .route(
+        "echo",
+        handler_fn(|req: Request| async move { Ok(req.into_payload()) }),
+    )
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let mut silent = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut got = Vec::new();
+    bounded(
+        "the node closes the silent connection",
+        silent.read_to_end(&mut got),
+    )
+    .await
+    .unwrap();
+    assert!(
+        got.is_empty(),
+        "nothing is said to a peer that said nothing"
+    );
+    server.shutdown().await;
+}
