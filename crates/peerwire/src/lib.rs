@@ -48,6 +48,7 @@ pub use config::{BackoffConfig, ClientConfig, ConnectionConfig, Identity, Server
 pub use connection::{Connection, PeerInfo, Principal, Route};
 pub use error::{ConnectError, Error, HandshakeError, NotExecuted, Unknown};
 pub use mount::{MountPoint, Mountable};
+pub use peerwire_macros::protocol;
 pub use peerwire_wire as wire;
 pub use peerwire_wire::{GoAwayReason, Lane, Status};
 pub use server::{

@@ -1,0 +1,322 @@
+//! `#[peerwire::protocol]`: a typed protocol defined once, as a trait.
+//!
+//! ```ignore
+//! #[peerwire::protocol(name = "Fs", version = 1)]
+//! pub trait Fs {
+//!     /// How many bytes a file holds.
+//!     #[idempotent]
+//!     async fn stat(&self, path: String) -> Result<u64, peerwire::HandlerError>;
+//!     /// Removes a file.
+//!     async fn delete(&self, path: String) -> Result<bool, peerwire::HandlerError>;
+//! }
+//! ```
+//!
+//! generates the trait (each `async fn` becomes a method returning a `Send` future, so an
+//! implementation can still write `async fn`), `fs_protocol(Arc<impl Fs>) -> Protocol` (the
+//! server side, mounted with `ServerBuilder::protocol`), and `FsClient` (one typed method per
+//! trait method, calling through a `ProtocolClient`). Every method takes `&self`, one request
+//! argument, and returns `Result<T, HandlerError>`; `#[idempotent]` marks methods that may run
+//! more than once; `#[engine(prost)]` picks the protobuf engine (serde by default). The name
+//! defaults to the trait's and the version to 1.
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as Tokens;
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Expr, FnArg, GenericArgument, ItemTrait, Lit, MetaNameValue, Pat, PathArguments,
+    ReturnType, Token, TraitItem, Type, parse_macro_input,
+};
+
+/// The protocol's name and version, from `#[protocol(name = "...", version = N)]`.
+struct Args {
+    name: Option<String>,
+    version: u32,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let pairs = Punctuated::<MetaNameValue, Token![,]>::parse_terminated(input)?;
+        let mut args = Self {
+            name: None,
+            version: 1,
+        };
+        for pair in pairs {
+            let key = pair.path.get_ident().map(ToString::to_string);
+            let Expr::Lit(lit) = &pair.value else {
+                return Err(syn::Error::new(pair.value.span(), "expected a literal"));
+            };
+            match (key.as_deref(), &lit.lit) {
+                (Some("name"), Lit::Str(s)) => args.name = Some(s.value()),
+                (Some("version"), Lit::Int(i)) => args.version = i.base10_parse()?,
+                _ => {
+                    return Err(syn::Error::new(
+                        pair.span(),
+                        "expected `name = \"...\"` or `version = <integer>`",
+                    ));
+                }
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// One method of the protocol.
+struct Method {
+    name: syn::Ident,
+    request: Type,
+    response: Type,
+    idempotent: bool,
+    prost: bool,
+    docs: Vec<Attribute>,
+}
+
+/// Turns a trait of async methods into a typed protocol's server side and client; see the
+/// crate's documentation.
+#[proc_macro_attribute]
+pub fn protocol(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let args = parse_macro_input!(attr as Args);
+    let item = parse_macro_input!(item as ItemTrait);
+    expand(args, item)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
+    if !item.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            item.generics.span(),
+            "a protocol trait takes no generic parameters",
+        ));
+    }
+    let trait_name = item.ident.clone();
+    let protocol_name = args.name.unwrap_or_else(|| trait_name.to_string());
+    let version = args.version;
+    let mut methods = Vec::new();
+    for entry in &mut item.items {
+        let TraitItem::Fn(f) = entry else {
+            return Err(syn::Error::new(
+                entry.span(),
+                "a protocol trait holds only `async fn` methods",
+            ));
+        };
+        let method = method(f)?;
+        // `async fn m(&self, req: Q) -> R` becomes `fn m(&self, req: Q) -> impl Future<Output
+        // = R> + Send`, so the futures can be spawned; implementations may keep `async fn`.
+        let output = match &f.sig.output {
+            ReturnType::Type(_, t) => t.clone(),
+            ReturnType::Default => unreachable!("checked by `method`"),
+        };
+        f.sig.asyncness = None;
+        f.sig.output = syn::parse_quote! {
+            -> impl ::std::future::Future<Output = #output> + ::std::marker::Send
+        };
+        f.attrs
+            .retain(|a| !a.path().is_ident("idempotent") && !a.path().is_ident("engine"));
+        methods.push(method);
+    }
+    item.supertraits
+        .push(syn::parse_quote!(::std::marker::Send));
+    item.supertraits
+        .push(syn::parse_quote!(::std::marker::Sync));
+    item.supertraits.push(syn::parse_quote!('static));
+
+    let vis = &item.vis;
+    let snake = to_snake(&trait_name.to_string());
+    let protocol_fn = format_ident!("{}_protocol", snake);
+    let client = format_ident!("{}Client", trait_name);
+    let registrations = methods.iter().map(|m| {
+        let name = &m.name;
+        let wire = name.to_string();
+        let q = &m.request;
+        let engine = engine(m.prost);
+        let add = if m.idempotent {
+            quote!(idempotent_method)
+        } else {
+            quote!(method)
+        };
+        quote_spanned! {name.span()=>
+            let s = service.clone();
+            protocol = protocol.#add(#wire, #engine, move |request: #q, _ctx: ::peerwire::Request| {
+                let s = s.clone();
+                async move { <_ as #trait_name>::#name(&*s, request).await }
+            });
+        }
+    });
+    let calls = methods.iter().map(|m| {
+        let name = &m.name;
+        let wire = name.to_string();
+        let (q, r) = (&m.request, &m.response);
+        let engine = engine(m.prost);
+        let docs = &m.docs;
+        quote! {
+            #(#docs)*
+            ///
+            /// # Cancel safety
+            ///
+            /// Dropping the future abandons the call (a cancel frame tells the server).
+            pub async fn #name(
+                &self,
+                peer: impl ::std::convert::Into<::peerwire::Peer>,
+                request: &#q,
+            ) -> ::std::result::Result<#r, ::peerwire::Error> {
+                self.inner.call(peer, #wire, #engine, request).await
+            }
+        }
+    });
+    let doc_protocol = format!(
+        "The server side of `{protocol_name}` version {version}: every method of [`{trait_name}`] on `service`, for `ServerBuilder::protocol`."
+    );
+    let doc_client = format!(
+        "A typed client of `{protocol_name}` version {version}: one method per method of [`{trait_name}`]."
+    );
+    Ok(quote! {
+        #item
+
+        #[doc = #doc_protocol]
+        #vis fn #protocol_fn<S: #trait_name>(service: ::std::sync::Arc<S>) -> ::peerwire::service::Protocol {
+            let mut protocol = ::peerwire::service::Protocol::new(#protocol_name, #version);
+            #(#registrations)*
+            protocol
+        }
+
+        #[doc = #doc_client]
+        #[derive(Debug, Clone)]
+        #vis struct #client {
+            inner: ::peerwire::service::ProtocolClient,
+        }
+
+        impl #client {
+            /// A client calling through `client`'s connections.
+            pub fn new(client: ::peerwire::Client) -> Self {
+                Self {
+                    inner: ::peerwire::service::ProtocolClient::new(client, #protocol_name, #version),
+                }
+            }
+
+            #(#calls)*
+        }
+    })
+}
+
+fn engine(prost: bool) -> Tokens {
+    if prost {
+        quote!(::peerwire::service::Prost)
+    } else {
+        quote!(::peerwire::service::Serde)
+    }
+}
+
+fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
+    let sig = &f.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            sig.fn_token.span(),
+            "a protocol method is an `async fn`",
+        ));
+    }
+    if f.default.is_some() {
+        return Err(syn::Error::new(
+            f.span(),
+            "a protocol method has no default body",
+        ));
+    }
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
+        other => {
+            return Err(syn::Error::new(
+                other.map_or(sig.span(), Spanned::span),
+                "a protocol method takes `&self` first",
+            ));
+        }
+    }
+    let request = match (inputs.next(), inputs.next()) {
+        (Some(FnArg::Typed(arg)), None) if matches!(*arg.pat, Pat::Ident(_)) => (*arg.ty).clone(),
+        _ => {
+            return Err(syn::Error::new(
+                sig.inputs.span(),
+                "a protocol method takes one request argument after `&self`",
+            ));
+        }
+    };
+    let response = match &sig.output {
+        ReturnType::Type(_, ty) => result_ok(ty).ok_or_else(|| {
+            syn::Error::new(
+                ty.span(),
+                "a protocol method returns `Result<T, HandlerError>`",
+            )
+        })?,
+        ReturnType::Default => {
+            return Err(syn::Error::new(
+                sig.span(),
+                "a protocol method returns `Result<T, HandlerError>`",
+            ));
+        }
+    };
+    let mut idempotent = false;
+    let mut prost = false;
+    for attr in &f.attrs {
+        if attr.path().is_ident("idempotent") {
+            idempotent = true;
+        } else if attr.path().is_ident("engine") {
+            let engine: syn::Ident = attr.parse_args()?;
+            match engine.to_string().as_str() {
+                "serde" => prost = false,
+                "prost" => prost = true,
+                _ => {
+                    return Err(syn::Error::new(
+                        engine.span(),
+                        "the engine is `serde` or `prost`",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Method {
+        name: sig.ident.clone(),
+        request,
+        response,
+        idempotent,
+        prost,
+        docs: f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .cloned()
+            .collect(),
+    })
+}
+
+/// `T` of a `Result<T, _>` type.
+fn result_ok(ty: &Type) -> Option<Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) if args.args.len() == 2 => Some(t.clone()),
+        _ => None,
+    }
+}
+
+fn to_snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,101 @@
+//! `#[peerwire::protocol]`: a protocol defined once as a trait is served and called with both
+//! engines; its idempotent methods and its version are what the trait says.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use peerwire::{
+    Client, ClientConfig, Error, HandlerError, NotExecuted, Server, ServerConfig, Status,
+};
+
+/// A file system's namespace, as a typed protocol.
+#[peerwire::protocol(name = "Namespace", version = 3)]
+pub trait Namespace {
+    /// How many bytes the file at a path holds.
+    #[idempotent]
+    async fn stat(&self, path: String) -> Result<u64, HandlerError>;
+    /// Creates a directory; false if it existed.
+    async fn mkdirs(&self, path: String) -> Result<bool, HandlerError>;
+    /// Echoes a protobuf value (the prost engine).
+    #[engine(prost)]
+    async fn echo(&self, value: u64) -> Result<u64, HandlerError>;
+}
+
+struct Memory {
+    created: AtomicU64,
+}
+
+impl Namespace for Memory {
+    async fn stat(&self, path: String) -> Result<u64, HandlerError> {
+        if path.is_empty() {
+            return Err(HandlerError::new("an empty path"));
+        }
+        Ok(path.len() as u64)
+    }
+
+    async fn mkdirs(&self, _path: String) -> Result<bool, HandlerError> {
+        Ok(self.created.fetch_add(1, Ordering::SeqCst) == 0)
+    }
+
+    async fn echo(&self, value: u64) -> Result<u64, HandlerError> {
+        Ok(value)
+    }
+}
+
+/// Only the client of this version is used here.
+#[allow(dead_code)]
+mod newer {
+    use peerwire::HandlerError;
+
+    /// The same protocol at another version.
+    #[peerwire::protocol(name = "Namespace", version = 4)]
+    pub(crate) trait Namespace {
+        /// As version 3.
+        async fn stat(&self, path: String) -> Result<u64, HandlerError>;
+    }
+}
+
+#[tokio::test]
+async fn a_trait_is_served_and_called_through_the_generated_sides() {
+    let service = Arc::new(Memory {
+        created: AtomicU64::new(0),
+    });
+    let server = Server::builder(ServerConfig::default())
+        .protocol(namespace_protocol(service))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let client = Client::new(ClientConfig::default());
+    let ns = NamespaceClient::new(client.clone());
+    assert_eq!(ns.stat(addr, &"/a/b".to_string()).await.unwrap(), 4);
+    assert!(ns.mkdirs(addr, &"/x".to_string()).await.unwrap());
+    assert!(!ns.mkdirs(addr, &"/x".to_string()).await.unwrap());
+    assert_eq!(ns.echo(addr, &42).await.unwrap(), 42);
+    let err = ns.stat(addr, &String::new()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Remote { status: Status::HandlerFailed, message, .. } if message.contains("an empty path")),
+        "{err}"
+    );
+
+    // A client of another version is refused before any method runs.
+    let err = newer::NamespaceClient::new(client.clone())
+        .stat(addr, &"/a".to_string())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::NotExecuted {
+                reason: NotExecuted::Rejected {
+                    status: Status::ProtocolVersionMismatch,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    client.shutdown().await;
+    server.shutdown().await;
+}
