@@ -1,0 +1,6 @@
+#[peerwire::protocol]
+trait Fs {
+    async fn stat(path: String) -> Result<u64, peerwire::HandlerError>;
+}
+
+fn main() {}

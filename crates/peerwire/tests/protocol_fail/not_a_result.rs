@@ -1,0 +1,6 @@
+#[peerwire::protocol]
+trait Fs {
+    async fn stat(&self, path: String) -> u64;
+}
+
+fn main() {}

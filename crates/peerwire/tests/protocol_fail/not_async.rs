@@ -1,0 +1,6 @@
+#[peerwire::protocol]
+trait Fs {
+    fn stat(&self, path: String) -> Result<u64, peerwire::HandlerError>;
+}
+
+fn main() {}
