@@ -13,11 +13,14 @@
 //!
 //! generates the trait (each `async fn` becomes a method returning a `Send` future, so an
 //! implementation can still write `async fn`), `fs_protocol(Arc<impl Fs>) -> Protocol` (the
+//! trait's name in snake case, `_protocol` added unless it ends so already; the
 //! server side, mounted with `ServerBuilder::protocol`), and `FsClient` (one typed method per
 //! trait method, calling through a `ProtocolClient`). Every method takes `&self`, one request
-//! argument, and returns `Result<T, HandlerError>`; `#[idempotent]` marks methods that may run
-//! more than once; `#[engine(prost)]` picks the protobuf engine (serde by default). The name
-//! defaults to the trait's and the version to 1.
+//! argument (and, if it needs the caller, the call's `peerwire::Request`), and returns
+//! `Result<T, HandlerError>`; `#[idempotent]` marks methods that may run more than once;
+//! `#[engine(prost)]` picks the protobuf engine (serde by default); `#[rename = "wireName"]`
+//! names the method on the wire (the Rust name by default). The protocol's name defaults to
+//! the trait's and its version to 1.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
@@ -66,6 +69,10 @@ impl Parse for Args {
 /// One method of the protocol.
 struct Method {
     name: syn::Ident,
+    /// The method's name on the wire (`#[rename = "..."]`, else the Rust name).
+    wire: String,
+    /// Whether the implementation also takes the call's `peerwire::Request`.
+    with_request: bool,
     request: Type,
     response: Type,
     idempotent: bool,
@@ -113,8 +120,11 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
         f.sig.output = syn::parse_quote! {
             -> impl ::std::future::Future<Output = #output> + ::std::marker::Send
         };
-        f.attrs
-            .retain(|a| !a.path().is_ident("idempotent") && !a.path().is_ident("engine"));
+        f.attrs.retain(|a| {
+            !a.path().is_ident("idempotent")
+                && !a.path().is_ident("engine")
+                && !a.path().is_ident("rename")
+        });
         methods.push(method);
     }
     item.supertraits
@@ -125,11 +135,16 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
 
     let vis = &item.vis;
     let snake = to_snake(&trait_name.to_string());
-    let protocol_fn = format_ident!("{}_protocol", snake);
+    // `Fs` → `fs_protocol`; `ClientProtocol` → `client_protocol`.
+    let protocol_fn = if snake.ends_with("_protocol") {
+        format_ident!("{}", snake)
+    } else {
+        format_ident!("{}_protocol", snake)
+    };
     let client = format_ident!("{}Client", trait_name);
     let registrations = methods.iter().map(|m| {
         let name = &m.name;
-        let wire = name.to_string();
+        let wire = &m.wire;
         let q = &m.request;
         let engine = engine(m.prost);
         let add = if m.idempotent {
@@ -137,17 +152,25 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
         } else {
             quote!(method)
         };
+        let call = if m.with_request {
+            quote!(<_ as #trait_name>::#name(&*s, request, ctx).await)
+        } else {
+            quote!({
+                drop(ctx);
+                <_ as #trait_name>::#name(&*s, request).await
+            })
+        };
         quote_spanned! {name.span()=>
             let s = service.clone();
-            protocol = protocol.#add(#wire, #engine, move |request: #q, _ctx: ::peerwire::Request| {
+            protocol = protocol.#add(#wire, #engine, move |request: #q, ctx: ::peerwire::Request| {
                 let s = s.clone();
-                async move { <_ as #trait_name>::#name(&*s, request).await }
+                async move { #call }
             });
         }
     });
     let calls = methods.iter().map(|m| {
         let name = &m.name;
-        let wire = name.to_string();
+        let wire = &m.wire;
         let (q, r) = (&m.request, &m.response);
         let engine = engine(m.prost);
         let docs = &m.docs;
@@ -233,12 +256,19 @@ fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
             ));
         }
     }
-    let request = match (inputs.next(), inputs.next()) {
-        (Some(FnArg::Typed(arg)), None) if matches!(*arg.pat, Pat::Ident(_)) => (*arg.ty).clone(),
+    let (request, with_request) = match (inputs.next(), inputs.next(), inputs.next()) {
+        (Some(FnArg::Typed(arg)), None, None) if matches!(*arg.pat, Pat::Ident(_)) => {
+            ((*arg.ty).clone(), false)
+        }
+        (Some(FnArg::Typed(arg)), Some(FnArg::Typed(ctx)), None)
+            if matches!(*arg.pat, Pat::Ident(_)) && is_request(&ctx.ty) =>
+        {
+            ((*arg.ty).clone(), true)
+        }
         _ => {
             return Err(syn::Error::new(
                 sig.inputs.span(),
-                "a protocol method takes one request argument after `&self`",
+                "a protocol method takes one request argument after `&self` (and, optionally, the call's `peerwire::Request`)",
             ));
         }
     };
@@ -258,8 +288,22 @@ fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
     };
     let mut idempotent = false;
     let mut prost = false;
+    let mut wire = sig.ident.to_string();
     for attr in &f.attrs {
-        if attr.path().is_ident("idempotent") {
+        if attr.path().is_ident("rename") {
+            let value = &attr.meta.require_name_value()?.value;
+            match value {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) => wire = s.value(),
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        "expected `#[rename = \"wireName\"]`",
+                    ));
+                }
+            }
+        } else if attr.path().is_ident("idempotent") {
             idempotent = true;
         } else if attr.path().is_ident("engine") {
             let engine: syn::Ident = attr.parse_args()?;
@@ -277,6 +321,8 @@ fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
     }
     Ok(Method {
         name: sig.ident.clone(),
+        wire,
+        with_request,
         request,
         response,
         idempotent,
@@ -288,6 +334,11 @@ fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
             .cloned()
             .collect(),
     })
+}
+
+/// Whether `ty` names `peerwire::Request` (by its last path segment).
+fn is_request(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Request"))
 }
 
 /// `T` of a `Result<T, _>` type.

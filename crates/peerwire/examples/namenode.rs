@@ -1,8 +1,8 @@
 //! A toy NameNode: two protocols on one server and one port, as Hadoop's NameNode serves
 //! `ClientProtocol` to filesystem clients and `DatanodeProtocol` to its DataNodes.
 //!
-//! Each protocol is a Rust trait. The server side turns an implementation into a
-//! [`Protocol`] (the method table); the client side is a typed stub over a [`ProtocolClient`].
+//! Each protocol is defined once, as a Rust trait under `#[peerwire::protocol]`, which writes
+//! the server side (a [`Protocol`] for an implementation) and a typed client.
 //! `ClientProtocol` uses the serde engine for most methods and protobuf (prost) for
 //! `getFileInfo`; `DatanodeProtocol` uses protobuf throughout. `mkdirs` and `create` are not
 //! idempotent, so their retries are answered from the server's retry cache.
@@ -10,10 +10,9 @@
 //! Run with `cargo run --release -p peerwire --example namenode`.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use peerwire::service::{Prost, Protocol, ProtocolClient, Serde};
+use peerwire::service::{Prost, ProtocolClient};
 use peerwire::{
     Client, ClientConfig, Error, HandlerError, Identity, NotExecuted, Peer, Request, Server,
     ServerConfig,
@@ -59,81 +58,24 @@ struct FileStatus {
     exists: bool,
 }
 
-/// What filesystem clients call.
-trait ClientProtocol: Send + Sync + 'static {
-    fn mkdirs(&self, req: Mkdirs) -> impl Future<Output = Result<bool, HandlerError>> + Send;
-    fn create(&self, req: Create) -> impl Future<Output = Result<u64, HandlerError>> + Send;
-    fn get_file_info(
-        &self,
-        req: GetFileInfo,
-    ) -> impl Future<Output = Result<FileStatus, HandlerError>> + Send;
-    fn get_listing(
-        &self,
-        dir: String,
-    ) -> impl Future<Output = Result<Vec<String>, HandlerError>> + Send;
-}
-
-/// The method table of `ClientProtocol` version 1 for an implementation.
-fn client_protocol<T: ClientProtocol>(imp: Arc<T>) -> Protocol {
-    let (a, b, c, d) = (imp.clone(), imp.clone(), imp.clone(), imp);
-    Protocol::new("ClientProtocol", 1)
-        .method("mkdirs", Serde, move |req: Mkdirs, _: Request| {
-            let imp = a.clone();
-            async move { imp.mkdirs(req).await }
-        })
-        .method("create", Serde, move |req: Create, _: Request| {
-            let imp = b.clone();
-            async move { imp.create(req).await }
-        })
-        .idempotent_method("getFileInfo", Prost, move |req: GetFileInfo, _: Request| {
-            let imp = c.clone();
-            async move { imp.get_file_info(req).await }
-        })
-        .idempotent_method("getListing", Serde, move |dir: String, _: Request| {
-            let imp = d.clone();
-            async move { imp.get_listing(dir).await }
-        })
-}
-
-/// The typed client stub of `ClientProtocol`.
-#[derive(Clone)]
-struct ClientProtocolStub {
-    rpc: ProtocolClient,
-    namenode: Peer,
-}
-
-impl ClientProtocolStub {
-    fn new(client: Client, namenode: Peer) -> Self {
-        Self {
-            rpc: ProtocolClient::new(client, "ClientProtocol", 1),
-            namenode,
-        }
-    }
-    async fn mkdirs(&self, path: &str, create_parent: bool) -> Result<bool, Error> {
-        let req = Mkdirs {
-            path: path.into(),
-            create_parent,
-        };
-        self.rpc.call(self.namenode, "mkdirs", Serde, &req).await
-    }
-    async fn create(&self, path: &str, replication: u16) -> Result<u64, Error> {
-        let req = Create {
-            path: path.into(),
-            replication,
-        };
-        self.rpc.call(self.namenode, "create", Serde, &req).await
-    }
-    async fn get_file_info(&self, path: &str) -> Result<FileStatus, Error> {
-        let req = GetFileInfo { path: path.into() };
-        self.rpc
-            .call(self.namenode, "getFileInfo", Prost, &req)
-            .await
-    }
-    async fn get_listing(&self, dir: &str) -> Result<Vec<String>, Error> {
-        self.rpc
-            .call(self.namenode, "getListing", Serde, &dir.to_string())
-            .await
-    }
+/// What filesystem clients call: `ClientProtocol` version 1, defined once (the macro writes
+/// `client_protocol`, the server side, and `ClientProtocolClient`).
+#[peerwire::protocol(name = "ClientProtocol", version = 1)]
+trait ClientProtocol {
+    /// Creates a directory (and its parents if asked); false if it existed. Not idempotent:
+    /// a retry is answered from the retry cache.
+    async fn mkdirs(&self, req: Mkdirs) -> Result<bool, HandlerError>;
+    /// Creates a file; its id. Not idempotent.
+    async fn create(&self, req: Create) -> Result<u64, HandlerError>;
+    /// A path's status (protobuf engine).
+    #[idempotent]
+    #[engine(prost)]
+    #[rename = "getFileInfo"]
+    async fn get_file_info(&self, req: GetFileInfo) -> Result<FileStatus, HandlerError>;
+    /// A directory's entries.
+    #[idempotent]
+    #[rename = "getListing"]
+    async fn get_listing(&self, dir: String) -> Result<Vec<String>, HandlerError>;
 }
 
 // ---- DatanodeProtocol -----------------------------------------------------------------------
@@ -154,25 +96,19 @@ struct HeartbeatResponse {
     commands: Vec<String>,
 }
 
-/// What DataNodes call. The caller is identified by its authenticated node id.
-trait DatanodeProtocol: Send + Sync + 'static {
-    fn send_heartbeat(
+/// What DataNodes call: `DatanodeProtocol` version 2. The caller is identified by the node
+/// id of its connection, so the method takes the call's `Request`.
+#[peerwire::protocol(name = "DatanodeProtocol", version = 2)]
+trait DatanodeProtocol {
+    /// A DataNode's heartbeat; commands for it.
+    #[idempotent]
+    #[engine(prost)]
+    #[rename = "sendHeartbeat"]
+    async fn send_heartbeat(
         &self,
-        datanode: u64,
         hb: Heartbeat,
-    ) -> impl Future<Output = Result<HeartbeatResponse, HandlerError>> + Send;
-}
-
-/// The method table of `DatanodeProtocol` version 2 for an implementation.
-fn datanode_protocol<T: DatanodeProtocol>(imp: Arc<T>) -> Protocol {
-    Protocol::new("DatanodeProtocol", 2).idempotent_method(
-        "sendHeartbeat",
-        Prost,
-        move |hb: Heartbeat, ctx: Request| {
-            let imp = imp.clone();
-            async move { imp.send_heartbeat(ctx.peer().node_id, hb).await }
-        },
-    )
+        call: Request,
+    ) -> Result<HeartbeatResponse, HandlerError>;
 }
 
 // ---- The NameNode ---------------------------------------------------------------------------
@@ -284,9 +220,10 @@ impl ClientProtocol for NameNode {
 impl DatanodeProtocol for NameNode {
     async fn send_heartbeat(
         &self,
-        datanode: u64,
         hb: Heartbeat,
+        call: Request,
     ) -> Result<HeartbeatResponse, HandlerError> {
+        let datanode = call.peer().node_id;
         let full = hb.used_bytes * 10 > hb.capacity_bytes * 9;
         self.datanodes
             .lock()
@@ -329,33 +266,48 @@ async fn main() -> Result<(), Error> {
         identity: identity(100),
         ..ClientConfig::default()
     });
-    let fs = ClientProtocolStub::new(fs_client.clone(), target);
+    let fs = ClientProtocolClient::new(fs_client.clone());
+    let mkdirs = |path: &str| Mkdirs {
+        path: path.into(),
+        create_parent: true,
+    };
+    let create = |path: &str, replication| Create {
+        path: path.into(),
+        replication,
+    };
     println!(
         "mkdirs /user/alice -> {}",
-        fs.mkdirs("/user/alice", true).await?
+        fs.mkdirs(target, &mkdirs("/user/alice")).await?
     );
     println!(
         "mkdirs /user/alice -> {} (exists)",
-        fs.mkdirs("/user/alice", true).await?
+        fs.mkdirs(target, &mkdirs("/user/alice")).await?
     );
     println!(
         "create /user/alice/a.txt -> file id {}",
-        fs.create("/user/alice/a.txt", 3).await?
+        fs.create(target, &create("/user/alice/a.txt", 3)).await?
     );
     println!(
         "create /user/alice/b.txt -> file id {}",
-        fs.create("/user/alice/b.txt", 2).await?
+        fs.create(target, &create("/user/alice/b.txt", 2)).await?
     );
-    let info = fs.get_file_info("/user/alice/a.txt").await?;
+    let info = fs
+        .get_file_info(
+            target,
+            &GetFileInfo {
+                path: "/user/alice/a.txt".into(),
+            },
+        )
+        .await?;
     println!(
         "getFileInfo {} -> exists {}, dir {}, replication {}",
         info.path, info.exists, info.is_dir, info.replication
     );
     println!(
         "getListing /user/alice -> {:?}",
-        fs.get_listing("/user/alice").await?
+        fs.get_listing(target, &"/user/alice".to_string()).await?
     );
-    match fs.create("/user/alice/a.txt", 3).await {
+    match fs.create(target, &create("/user/alice/a.txt", 3)).await {
         Err(Error::Remote {
             status, message, ..
         }) => {
@@ -370,12 +322,12 @@ async fn main() -> Result<(), Error> {
             identity: identity(dn),
             ..ClientConfig::default()
         });
-        let rpc = ProtocolClient::new(client.clone(), "DatanodeProtocol", 2);
+        let datanode = DatanodeProtocolClient::new(client.clone());
         let hb = Heartbeat {
             capacity_bytes: 1 << 40,
             used_bytes: (dn - 10) * (350 << 30),
         };
-        let resp: HeartbeatResponse = rpc.call(target, "sendHeartbeat", Prost, &hb).await?;
+        let resp = datanode.send_heartbeat(target, &hb).await?;
         println!("datanode {dn} heartbeat -> commands {:?}", resp.commands);
         client.shutdown().await;
     }

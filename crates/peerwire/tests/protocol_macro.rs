@@ -19,6 +19,9 @@ pub trait Namespace {
     /// Echoes a protobuf value (the prost engine).
     #[engine(prost)]
     async fn echo(&self, value: u64) -> Result<u64, HandlerError>;
+    /// The caller's node id, from the call itself; `whoAmI` on the wire.
+    #[rename = "whoAmI"]
+    async fn who(&self, nothing: (), call: peerwire::Request) -> Result<u64, HandlerError>;
 }
 
 struct Memory {
@@ -39,6 +42,10 @@ impl Namespace for Memory {
 
     async fn echo(&self, value: u64) -> Result<u64, HandlerError> {
         Ok(value)
+    }
+
+    async fn who(&self, (): (), call: peerwire::Request) -> Result<u64, HandlerError> {
+        Ok(call.peer().node_id)
     }
 }
 
@@ -66,8 +73,21 @@ async fn a_trait_is_served_and_called_through_the_generated_sides() {
         .await
         .unwrap();
     let addr = server.local_addr();
-    let client = Client::new(ClientConfig::default());
+    let client = Client::new(ClientConfig {
+        identity: peerwire::Identity {
+            node_id: 9,
+            ..peerwire::Identity::default()
+        },
+        ..ClientConfig::default()
+    });
     let ns = NamespaceClient::new(client.clone());
+    assert_eq!(ns.who(addr, &()).await.unwrap(), 9);
+    // The wire name is the renamed one.
+    let by_name: u64 = peerwire::service::ProtocolClient::new(client.clone(), "Namespace", 3)
+        .call(addr, "whoAmI", peerwire::service::Serde, &())
+        .await
+        .unwrap();
+    assert_eq!(by_name, 9);
     assert_eq!(ns.stat(addr, &"/a/b".to_string()).await.unwrap(), 4);
     assert!(ns.mkdirs(addr, &"/x".to_string()).await.unwrap());
     assert!(!ns.mkdirs(addr, &"/x".to_string()).await.unwrap());
