@@ -182,6 +182,7 @@ rpc_impls! {
     PeerwireRpcEnv => "peerwire-rpcenv", crate::impls::rpcenv_echo::RpcEnvEcho;
     PeerwireService => "peerwire-service", crate::impls::service_echo::ServiceEcho<false>;
     PeerwireServiceCached => "peerwire-service-rc", crate::impls::service_echo::ServiceEcho<true>;
+    PeerwireServiceMacro => "peerwire-service-macro", crate::impls::macro_echo::MacroEcho;
     PeerwireSecret => "peerwire-secret", crate::impls::peerwire_echo::PeerwireSecret;
     PeerwireTls => "peerwire-tls", crate::impls::peerwire_echo::PeerwireTls;
     PeerwireMetered => "peerwire-prom", crate::impls::metered::Metered<crate::impls::peerwire_echo::Peerwire>;
