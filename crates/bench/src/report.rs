@@ -190,6 +190,20 @@ pub(crate) fn apply_ratios(rows: &mut [Row], baselines: &[Baseline]) {
 }
 
 /// One JSON object, no trailing newline.
+/// A scenario's JSON row as one `key=value` line (every key but `scenario`), for the
+/// scenarios that print rows rather than a table.
+pub(crate) fn table_line(row: &Value) -> String {
+    row.as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| k.as_str() != "scenario")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn json_line(row: &Row) -> String {
     serde_json::to_string(row).expect("a Row always serializes")
 }

@@ -236,7 +236,7 @@ pub(crate) fn run(args: &DataStreamArgs) -> Result<(), BoxError> {
         if common.json {
             println!("{r}");
         } else {
-            println!("{}", table_line(r));
+            println!("{}", crate::report::table_line(r));
         }
     }
     crate::plot::draw_if_asked(
@@ -295,18 +295,6 @@ fn row(
         row["vs_raw_tcp"] = json!((m.bytes_per_sec / raw * 1000.0).round() / 1000.0);
     }
     row
-}
-
-fn table_line(row: &Value) -> String {
-    row.as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(k, _)| k.as_str() != "scenario")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-        })
-        .unwrap_or_default()
 }
 
 /// Measures goodput over `--secs` after `--warmup`, sampling `counter` and the process CPU.

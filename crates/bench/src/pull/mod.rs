@@ -164,7 +164,7 @@ pub(crate) fn run(args: &PullArgs) -> Result<(), BoxError> {
         if args.common.json {
             println!("{r}");
         } else {
-            println!("{}", table_line(&r));
+            println!("{}", crate::report::table_line(&r));
         }
     }
     let p = pull.clone();
@@ -359,16 +359,4 @@ fn row(
         row["vs_tonic"] = json!((m.bytes_per_sec / tonic * 1000.0).round() / 1000.0);
     }
     row
-}
-
-fn table_line(row: &Value) -> String {
-    row.as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(k, _)| k.as_str() != "scenario")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-        })
-        .unwrap_or_default()
 }

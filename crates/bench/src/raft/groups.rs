@@ -298,7 +298,7 @@ pub(crate) fn run(args: &RaftArgs) -> Result<(), BoxError> {
         if common.json {
             println!("{row}");
         } else {
-            println!("{}", super::table_line(row));
+            println!("{}", crate::report::table_line(row));
         }
     }
     crate::plot::draw_if_asked(

@@ -154,7 +154,7 @@ pub(crate) fn run(args: &RaftArgs) -> Result<(), BoxError> {
         if common.json {
             println!("{row}");
         } else {
-            println!("{}", table_line(row));
+            println!("{}", crate::report::table_line(row));
         }
     }
     crate::plot::draw_if_asked(
@@ -257,17 +257,6 @@ fn median_rows(runs: &[Vec<(&'static str, Value)>]) -> Vec<Value> {
         }
     }
     rows
-}
-
-fn table_line(row: &Value) -> String {
-    let obj = row.as_object().map(|o| {
-        o.iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "scenario"))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-    });
-    obj.unwrap_or_default()
 }
 
 fn secs(s: f64) -> Duration {

@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use peerwire_wire::GoAwayReason;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::stream::{MAX_RECORD, SecretStream};
 use super::{SecretConfig, SecretFailure};
 use crate::HandshakeError;
 use crate::connection::handshake::refuse;
+use crate::connection::principal::Proof;
 use crate::transport::{Connected, Io};
 
 /// The first bytes of a secret-mode connection.
@@ -155,7 +156,10 @@ async fn accept_inner<I: Io>(
         .into_transport_mode()
         .map_err(|e| failed(SecretFailure::Malformed, e.to_string()))?;
     Ok((
-        split(SecretStream::new(io, noise, BytesMut::new()), name.clone()),
+        Connected::split(
+            SecretStream::new(io, noise, BytesMut::new()),
+            Proof::Secret(name.clone()),
+        ),
         name,
     ))
 }
@@ -212,22 +216,10 @@ pub(crate) async fn connect<I: Io>(
         .into_transport_mode()
         .map_err(|e| failed(SecretFailure::Malformed, e.to_string()))?;
     Ok((
-        split(
+        Connected::split(
             SecretStream::new(io, noise, BytesMut::new()),
-            name.to_owned(),
+            Proof::Secret(name.clone()),
         ),
         name.to_owned(),
     ))
-}
-
-fn split<S>(stream: S, name: String) -> Connected
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (read, write) = tokio::io::split(stream);
-    Connected {
-        read: Box::new(read),
-        write: Box::new(write),
-        proof: crate::connection::principal::Proof::Secret(name),
-    }
 }

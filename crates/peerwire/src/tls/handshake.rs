@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use peerwire_wire::GoAwayReason;
 use rustls_pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncReadExt;
 
 use super::{PeerCert, Prefixed, TLS_HANDSHAKE_RECORD, TlsConfig, TlsFailure, classify_io};
 use crate::HandshakeError;
@@ -47,7 +47,10 @@ pub(crate) async fn accept<I: Io>(
         .map_err(|_| HandshakeError::Timeout(timeout))?
         .map_err(|e| handshake_error(&e))?;
     let cert = first_cert(stream.get_ref().1.peer_certificates())?;
-    Ok(split(stream, cert))
+    Ok(Connected::split(
+        stream,
+        crate::connection::principal::Proof::Certificate(cert),
+    ))
 }
 
 /// Client side: runs the TLS handshake on a connected stream.
@@ -62,20 +65,10 @@ pub(crate) async fn connect<I: Io>(io: I, tls: &TlsConfig) -> Result<Connected, 
         .await
         .map_err(|e| handshake_error(&e))?;
     let cert = first_cert(stream.get_ref().1.peer_certificates())?;
-    Ok(split(stream, cert))
-}
-
-/// Splits a TLS stream into the halves a connection runs on.
-fn split<S>(stream: S, peer_cert: PeerCert) -> Connected
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (read, write) = tokio::io::split(stream);
-    Connected {
-        read: Box::new(read),
-        write: Box::new(write),
-        proof: crate::connection::principal::Proof::Certificate(peer_cert),
-    }
+    Ok(Connected::split(
+        stream,
+        crate::connection::principal::Proof::Certificate(cert),
+    ))
 }
 
 /// The peer's end-entity certificate. Both sides require one, so rustls has already refused

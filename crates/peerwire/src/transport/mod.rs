@@ -132,6 +132,21 @@ pub(crate) struct Connected {
     pub(crate) proof: crate::connection::principal::Proof,
 }
 
+impl Connected {
+    /// Splits a secured stream (TLS, secret mode) into the halves a connection runs on.
+    pub(crate) fn split<S>(stream: S, proof: crate::connection::principal::Proof) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
+        Self {
+            read: Box::new(read),
+            write: Box::new(write),
+            proof,
+        }
+    }
+}
+
 /// Why a stream could not be opened: the transport, or the TLS or secret-mode handshake on
 /// top of it.
 pub(crate) enum ConnectFailure {
