@@ -291,11 +291,9 @@ impl Inner {
                 let end = (start + size).min(data.len());
                 let last = index + 1 == sums.chunks.len() as u64;
                 served("bytes", end - start);
-                conn.reply(
-                    slot,
-                    call,
-                    with_head(ChunkHead { last, crc32c }, &data[start..end]),
-                );
+                let head = codec::encode_chunk_head(ChunkHead { last, crc32c });
+                // The chunk goes from the registered buffer as it is, behind its head.
+                conn.reply_with_head(slot, call, head, data.slice(start..end));
             }
             Prepared::File { file, len, sums } => {
                 let Some(&crc32c) = usize::try_from(index).ok().and_then(|i| sums.chunks.get(i))
@@ -352,7 +350,8 @@ impl Inner {
                 Produced::Chunk { data, last } => {
                     served("producer", data.len());
                     let crc32c = crc32c::crc32c(&data);
-                    conn.reply(slot, call, with_head(ChunkHead { last, crc32c }, &data));
+                    let head = codec::encode_chunk_head(ChunkHead { last, crc32c });
+                    conn.reply_with_head(slot, call, head, data);
                     if last {
                         self.registry.remove(entry.id, Released::Finished);
                     }
@@ -422,14 +421,6 @@ fn served(source: &'static str, bytes: usize) {
     metrics::counter!("peerwire_pull_chunks_served_total", "source" => source).increment(1);
     metrics::counter!("peerwire_pull_bytes_served_total", "source" => source)
         .increment(bytes as u64);
-}
-
-/// A chunk reply: its head, then its data.
-fn with_head(head: ChunkHead, data: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(CHUNK_HEAD_LEN + data.len());
-    b.extend_from_slice(&codec::encode_chunk_head(head));
-    b.extend_from_slice(data);
-    b.freeze()
 }
 
 fn refuse(conn: &Connection, slot: ReplySlot, call: u64, r: &Refusal) {

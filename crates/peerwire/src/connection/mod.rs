@@ -498,6 +498,29 @@ impl Conn {
         }
     }
 
+    /// Sends a reply whose payload is `head` followed by `tail`, without joining them when the
+    /// reply fits one of the peer's frames (else joined and sent as any reply, in parts if it
+    /// must).
+    pub(crate) fn reply_tail(&self, slot: OwnedSemaphorePermit, id: u64, head: Bytes, tail: Bytes) {
+        if head.len() + tail.len() > self.peer_max_body {
+            let mut joined = bytes::BytesMut::with_capacity(head.len() + tail.len());
+            joined.extend_from_slice(&head);
+            joined.extend_from_slice(&tail);
+            self.reply(
+                slot,
+                Frame::Response(peerwire_wire::Response {
+                    id,
+                    payload: joined.freeze(),
+                }),
+            );
+            return;
+        }
+        let head = peerwire_wire::Response { id, payload: head };
+        if self.tx.send(Outgoing::ReplyTail(head, tail, slot)).is_err() {
+            metrics::counter!("peerwire_replies_dropped_total", "reason" => "closed").increment(1);
+        }
+    }
+
     /// Sends a failure reply.
     pub(crate) fn fail(
         &self,
@@ -909,6 +932,13 @@ impl Connection {
             slot.0,
             Frame::Response(peerwire_wire::Response { id, payload }),
         );
+    }
+
+    /// Answers the peer's request `id` with `head` followed by `tail`, as one payload, without
+    /// copying `tail` into a joined buffer when the reply fits one of the peer's frames (a
+    /// chunk of a stream behind its small header, say).
+    pub fn reply_with_head(&self, slot: ReplySlot, id: u64, head: Bytes, tail: Bytes) {
+        self.conn.reply_tail(slot.0, id, head, tail);
     }
 
     /// Answers the peer's request `id` with `prefix` followed by `region` of a file, as one

@@ -12,6 +12,7 @@ impl Outgoing {
             Self::Queued(frame) | Self::Call(frame) | Self::Reply(frame, _) => frame.encoded_len(),
             Self::CallFile(head, region) => head.payload.len() + region.len,
             Self::ReplyFile(head, region, _) => head.payload.len() + region.len,
+            Self::ReplyTail(head, tail, _) => head.payload.len() + tail.len(),
             Self::Shutdown => 0,
         }
     }
@@ -35,6 +36,9 @@ pub(crate) enum Outgoing {
     /// `sendfile` where the transport can; the permit as for [`Outgoing::Reply`]. Always one
     /// frame (never in parts).
     ReplyFile(Response, FileRegion, OwnedSemaphorePermit),
+    /// A reply whose payload is the head's payload followed by a second buffer, written
+    /// without joining them (a large tail goes in the vectored write as it is). One frame.
+    ReplyTail(Response, bytes::Bytes, OwnedSemaphorePermit),
     /// Flush, close the write side and stop.
     Shutdown,
 }

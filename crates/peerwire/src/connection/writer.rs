@@ -293,6 +293,13 @@ async fn write_loop(
                     send_region(io, &region).await?;
                     bytes += region.len as u64;
                 }
+                Outgoing::ReplyTail(head, tail, _slot) => {
+                    let trailing = tail.len();
+                    batch.push_encoded(
+                        |dst| head.encode_head_with_trailing(trailing, dst),
+                        Some(tail),
+                    );
+                }
                 Outgoing::ReplyFile(head, region, _slot) => {
                     batch.push_response_head(&head, region.len);
                     bytes += batch.len as u64;
@@ -591,6 +598,47 @@ mod tests {
             }))
         );
         assert_eq!(dec.decode(&mut buf).unwrap(), Some(response(5, 10)));
+        assert!(buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reply_with_a_head_arrives_as_one_payload() {
+        let (client, mut server) = tokio::io::duplex(1 << 22);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let slots = Arc::new(Semaphore::new(2));
+        let tail = Bytes::from(vec![7u8; 100_000]);
+        let small_tail = Bytes::from_static(b"tiny");
+        for (id, t) in [(6, tail.clone()), (7, small_tail.clone())] {
+            tx.send(Outgoing::ReplyTail(
+                Response {
+                    id,
+                    payload: Bytes::from_static(b"head"),
+                },
+                t,
+                slots.clone().try_acquire_owned().unwrap(),
+            ))
+            .unwrap();
+        }
+        tx.send(Outgoing::Shutdown).unwrap();
+        run(Box::new(client), rx, test_context(CancellationToken::new()))
+            .await
+            .unwrap();
+        assert_eq!(slots.available_permits(), 2, "both calls' slots released");
+        let mut bytes = Vec::new();
+        server.read_to_end(&mut bytes).await.unwrap();
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut dec = FrameDecoder::new(Limits::default());
+        for (id, t) in [(6, tail), (7, small_tail)] {
+            let mut payload = b"head".to_vec();
+            payload.extend_from_slice(&t);
+            assert_eq!(
+                dec.decode(&mut buf).unwrap(),
+                Some(Frame::Response(Response {
+                    id,
+                    payload: Bytes::from(payload),
+                }))
+            );
+        }
         assert!(buf.is_empty());
     }
 
