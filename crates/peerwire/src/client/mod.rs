@@ -100,7 +100,7 @@ impl ClientInner {
         )
         .await
         .map_err(ConnectError::Handshake)?;
-        let principal = proof.principal(ack.node_id, peer.addr.ip());
+        let principal = crate::connection::Principal::proven(&proof, ack.node_id, peer.addr.ip());
         Ok(Conn::start(
             reader,
             write,

@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use crate::transport::Proof;
+
 /// The peer of a connection as its handshake established it: what handlers, RpcEnv endpoints,
 /// typed-protocol methods and lane services may base decisions on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,34 +38,18 @@ impl std::fmt::Display for Principal {
     }
 }
 
-/// What a connection's security layer established about its peer, before the hello.
-#[derive(Debug, Clone)]
-pub(crate) enum Proof {
-    None,
-    Certificate(crate::tls::PeerCert),
-    Secret(String),
-}
-
-impl Proof {
-    /// The principal, given the node id the peer's hello claimed (already checked against
-    /// its certificate under TLS).
-    pub(crate) fn principal(&self, claimed_node: u64, addr: IpAddr) -> Principal {
-        match self {
-            Self::None => Principal::Anonymous(addr),
-            Self::Secret(name) => Principal::Secret(name.clone()),
-            Self::Certificate(_) if claimed_node != 0 => Principal::Node(claimed_node),
-            Self::Certificate(cert) => Principal::User(
+impl Principal {
+    /// The principal `proof` establishes, given the node id the peer's hello claimed (already
+    /// checked against its certificate under TLS) and its address.
+    pub(crate) fn proven(proof: &Proof, claimed_node: u64, addr: IpAddr) -> Self {
+        match proof {
+            Proof::None => Self::Anonymous(addr),
+            Proof::Secret(name) => Self::Secret(name.clone()),
+            Proof::Certificate(_) if claimed_node != 0 => Self::Node(claimed_node),
+            Proof::Certificate(cert) => Self::User(
                 cert.first_dns_name()
                     .unwrap_or_else(|| "a certificate without a DNS name".into()),
             ),
-        }
-    }
-
-    /// The certificate, under TLS.
-    pub(crate) fn certificate(&self) -> Option<&crate::tls::PeerCert> {
-        match self {
-            Self::Certificate(c) => Some(c),
-            _ => None,
         }
     }
 }

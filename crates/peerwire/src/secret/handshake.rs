@@ -24,8 +24,7 @@ use super::stream::{MAX_RECORD, SecretStream};
 use super::{SecretConfig, SecretFailure};
 use crate::HandshakeError;
 use crate::connection::handshake::refuse;
-use crate::connection::principal::Proof;
-use crate::transport::{Connected, Io};
+use crate::transport::{Connected, Io, Proof};
 
 /// The first bytes of a secret-mode connection.
 pub(crate) const MAGIC: [u8; 4] = *b"PWS1";

@@ -62,12 +62,12 @@ impl Schedulable for Call {
     /// its claim); a plaintext peer by its address alone, whatever node id it claims, so all
     /// unauthenticated callers from one host share one level.
     fn caller(&self) -> u64 {
-        let hash = |v| BuildHasherDefault::<DefaultHasher>::default().hash_one(v);
+        let hasher = BuildHasherDefault::<DefaultHasher>::default();
         match self.conn.principal() {
             Principal::Node(id) => *id,
-            Principal::User(name) => hash(("user", name.as_str(), 0)),
-            Principal::Secret(name) => hash(("secret", name.as_str(), self.conn.peer().node_id)),
-            Principal::Anonymous(ip) => hash(("anonymous", &ip.to_string(), 0)),
+            Principal::User(name) => hasher.hash_one(("user", name)),
+            Principal::Secret(name) => hasher.hash_one(("secret", name, self.conn.peer().node_id)),
+            Principal::Anonymous(ip) => hasher.hash_one(("anonymous", ip)),
         }
     }
 

@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::ServerShared;
 use super::address_caps::{AddressPermit, Admitted};
 use crate::HandshakeError;
+use crate::connection::Principal;
 use crate::connection::frame_reader::FrameReader;
-use crate::connection::principal::Proof;
 use crate::connection::{Conn, handshake};
-use crate::transport::{Io, Listener, Security};
+use crate::transport::{Io, Listener, Proof, Security};
 
 /// After a failed accept (for example out of file descriptors), wait this long before the
 /// next one instead of spinning.
@@ -150,7 +150,7 @@ async fn serve_connection<I: Io>(
         |hello| {
             let access = &cfg.connection.access;
             if !access.is_open() {
-                let principal = proof.principal(hello.node_id, addr.ip());
+                let principal = Principal::proven(&proof, hello.node_id, addr.ip());
                 access
                     .check(&principal, crate::access::Access::Lane(hello.lane))
                     .map_err(|denied| (GoAwayReason::AccessDenied, denied.to_string()))?;
@@ -197,7 +197,7 @@ async fn serve_connection<I: Io>(
             }
         }
     }
-    let principal = proof.principal(hello.node_id, addr.ip());
+    let principal = Principal::proven(&proof, hello.node_id, addr.ip());
     let connection = Conn::start(
         reader,
         w,

@@ -49,7 +49,7 @@ pub(crate) async fn accept<I: Io>(
     let cert = first_cert(stream.get_ref().1.peer_certificates())?;
     Ok(Connected::split(
         stream,
-        crate::connection::principal::Proof::Certificate(cert),
+        crate::transport::Proof::Certificate(cert),
     ))
 }
 
@@ -67,7 +67,7 @@ pub(crate) async fn connect<I: Io>(io: I, tls: &TlsConfig) -> Result<Connected, 
     let cert = first_cert(stream.get_ref().1.peer_certificates())?;
     Ok(Connected::split(
         stream,
-        crate::connection::principal::Proof::Certificate(cert),
+        crate::transport::Proof::Certificate(cert),
     ))
 }
 

@@ -7,6 +7,7 @@
 
 mod file_send;
 mod network;
+mod proof;
 mod tcp;
 
 use std::any::Any;
@@ -20,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::HandshakeError;
 use crate::tls::TlsConfig;
+
+pub(crate) use proof::Proof;
 
 pub use file_send::{FileSendTotals, file_send_totals};
 pub(crate) use file_send::{record_copied, record_sendfile};
@@ -129,12 +132,12 @@ pub(crate) struct Connected {
     pub(crate) read: BoxRead,
     pub(crate) write: BoxWrite,
     /// What the security layer proved about the peer (its certificate, the secret's name).
-    pub(crate) proof: crate::connection::principal::Proof,
+    pub(crate) proof: Proof,
 }
 
 impl Connected {
     /// Splits a secured stream (TLS, secret mode) into the halves a connection runs on.
-    pub(crate) fn split<S>(stream: S, proof: crate::connection::principal::Proof) -> Self
+    pub(crate) fn split<S>(stream: S, proof: Proof) -> Self
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -197,7 +200,7 @@ impl<C: Connector> DynConnector for C {
                     Ok(Connected {
                         read,
                         write,
-                        proof: crate::connection::principal::Proof::None,
+                        proof: Proof::None,
                     })
                 }
                 Security::Tls(tls) => crate::tls::connect(io, tls)
