@@ -15,7 +15,8 @@
 //!
 //! Errors answer with the status of [`KvError::http_status`] and the error as text: 400 bad key
 //! or member, 404 not found, 410 removed node, 413 value too large (naming `/blob/`), 503 no
-//! leader (with the reason), 504 timeout. The names `status`, `health` and `metrics` are taken,
+//! leader (with the reason), 504 timeout, with the error's kind in the `x-kv-error` header
+//! ([`ERROR_HEADER`]). The names `status`, `health` and `metrics` are taken,
 //! so keys of those names are not reachable over HTTP (the native client reaches them).
 
 use std::net::SocketAddr;
@@ -101,9 +102,15 @@ pub fn router(handle: KvHandle) -> Router {
         .with_state(handle)
 }
 
+/// The header naming an error's kind ([`KvError::code`]), so an HTTP client can tell a request
+/// that was certainly not applied (`not_leader`, `no_leader`, `dropped`, `stopping`,
+/// `unavailable`) from one whose outcome is unknown (`timeout`, `indeterminate`, `forward`)
+/// without parsing the text.
+pub const ERROR_HEADER: &str = "x-kv-error";
+
 fn error(e: KvError) -> Response {
     let code = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, format!("{e}\n")).into_response()
+    (code, [(ERROR_HEADER, e.code())], format!("{e}\n")).into_response()
 }
 
 async fn status(State(h): State<KvHandle>) -> Response {
