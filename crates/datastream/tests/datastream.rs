@@ -596,6 +596,7 @@ async fn bad_input_on_the_data_stream_lane_gets_typed_failures_and_the_server_st
         id: 1,
         deadline_ms: 1000,
         route: Bytes::from_static(b"ds.open"),
+        context: Bytes::new(),
         payload: Bytes::from_static(b"\x00\x01garbage"),
     }))
     .await;
@@ -630,6 +631,7 @@ async fn bad_input_on_the_data_stream_lane_gets_typed_failures_and_the_server_st
         id: 3,
         deadline_ms: 1000,
         route: Bytes::from_static(b"ds.open"),
+        context: Bytes::new(),
         payload: open.freeze(),
     }))
     .await;

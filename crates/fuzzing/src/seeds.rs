@@ -110,6 +110,7 @@ fn request(id: u64, route: &'static str, payload: Bytes) -> Frame {
         id,
         deadline_ms: 1000,
         route: Bytes::from_static(route.as_bytes()),
+        context: Bytes::new(),
         payload,
     })
 }

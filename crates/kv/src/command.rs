@@ -110,6 +110,15 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The key the operation sets.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Put { key, .. } | Self::PutBlob { key, .. } => key,
+        }
+    }
+}
+
 /// One normal raft entry of peerwire-kv.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {

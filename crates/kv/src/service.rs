@@ -115,6 +115,32 @@ fn deadline_of(req: &Request, fallback: Duration) -> Instant {
 /// The `api` label of the native protocol's request metrics.
 const API: &str = "native";
 
+/// The audit log's target: one `info` event per request that carries a context (a caller
+/// context or trace context, set by the client or passed on by the node that forwarded it), as
+/// Hadoop's NameNode logs each operation with its `callerContext`. Fields: `node`, `method`,
+/// `key`, `caller`, `trace_id`.
+pub const AUDIT_TARGET: &str = "peerwire_kv::audit";
+
+fn audit(node: u64, method: &str, key: &str, ctx: &Request) {
+    if ctx.context().is_empty() {
+        return;
+    }
+    let trace_id = ctx
+        .context()
+        .get_str(peerwire::context::TRACEPARENT)
+        .and_then(peerwire::context::trace_id)
+        .unwrap_or("");
+    tracing::info!(
+        target: AUDIT_TARGET,
+        node,
+        method,
+        key,
+        caller = ctx.caller_context().unwrap_or(""),
+        trace_id,
+        "request"
+    );
+}
+
 /// The protocol served by a node.
 pub(crate) fn protocol(handle: KvHandle) -> Protocol {
     let h_put = handle.clone();
@@ -126,12 +152,14 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
     let h_put_blob = handle.clone();
     let h_conf = handle;
     Protocol::new(PROTOCOL, VERSION)
-        .method("put", Serde, move |req: PutRequest, _ctx: Request| {
+        .method("put", Serde, move |req: PutRequest, ctx: Request| {
             let h = h_put.clone();
+            audit(h.id(), "put", &req.key, &ctx);
             async move { Ok::<_, HandlerError>(timed(API, "put", h.put(req.key, req.value)).await) }
         })
-        .idempotent_method("get", Serde, move |req: GetRequest, _ctx: Request| {
+        .idempotent_method("get", Serde, move |req: GetRequest, ctx: Request| {
             let h = h_get.clone();
+            audit(h.id(), "get", &req.key, &ctx);
             async move { Ok::<_, HandlerError>(timed(API, "get", h.get(&req.key, req.serializable)).await) }
         })
         .method(
@@ -170,6 +198,7 @@ pub(crate) fn protocol(handle: KvHandle) -> Protocol {
         )
         .method("leader.propose", Serde, move |op: Op, ctx: Request| {
             let h = h_propose.clone();
+            audit(h.id(), "leader.propose", op.key(), &ctx);
             let deadline = deadline_of(&ctx, h.request_timeout);
             async move {
                 Ok::<_, HandlerError>(timed(API, "propose", h.propose_local(op, deadline)).await)

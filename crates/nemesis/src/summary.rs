@@ -184,7 +184,7 @@ pub fn summarise(history: &[Op], facts: RunFacts<'_>) -> Summary {
 
 /// An error's first words, before the parts that differ between occurrences (terms, values).
 fn error_class(e: &str) -> String {
-    let cut = e.find(['(', ':', ';']).unwrap_or(e.len());
+    let cut = e.find([':', ';']).unwrap_or(e.len());
     let class: String = e[..cut].chars().take(48).collect();
     class.trim().to_owned()
 }

@@ -93,7 +93,7 @@ pub async fn run(cfg: WorkloadConfig, clock: Clock, stop: CancellationToken) -> 
         let node = (c % u32::from(cfg.nodes)) as NodeId + 1;
         let api = if c % 2 == 0 { Api::Http } else { Api::Native };
         let client = match api {
-            Api::Http => Conn::Http(http.clone()),
+            Api::Http => Conn::Http(Box::new(http.clone())),
             Api::Native => {
                 let mut pcfg = peerwire::ClientConfig::default();
                 pcfg.connection.tls = cfg.tls.clone();
@@ -147,7 +147,7 @@ pub async fn run(cfg: WorkloadConfig, clock: Clock, stop: CancellationToken) -> 
 #[derive(Debug)]
 pub enum Conn {
     /// Through the HTTP API.
-    Http(HttpClient),
+    Http(Box<HttpClient>),
     /// Through the native client.
     Native(Box<KvClient>),
 }
@@ -348,7 +348,7 @@ pub async fn final_reads(
     clock: &Clock,
     within: Duration,
 ) -> Vec<Op> {
-    let http = Conn::Http(HttpClient::new());
+    let http = Conn::Http(Box::default());
     let mut out = Vec::new();
     for (n, key) in keys.iter().enumerate() {
         let started = Instant::now();
@@ -381,7 +381,7 @@ pub async fn replica_disagreements(
     nodes: NodeId,
     clock: &Clock,
 ) -> Vec<(String, NodeId, Option<String>, Option<String>)> {
-    let http = Conn::Http(HttpClient::new());
+    let http = Conn::Http(Box::default());
     let mut out = Vec::new();
     for fin in finals.iter().filter(|o| o.outcome == Outcome::Ok) {
         for node in 1..=nodes {

@@ -267,6 +267,9 @@ pub struct ServerConfig {
     pub cap_exempt_addresses: Vec<std::net::IpAddr>,
     /// How long shutdown waits for in-flight calls.
     pub shutdown_grace: Duration,
+    /// The largest request context accepted (protocol version 4; see [`crate::context`]): a
+    /// call whose context is larger, or malformed, fails alone with `BadRequest`.
+    pub max_context_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -280,6 +283,7 @@ impl Default for ServerConfig {
             max_connections_per_address: usize::MAX,
             cap_exempt_addresses: Vec::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_context_bytes: usize::from(crate::context::DEFAULT_MAX_CONTEXT),
         }
     }
 }

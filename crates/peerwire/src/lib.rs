@@ -32,6 +32,7 @@ pub mod access;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod context;
 pub mod envelope;
 pub mod error;
 #[cfg(feature = "fuzzing")]

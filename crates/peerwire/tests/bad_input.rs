@@ -151,6 +151,7 @@ async fn frames_that_break_the_rules_are_refused_with_protocol_error() {
         id: 1,
         deadline_ms: 0,
         route: Bytes::from_static(b"echo"),
+        context: Bytes::new(),
         payload: Bytes::from_static(b"ok"),
     }))
     .await;

@@ -171,6 +171,7 @@ fn wire_request(id: u64, route: &'static str, payload: Bytes) -> Frame {
         id,
         deadline_ms: 5_000,
         route: Bytes::from_static(route.as_bytes()),
+        context: Bytes::new(),
         payload,
     })
 }

@@ -79,7 +79,7 @@ async fn worker<M: RaftMessage>(
         let len = body.len() as u64;
         let addr = peer.addr();
         let sent = tokio::select! {
-            r = client.call_with(Peer::new(addr, peer.id), route.clone(), body.freeze(), opts) => r,
+            r = client.call_with(Peer::new(addr, peer.id), route.clone(), body.freeze(), opts.clone()) => r,
             _ = peer.stop.cancelled() => return,
         };
         match sent {

@@ -38,7 +38,7 @@ pub(crate) async fn run(link: Arc<Link>, peer: Arc<PeerShared>, every: Duration)
         let sent_ns = unix_nanos();
         let start = Instant::now();
         let reply = tokio::select! {
-            r = client.call_with(Peer::new(peer.addr(), peer.id), PROBE_ROUTE, Bytes::new(), opts) => r,
+            r = client.call_with(Peer::new(peer.addr(), peer.id), PROBE_ROUTE, Bytes::new(), opts.clone()) => r,
             _ = peer.stop.cancelled() => return,
         };
         let rtt = start.elapsed();

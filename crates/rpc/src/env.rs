@@ -337,6 +337,7 @@ impl EnvInner {
             self.address(),
             None,
             self.codec.clone(),
+            peerwire::context::outgoing(None),
         );
         let message = InboxMessage::Ask {
             type_name: Bytes::from_static(type_name.as_bytes()),

@@ -79,6 +79,20 @@ impl Service for RpcInbound {
             );
             return;
         }
+        let limit = usize::from(peerwire::context::DEFAULT_MAX_CONTEXT);
+        let context = match peerwire::context::Context::parse(request.context, limit) {
+            Ok(c) => c,
+            Err(e) => {
+                conn.fail(
+                    slot,
+                    request.id,
+                    Status::BadRequest,
+                    0,
+                    format!("{e} (the rpc env accepts up to {limit} bytes)"),
+                );
+                return;
+            }
+        };
         let receiver = envelope.receiver.clone();
         let reply = ReplyContext::new(
             ReplySink::Remote {
@@ -90,6 +104,7 @@ impl Service for RpcInbound {
             envelope.sender,
             Some(conn.principal().clone()),
             env.codec.clone(),
+            context,
         );
         let message = InboxMessage::Ask {
             type_name: envelope.type_name,

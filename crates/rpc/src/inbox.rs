@@ -208,7 +208,24 @@ impl<E: Endpoint> Handle for Erased<E> {
                     match decode_message::<E::Message>(env, conn.as_ref(), name, &type_name, &body)
                     {
                         Ok(message) => {
-                            if let Err(e) = endpoint.receive_and_reply(message, reply).await {
+                            // An ask with a context is answered in its scope (asks made while
+                            // answering carry it on) and, with trace context, in its span.
+                            let context = reply.context().clone();
+                            let answered = if context.is_empty() {
+                                endpoint.receive_and_reply(message, reply).await
+                            } else {
+                                let span = peerwire::context::call_span(name.as_bytes(), &context)
+                                    .unwrap_or_else(tracing::Span::none);
+                                tracing::Instrument::instrument(
+                                    peerwire::context::scope(
+                                        context,
+                                        endpoint.receive_and_reply(message, reply),
+                                    ),
+                                    span,
+                                )
+                                .await
+                            };
+                            if let Err(e) = answered {
                                 state.fail_if_pending(Status::HandlerFailed, e.0.clone());
                                 endpoint.on_error(e).await;
                             }

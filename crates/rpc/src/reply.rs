@@ -91,6 +91,7 @@ pub struct ReplyContext {
     sender: Option<SocketAddr>,
     principal: Option<peerwire::Principal>,
     codec: Arc<dyn Codec>,
+    context: peerwire::context::Context,
 }
 
 impl std::fmt::Debug for ReplyContext {
@@ -109,6 +110,7 @@ impl ReplyContext {
         sender: Option<SocketAddr>,
         principal: Option<peerwire::Principal>,
         codec: Arc<dyn Codec>,
+        context: peerwire::context::Context,
     ) -> Self {
         Self {
             state: Arc::new(ReplyState {
@@ -118,7 +120,19 @@ impl ReplyContext {
             sender,
             principal,
             codec,
+            context,
         }
+    }
+
+    /// The context the ask carried (trace context, caller context; see
+    /// [`peerwire::context`]): asks the endpoint makes while answering carry it on.
+    pub fn context(&self) -> &peerwire::context::Context {
+        &self.context
+    }
+
+    /// The caller context of the ask (its `caller` entry), as Hadoop's `CallerContext`.
+    pub fn caller_context(&self) -> Option<&str> {
+        self.context.get_str(peerwire::context::CALLER)
     }
 
     pub(crate) fn state(&self) -> Arc<ReplyState> {

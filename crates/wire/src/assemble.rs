@@ -35,9 +35,15 @@ pub struct Refused {
 /// What a first frame carries besides its payload.
 #[derive(Debug)]
 pub(crate) enum Head {
-    Request { deadline_ms: u32, route: Bytes },
+    Request {
+        deadline_ms: u32,
+        route: Bytes,
+        context: Bytes,
+    },
     Response,
-    OneWay { route: Bytes },
+    OneWay {
+        route: Bytes,
+    },
 }
 
 impl Head {
@@ -291,10 +297,15 @@ impl Assembler {
                 let payload = buf.split().freeze();
                 self.spare[part.class] = buf;
                 Step::Complete(match open.head {
-                    Head::Request { deadline_ms, route } => Frame::Request(Request {
+                    Head::Request {
+                        deadline_ms,
+                        route,
+                        context,
+                    } => Frame::Request(Request {
                         id: open.id,
                         deadline_ms,
                         route,
+                        context,
                         payload,
                     }),
                     Head::Response => Frame::Response(Response {

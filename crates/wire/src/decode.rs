@@ -168,7 +168,12 @@ fn parse_first(
         FrameKind::Request => {
             let deadline_ms = body.get_u32();
             let route = take_route(&mut body, limits)?;
-            Head::Request { deadline_ms, route }
+            let context = take_context(&mut body, head.flags)?;
+            Head::Request {
+                deadline_ms,
+                route,
+                context,
+            }
         }
         FrameKind::OneWay => Head::OneWay {
             route: take_route(&mut body, limits)?,
@@ -249,6 +254,31 @@ fn take_route(body: &mut Bytes, limits: &Limits) -> Result<Bytes, WireError> {
     Ok(body.split_to(usize::from(len)))
 }
 
+/// Splits a request's context block off the front of `body` when `flags` say one is there
+/// (empty otherwise). Its entries are checked by whoever reads them ([`crate::Context::parse`],
+/// against its own limit): a bad block fails that call, not the connection.
+fn take_context(body: &mut Bytes, flags: u8) -> Result<Bytes, WireError> {
+    if flags & crate::context::CONTEXT == 0 {
+        return Ok(Bytes::new());
+    }
+    if body.len() < 2 {
+        return Err(WireError::Truncated {
+            what: "context length",
+            need: 2,
+            have: body.len(),
+        });
+    }
+    let len = usize::from(body.get_u16());
+    if body.len() < len {
+        return Err(WireError::Truncated {
+            what: "context",
+            need: len,
+            have: body.len(),
+        });
+    }
+    Ok(body.split_to(len))
+}
+
 /// Reads a length-prefixed message that must fill the rest of `body` exactly.
 fn take_message(body: &mut Bytes, kind: FrameKind, limits: &Limits) -> Result<String, WireError> {
     let len = body.get_u16();
@@ -314,10 +344,12 @@ fn parse_body(head: Header, mut body: Bytes, limits: &Limits) -> Result<Frame, W
         FrameKind::Request => {
             let deadline_ms = body.get_u32();
             let route = take_route(&mut body, limits)?;
+            let context = take_context(&mut body, head.flags)?;
             Frame::Request(Request {
                 id: head.id,
                 deadline_ms,
                 route,
+                context,
                 payload: body,
             })
         }
@@ -419,6 +451,67 @@ mod tests {
         assert!(matches!(
             dec.decode(&mut buf),
             Err(WireError::FrameTooLarge { limit: 256, .. })
+        ));
+    }
+
+    #[test]
+    fn a_context_block_is_split_off_and_a_short_one_is_refused() {
+        let mut dec = FrameDecoder::new(Limits::default());
+        // deadline, route "r", context of 3 bytes, payload "p".
+        let mut buf = BytesMut::new();
+        Header {
+            length: 4 + 2 + 1 + 2 + 3 + 1,
+            kind: FrameKind::Request,
+            flags: crate::context::CONTEXT,
+            id: 1,
+        }
+        .write(&mut buf);
+        buf.put_u32(0);
+        buf.put_u16(1);
+        buf.put_slice(b"r");
+        buf.put_u16(3);
+        buf.put_slice(b"abc");
+        buf.put_slice(b"p");
+        let Some(Frame::Request(req)) = dec.decode(&mut buf).unwrap() else {
+            panic!("a request")
+        };
+        assert_eq!(&req.context[..], b"abc");
+        assert_eq!(&req.payload[..], b"p");
+
+        // A context length past the end of the body.
+        let mut buf = BytesMut::new();
+        Header {
+            length: 4 + 2 + 1 + 2 + 1,
+            kind: FrameKind::Request,
+            flags: crate::context::CONTEXT,
+            id: 1,
+        }
+        .write(&mut buf);
+        buf.put_u32(0);
+        buf.put_u16(1);
+        buf.put_slice(b"r");
+        buf.put_u16(100);
+        buf.put_slice(b"x");
+        assert!(matches!(
+            FrameDecoder::new(Limits::default()).decode(&mut buf),
+            Err(WireError::Truncated {
+                what: "context",
+                ..
+            })
+        ));
+
+        // The flag means nothing on a response: refused.
+        let mut buf = BytesMut::new();
+        Header {
+            length: 0,
+            kind: FrameKind::Response,
+            flags: crate::context::CONTEXT,
+            id: 1,
+        }
+        .write(&mut buf);
+        assert!(matches!(
+            FrameDecoder::new(Limits::default()).decode(&mut buf),
+            Err(WireError::UnknownFlags { .. })
         ));
     }
 

@@ -58,13 +58,14 @@ impl Frame {
                 Header {
                     length,
                     kind,
-                    flags: 0,
+                    flags: req.flags(),
                     id: req.id,
                 }
                 .write(dst);
                 dst.put_u32(req.deadline_ms);
                 dst.put_u16(route_len(&req.route));
                 dst.put_slice(&req.route);
+                req.put_context(dst);
                 Some(&req.payload)
             }
             Self::Response(resp) => {
@@ -173,7 +174,7 @@ impl Frame {
         HEADER_LEN
             + match self {
                 Self::Hello(_) | Self::HelloAck(_) => Hello::LEN as usize,
-                Self::Request(req) => 6 + req.route.len() + req.payload.len(),
+                Self::Request(req) => 6 + req.route.len() + req.context_len() + req.payload.len(),
                 Self::Response(resp) => resp.payload.len(),
                 Self::Failure(f) => 8 + bounded_message(&f.message).len(),
                 Self::OneWay(msg) => 2 + msg.route.len() + msg.payload.len(),
@@ -182,6 +183,40 @@ impl Frame {
                 Self::GoAway(g) => 4 + bounded_message(&g.message).len(),
                 Self::StreamData(data) => StreamData::HEAD_LEN as usize + data.payload.len(),
             }
+    }
+}
+
+impl crate::frame::Request {
+    /// The header flags of this request's (first) frame besides MORE.
+    pub(crate) fn flags(&self) -> u8 {
+        if self.context.is_empty() {
+            0
+        } else {
+            crate::context::CONTEXT
+        }
+    }
+
+    /// The bytes the context takes on the wire: its length field and block, or nothing.
+    pub(crate) fn context_len(&self) -> usize {
+        if self.context.is_empty() {
+            0
+        } else {
+            2 + self.context.len()
+        }
+    }
+
+    /// Writes the context's length and block, if there is one.
+    ///
+    /// # Panics
+    ///
+    /// If the block is longer than `u16::MAX` (check it against the peer's limit first).
+    pub(crate) fn put_context(&self, dst: &mut BytesMut) {
+        if !self.context.is_empty() {
+            dst.put_u16(
+                u16::try_from(self.context.len()).expect("a context block fits a u16 length"),
+            );
+            dst.put_slice(&self.context);
+        }
     }
 }
 

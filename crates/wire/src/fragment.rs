@@ -80,7 +80,7 @@ impl Fragments {
         assert!(part > 0, "a part must hold at least one byte");
         let (id, reply, fixed, payload) = match frame {
             Frame::Request(r) if !r.payload.is_empty() => {
-                (r.id, false, 6 + r.route.len(), &r.payload)
+                (r.id, false, 6 + r.route.len() + r.context_len(), &r.payload)
             }
             Frame::Response(r) if !r.payload.is_empty() => (r.id, true, 0, &r.payload),
             Frame::OneWay(m) if !m.payload.is_empty() => {
@@ -92,10 +92,14 @@ impl Fragments {
         let length = u32::try_from(fixed + MESSAGE_LEN_BYTES)
             .expect("route checked against Limits::max_route before encoding");
         dst.reserve(HEADER_LEN + fixed + MESSAGE_LEN_BYTES);
+        let flags = match frame {
+            Frame::Request(r) => MORE | r.flags(),
+            _ => MORE,
+        };
         Header {
             length,
             kind: frame.kind(),
-            flags: MORE,
+            flags,
             id,
         }
         .write(dst);
@@ -104,6 +108,7 @@ impl Fragments {
                 dst.put_u32(r.deadline_ms);
                 dst.put_u16(r.route.len() as u16);
                 dst.put_slice(&r.route);
+                r.put_context(dst);
             }
             Frame::OneWay(m) => {
                 dst.put_u16(m.route.len() as u16);

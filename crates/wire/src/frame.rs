@@ -39,6 +39,15 @@
 //! | 6      | R     | route       | route name bytes (UTF-8 by convention)               |
 //! | 6 + R  | …     | payload     | the rest of the body                                 |
 //!
+//! With flag `0x40` (context, version 4) a context block sits between the route and the
+//! payload ([`crate::context`]):
+//!
+//! | offset | bytes | field         | description                                        |
+//! |-------:|------:|---------------|----------------------------------------------------|
+//! | 6 + R  | 2     | context_len C | length of the context block                        |
+//! | 8 + R  | C     | context       | key/value entries                                  |
+//! | 8 + R + C | …  | payload       | the rest of the body                               |
+//!
 //! ## Response (kind 0x04; header id = request id) — the body is the payload.
 //!
 //! ## Failure (kind 0x05; header id = request id)
@@ -176,6 +185,9 @@ pub struct Request {
     pub deadline_ms: u32,
     /// Route name.
     pub route: Bytes,
+    /// The encoded context block ([`crate::context`]; version 4), empty for none: sent with
+    /// flag [`CONTEXT`](crate::context::CONTEXT) after the route.
+    pub context: Bytes,
     /// Request payload.
     pub payload: Bytes,
 }

@@ -70,7 +70,8 @@ impl FrameKind {
         match self {
             Self::Heartbeat => crate::frame::Heartbeat::FLAG_ACK,
             Self::StreamData => crate::frame::StreamFlags::ALL.bits(),
-            Self::Request | Self::Response | Self::OneWay => crate::fragment::MORE,
+            Self::Request => crate::fragment::MORE | crate::context::CONTEXT,
+            Self::Response | Self::OneWay => crate::fragment::MORE,
             Self::Continuation => crate::fragment::MORE | crate::fragment::REPLY,
             _ => 0,
         }

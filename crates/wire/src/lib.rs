@@ -1,4 +1,4 @@
-//! The peerwire wire protocol, versions 1 to 3: frame types and a sans-IO codec.
+//! The peerwire wire protocol, versions 1 to 4: frame types and a sans-IO codec.
 //!
 //! This crate does no IO and does not depend on an async runtime: bytes go in, [`Frame`]s come
 //! out ([`FrameDecoder::decode`]), and frames are written into a `BytesMut`
@@ -17,6 +17,7 @@
 //!     id: 7,
 //!     deadline_ms: 250,
 //!     route: Bytes::from_static(b"echo"),
+//!     context: Bytes::new(),
 //!     payload: Bytes::from_static(b"hello"),
 //! });
 //! let mut buf = BytesMut::new();
@@ -29,6 +30,7 @@
 
 mod assemble;
 mod code;
+pub mod context;
 mod decode;
 mod encode;
 mod error;
@@ -39,6 +41,7 @@ pub mod limits;
 
 pub use assemble::Refused;
 pub use code::{GoAwayReason, Lane, Status};
+pub use context::{Context, ContextError};
 pub use decode::FrameDecoder;
 pub use error::WireError;
 pub use frame::{
@@ -50,9 +53,13 @@ pub use limits::Limits;
 
 /// The highest protocol version this crate speaks. Version 2 adds the version range and the
 /// group to the hello; version 3 adds messages larger than one frame ([`fragment`]) and the
-/// message limit to the hello. Version 1 and 2 peers are still understood (group 0; one
-/// message per frame).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// message limit to the hello; version 4 adds a request's context ([`context`]). Version 1
+/// to 3 peers are still understood (group 0; one message per frame before 3; no context
+/// before 4).
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// The first version whose requests may carry a context.
+pub const CONTEXT_VERSION: u16 = 4;
 
 /// The lowest protocol version this crate speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

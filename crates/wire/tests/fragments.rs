@@ -20,6 +20,7 @@ fn request(id: u64, len: usize) -> Frame {
         id,
         deadline_ms: 900,
         route: Bytes::from_static(b"bulk"),
+        context: Bytes::new(),
         payload: payload(len, id as u8),
     })
 }
@@ -63,6 +64,23 @@ fn a_message_in_parts_comes_out_whole() {
             id: 9,
             route: Bytes::from_static(b"raft.batch"),
             payload: payload(4097, 2),
+        }),
+        // A request with a context (version 4): the block rides in the first frame.
+        Frame::Request(Request {
+            id: 6,
+            deadline_ms: 900,
+            route: Bytes::from_static(b"bulk"),
+            context: peerwire_wire::Context::from_entries(
+                [(
+                    "traceparent",
+                    &b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"[..],
+                )],
+                4096,
+            )
+            .unwrap()
+            .as_bytes()
+            .clone(),
+            payload: payload(10_000, 6),
         }),
     ] {
         let frames = split(&frame, 4096);

@@ -53,11 +53,12 @@ fn frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
         hello.clone().prop_map(Frame::Hello),
         hello.prop_map(Frame::HelloAck),
-        (id.clone(), any::<u32>(), bytes(64), bytes(2048)).prop_map(
-            |(id, deadline_ms, route, payload)| Frame::Request(Request {
+        (id.clone(), any::<u32>(), bytes(64), bytes(256), bytes(2048)).prop_map(
+            |(id, deadline_ms, route, context, payload)| Frame::Request(Request {
                 id,
                 deadline_ms,
                 route,
+                context,
                 payload
             })
         ),

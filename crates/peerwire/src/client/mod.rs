@@ -27,7 +27,7 @@ use crate::error::{ConnectError, Error, NotExecuted};
 use crate::transport::{ConnectFailure, Connected, Connector, DynConnector};
 
 /// Per-call options.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CallOptions {
     /// How long to wait for the reply, over all attempts (including connecting); default:
     /// the client's `default_deadline`.
@@ -40,6 +40,10 @@ pub struct CallOptions {
     pub idempotent: bool,
     /// Overrides the client's retry policy for this call (`RetryPolicy::never()` to disable).
     pub retry: Option<RetryPolicy>,
+    /// Context the call carries to the server (trace context, caller context; see
+    /// [`crate::context`]), over the context of the call being handled when the call is made
+    /// inside a handler.
+    pub context: Option<crate::context::Context>,
 }
 
 impl CallOptions {
@@ -246,6 +250,9 @@ impl Client {
         let route = route.into();
         let deadline = options.deadline.unwrap_or(self.inner.cfg.default_deadline);
         let until = Instant::now() + deadline;
+        let context = crate::context::outgoing(options.context.as_ref())
+            .as_bytes()
+            .clone();
         let pool = self.inner.pool(peer);
         let policy = options.retry.unwrap_or(self.inner.cfg.retry);
         self.inner
@@ -269,6 +276,7 @@ impl Client {
                     peer,
                     &route,
                     &payload,
+                    &context,
                     options.hash_key,
                     deadline,
                     until,
@@ -331,6 +339,7 @@ impl Client {
         peer: Peer,
         route: &Route,
         payload: &Bytes,
+        context: &Bytes,
         hash_key: Option<u64>,
         deadline: Duration,
         until: Instant,
@@ -343,7 +352,7 @@ impl Client {
             deadline
         };
         conn.conn
-            .call(route, payload.clone(), remaining, until)
+            .call(route, payload.clone(), context.clone(), remaining, until)
             .await
     }
 

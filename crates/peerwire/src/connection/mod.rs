@@ -625,15 +625,29 @@ impl Conn {
         }
     }
 
-    /// Sends a request and waits for its reply until `until` (= now + `deadline`) passes.
+    /// Sends a request carrying `context` (an encoded block; dropped if the connection runs
+    /// at a version before contexts) and waits for its reply until `until` (= now +
+    /// `deadline`) passes.
     pub(crate) async fn call(
         self: &Arc<Self>,
         route: &Route,
         payload: Bytes,
+        context: Bytes,
         deadline: Duration,
         until: Instant,
     ) -> Result<Bytes, Error> {
-        self.check_sizes(route, &payload, 6)
+        let context = if !context.is_empty() && self.peer.version < peerwire_wire::CONTEXT_VERSION {
+            metrics::counter!("peerwire_context_dropped_total").increment(1);
+            Bytes::new()
+        } else {
+            context
+        };
+        let overhead = 6 + if context.is_empty() {
+            0
+        } else {
+            2 + context.len()
+        };
+        self.check_sizes(route, &payload, overhead)
             .map_err(|r| self.not_executed(r))?;
         let route = route.0.clone();
         let pending = self
@@ -642,6 +656,7 @@ impl Conn {
                     id,
                     deadline_ms,
                     route,
+                    context,
                     payload,
                 }))
             })
@@ -978,8 +993,9 @@ impl Connection {
         deadline: Duration,
     ) -> Result<Bytes, Error> {
         let until = Instant::now() + deadline;
+        let context = crate::context::outgoing(None).as_bytes().clone();
         self.conn
-            .call(&route.into(), payload, deadline, until)
+            .call(&route.into(), payload, context, deadline, until)
             .await
     }
 
@@ -1126,7 +1142,10 @@ impl Connection {
         deadline: Duration,
         until: Instant,
     ) -> Result<Bytes, Error> {
-        self.conn.call(route, payload, deadline, until).await
+        let context = crate::context::outgoing(None).as_bytes().clone();
+        self.conn
+            .call(route, payload, context, deadline, until)
+            .await
     }
 
     /// The last heartbeat round-trip time, once one was measured.

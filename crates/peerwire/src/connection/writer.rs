@@ -714,6 +714,7 @@ mod tests {
             id: 9,
             deadline_ms: 0,
             route: Bytes::from_static(b"x"),
+            context: Bytes::new(),
             payload: Bytes::from_static(b"small"),
         });
         let slot_tx = Arc::new(Semaphore::new(1));
@@ -772,6 +773,7 @@ mod tests {
                 id,
                 deadline_ms: 5,
                 route: Bytes::from_static(b"r"),
+                context: Bytes::new(),
                 payload: Bytes::from(vec![id as u8; len]),
             })
         };
@@ -802,6 +804,7 @@ mod tests {
                 id,
                 deadline_ms: 5,
                 route: Bytes::from_static(b"r"),
+                context: Bytes::new(),
                 payload: Bytes::from(vec![id as u8; 200_000]),
             })
         };

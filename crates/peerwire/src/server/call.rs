@@ -18,6 +18,8 @@ pub struct Call {
     /// Request id; 0 for one-way messages.
     pub(crate) id: u64,
     pub(crate) route: Bytes,
+    /// The request's context (checked; empty for none).
+    pub(crate) context: crate::context::Context,
     pub(crate) payload: Bytes,
     pub(crate) route_entry: Arc<RouteEntry>,
     pub(crate) received: Instant,

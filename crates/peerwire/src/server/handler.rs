@@ -45,15 +45,34 @@ async fn run_call(mut call: Call) {
         entry.metrics.finished(CallOutcome::Cancelled, received);
         return;
     }
+    let context = std::mem::take(&mut call.context);
+    let span = crate::context::call_span(&call.route, &context);
     let request = Request {
         id: call.id,
         route: std::mem::take(&mut call.route),
+        context: context.clone(),
         payload: std::mem::take(&mut call.payload),
         deadline: call.deadline,
         oneway: call.slot.is_none(),
         connection: call.connection(),
     };
-    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| entry.handler.call(request))) {
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let _entered = span.as_ref().map(tracing::Span::enter);
+        entry.handler.call(request)
+    })) {
+        // A call with a context runs in its scope (calls the handler makes carry it on), and
+        // in its span when it carries trace context.
+        Ok(future) if !context.is_empty() => {
+            let scoped = crate::context::scope(context, future);
+            match span {
+                Some(span) => {
+                    AssertUnwindSafe(tracing::Instrument::instrument(scoped, span))
+                        .catch_unwind()
+                        .await
+                }
+                None => AssertUnwindSafe(scoped).catch_unwind().await,
+            }
+        }
         Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
         Err(panic) => Err(panic),
     };

@@ -218,6 +218,7 @@ impl ServerBuilder {
                 routes: Arc::new(self.routes),
                 queue: queue.clone(),
                 node_id: self.cfg.identity.node_id,
+                max_context: self.cfg.max_context_bytes,
             };
             self.mounts
                 .insert(core, Arc::new(inbound))

@@ -25,6 +25,8 @@ pub(crate) struct ServerInbound {
     pub(crate) routes: Arc<Routes>,
     pub(crate) queue: Arc<CallQueue<Call>>,
     pub(crate) node_id: u64,
+    /// `ServerConfig::max_context_bytes`.
+    pub(crate) max_context: usize,
 }
 
 impl Service for ServerInbound {
@@ -56,11 +58,30 @@ impl Service for ServerInbound {
             );
             return;
         };
+        let context = match crate::context::Context::parse(request.context, self.max_context) {
+            Ok(c) => c,
+            Err(e) => {
+                metrics::counter!("peerwire_calls_rejected_total", "reason" => "bad_context")
+                    .increment(1);
+                conn.fail(
+                    slot,
+                    request.id,
+                    Status::BadRequest,
+                    0,
+                    format!(
+                        "{e} (ServerConfig::max_context_bytes = {})",
+                        self.max_context
+                    ),
+                );
+                return;
+            }
+        };
         let received = Instant::now();
         let call = Call {
             conn: conn.clone(),
             id: request.id,
             route: request.route,
+            context,
             payload: request.payload,
             route_entry: handler.clone(),
             received,
@@ -101,6 +122,7 @@ impl Service for ServerInbound {
             conn: conn.clone(),
             id: 0,
             route: message.route,
+            context: crate::context::Context::empty(),
             payload: message.payload,
             route_entry: handler.clone(),
             received: Instant::now(),

@@ -20,6 +20,7 @@ pub struct Request {
     /// Request id on its connection (0 for one-way messages).
     pub(crate) id: u64,
     pub(crate) route: Bytes,
+    pub(crate) context: crate::context::Context,
     pub(crate) payload: Bytes,
     pub(crate) deadline: Option<Instant>,
     pub(crate) oneway: bool,
@@ -51,6 +52,18 @@ impl Request {
     /// [`Principal`](crate::connection::Principal)).
     pub fn principal(&self) -> &crate::connection::Principal {
         self.connection.principal()
+    }
+
+    /// The context the call carried (trace context, caller context; empty if none, or if the
+    /// caller's connection runs at a version before 4). See [`crate::context`].
+    pub fn context(&self) -> &crate::context::Context {
+        &self.context
+    }
+
+    /// The caller context: who started the work this call is part of (the `caller` entry of
+    /// [`Request::context`]), as Hadoop's `CallerContext` for audit logs.
+    pub fn caller_context(&self) -> Option<&str> {
+        self.context.get_str(crate::context::CALLER)
     }
 
     /// When the caller stops waiting, if it said.
