@@ -185,6 +185,7 @@ rpc_impls! {
     PeerwireServiceMacro => "peerwire-service-macro", crate::impls::macro_echo::MacroEcho;
     PeerwireSecret => "peerwire-secret", crate::impls::peerwire_echo::PeerwireSecret;
     PeerwireTls => "peerwire-tls", crate::impls::peerwire_echo::PeerwireTls;
+    PeerwireTraced => "peerwire-traced", crate::impls::peerwire_echo::PeerwireTraced;
     PeerwireMetered => "peerwire-prom", crate::impls::metered::Metered<crate::impls::peerwire_echo::Peerwire>;
     PeerwireServiceMetered => "peerwire-service-prom", crate::impls::metered::Metered<crate::impls::service_echo::ServiceEcho<false>>;
     RawTcp => "raw-tcp", RawTcp;

@@ -22,6 +22,29 @@ pub(crate) trait Mode: Send + Sync + 'static {
     fn client() -> Result<ConnectionConfig, BoxError> {
         Ok(ConnectionConfig::default())
     }
+    /// The context every call carries (none by default).
+    fn context() -> Option<peerwire::context::Context> {
+        None
+    }
+}
+
+/// Plaintext, every call carrying W3C trace context and a caller context (protocol version 4):
+/// a `traceparent`, a `tracestate` and a `caller`, 119 bytes of context per call.
+#[derive(Debug)]
+pub(crate) struct Traced;
+impl Mode for Traced {
+    fn context() -> Option<peerwire::context::Context> {
+        use peerwire::context::{CALLER, Context, DEFAULT_MAX_CONTEXT, TRACEPARENT, TRACESTATE};
+        let entries: [(&str, &[u8]); 3] = [
+            (
+                TRACEPARENT,
+                b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            (TRACESTATE, b"congo=t61rcWkgMzE"),
+            (CALLER, b"bench-job-1"),
+        ];
+        Context::from_entries(entries, usize::from(DEFAULT_MAX_CONTEXT)).ok()
+    }
 }
 
 /// Plaintext.
@@ -144,12 +167,16 @@ pub(crate) type Peerwire = PeerwireIn<Plain>;
 pub(crate) type PeerwireSecret = PeerwireIn<Secret>;
 /// Peerwire over mutual TLS.
 pub(crate) type PeerwireTls = PeerwireIn<Tls>;
+/// Plaintext peerwire, every call carrying trace and caller context.
+pub(crate) type PeerwireTraced = PeerwireIn<Traced>;
 
 /// Calls the echo route of one server through a shared client.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerwireCaller {
     client: peerwire::Client,
     addr: SocketAddr,
+    /// Options carrying the mode's context, if it has one.
+    options: Option<peerwire::CallOptions>,
 }
 
 /// A client and the server address it calls.
@@ -192,6 +219,10 @@ impl<M: Mode> EchoImpl for PeerwireIn<M> {
                 ..peerwire::ClientConfig::default()
             }),
             addr,
+            options: M::context().map(|context| peerwire::CallOptions {
+                context: Some(context),
+                ..peerwire::CallOptions::default()
+            }),
         };
         // Connections are lazy: make one call so the handshake is not measured.
         caller
@@ -212,6 +243,13 @@ impl<M: Mode> EchoImpl for PeerwireIn<M> {
 
 impl EchoCaller for PeerwireCaller {
     async fn call(&mut self, payload: Bytes) -> Result<Bytes, BoxError> {
-        Ok(self.client.call(self.addr, ROUTE, payload).await?)
+        Ok(match &self.options {
+            None => self.client.call(self.addr, ROUTE, payload).await?,
+            Some(options) => {
+                self.client
+                    .call_with(self.addr, ROUTE, payload, options.clone())
+                    .await?
+            }
+        })
     }
 }
