@@ -78,6 +78,10 @@ struct Method {
     idempotent: bool,
     prost: bool,
     docs: Vec<Attribute>,
+    /// The method reads a stream of requests (`Streaming<Q>`; `request` is `Q`).
+    input_stream: bool,
+    /// The method answers with a stream (`ItemStream<R>`; `response` is `R`).
+    output_stream: bool,
 }
 
 /// Turns a trait of async methods into a typed protocol's server side and client; see the
@@ -147,10 +151,17 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
         let wire = &m.wire;
         let q = &m.request;
         let engine = engine(m.prost);
-        let add = if m.idempotent {
-            quote!(idempotent_method)
+        let add = match (m.input_stream, m.output_stream, m.idempotent) {
+            (false, true, _) => quote!(server_streaming),
+            (true, false, _) => quote!(client_streaming),
+            (true, true, _) => quote!(bidi_streaming),
+            (false, false, true) => quote!(idempotent_method),
+            (false, false, false) => quote!(method),
+        };
+        let q = if m.input_stream {
+            quote!(::peerwire::service::Streaming<#q>)
         } else {
-            quote!(method)
+            quote!(#q)
         };
         let call = if m.with_request {
             quote!(<_ as #trait_name>::#name(&*s, request, ctx).await)
@@ -174,19 +185,81 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
         let (q, r) = (&m.request, &m.response);
         let engine = engine(m.prost);
         let docs = &m.docs;
-        quote! {
-            #(#docs)*
-            ///
-            /// # Cancel safety
-            ///
-            /// Dropping the future abandons the call (a cancel frame tells the server).
-            pub async fn #name(
-                &self,
-                peer: impl ::std::convert::Into<::peerwire::Peer>,
-                request: &#q,
-            ) -> ::std::result::Result<#r, ::peerwire::Error> {
-                self.inner.call(peer, #wire, #engine, request).await
-            }
+        match (m.input_stream, m.output_stream) {
+            (false, false) => quote! {
+                #(#docs)*
+                ///
+                /// # Cancel safety
+                ///
+                /// Dropping the future abandons the call (a cancel frame tells the server).
+                pub async fn #name(
+                    &self,
+                    peer: impl ::std::convert::Into<::peerwire::Peer>,
+                    request: &#q,
+                ) -> ::std::result::Result<#r, ::peerwire::Error> {
+                    self.inner.call(peer, #wire, #engine, request).await
+                }
+            },
+            (false, true) => quote! {
+                #(#docs)*
+                ///
+                /// Server streaming: the replies come as a stream.
+                ///
+                /// # Cancel safety
+                ///
+                /// Dropping the returned stream stops the method on the server.
+                pub async fn #name(
+                    &self,
+                    peer: impl ::std::convert::Into<::peerwire::Peer>,
+                    request: &#q,
+                ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error> {
+                    self.inner
+                        .server_streaming(peer, #wire, #engine, request, ::peerwire::CallOptions::default())
+                        .await
+                }
+            },
+            (true, false) => quote! {
+                #(#docs)*
+                ///
+                /// Client streaming: every item of `requests` is sent, then the one reply comes.
+                ///
+                /// # Cancel safety
+                ///
+                /// Dropping the future stops the method on the server.
+                pub async fn #name<S>(
+                    &self,
+                    peer: impl ::std::convert::Into<::peerwire::Peer>,
+                    requests: S,
+                ) -> ::std::result::Result<#r, ::peerwire::Error>
+                where
+                    S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send,
+                {
+                    self.inner
+                        .client_streaming(peer, #wire, #engine, requests, ::peerwire::CallOptions::default())
+                        .await
+                }
+            },
+            (true, true) => quote! {
+                #(#docs)*
+                ///
+                /// Bidirectional streaming: `requests` are sent while the replies come.
+                ///
+                /// # Cancel safety
+                ///
+                /// Dropping the returned stream stops the method and the sending.
+                pub async fn #name<S>(
+                    &self,
+                    peer: impl ::std::convert::Into<::peerwire::Peer>,
+                    requests: S,
+                ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error>
+                where
+                    S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send + 'static,
+                {
+                    self.inner
+                        .bidi_streaming(peer, #wire, #engine, requests, ::peerwire::CallOptions::default())
+                        .await
+                }
+            },
         }
     });
     let doc_protocol = format!(
@@ -319,6 +392,20 @@ fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
             }
         }
     }
+    let (request, input_stream) = match generic_of(&request, "Streaming") {
+        Some(q) => (q, true),
+        None => (request, false),
+    };
+    let (response, output_stream) = match generic_of(&response, "ItemStream") {
+        Some(r) => (r, true),
+        None => (response, false),
+    };
+    if idempotent && (input_stream || output_stream) {
+        return Err(syn::Error::new(
+            sig.ident.span(),
+            "a streaming method is not idempotent: it is never retried, so `#[idempotent]` does not apply",
+        ));
+    }
     Ok(Method {
         name: sig.ident.clone(),
         wire,
@@ -327,6 +414,8 @@ fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
         response,
         idempotent,
         prost,
+        input_stream,
+        output_stream,
         docs: f
             .attrs
             .iter()
@@ -334,6 +423,22 @@ fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
             .cloned()
             .collect(),
     })
+}
+
+/// `T` of a type `Name<T>` (by its last path segment).
+fn generic_of(ty: &Type, name: &str) -> Option<Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) if args.args.len() == 1 => Some(t.clone()),
+        _ => None,
+    }
 }
 
 /// Whether `ty` names `peerwire::Request` (by its last path segment).

@@ -2,6 +2,8 @@
 //! engines; its idempotent methods and its version are what the trait says.
 
 use std::sync::Arc;
+
+use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use peerwire::{
@@ -116,6 +118,84 @@ async fn a_trait_is_served_and_called_through_the_generated_sides() {
         ),
         "{err}"
     );
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+/// A log service with a method of each streaming shape.
+#[peerwire::protocol(name = "Log", version = 1)]
+pub trait Log {
+    /// The entries from `from` on (server streaming).
+    async fn tail(&self, from: u64) -> Result<peerwire::service::ItemStream<String>, HandlerError>;
+    /// Appends every entry sent; the count (client streaming).
+    async fn append(
+        &self,
+        entries: peerwire::service::Streaming<String>,
+    ) -> Result<u64, HandlerError>;
+    /// Each entry's length as it comes (bidirectional).
+    async fn lengths(
+        &self,
+        entries: peerwire::service::Streaming<String>,
+    ) -> Result<peerwire::service::ItemStream<u64>, HandlerError>;
+}
+
+struct Entries;
+
+impl Log for Entries {
+    async fn tail(&self, from: u64) -> Result<peerwire::service::ItemStream<String>, HandlerError> {
+        Ok(Box::pin(
+            futures::stream::iter(from..from + 3).map(|i| Ok(format!("entry {i}"))),
+        ))
+    }
+
+    async fn append(
+        &self,
+        mut entries: peerwire::service::Streaming<String>,
+    ) -> Result<u64, HandlerError> {
+        let mut n = 0;
+        while let Some(entry) = entries.next().await {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn lengths(
+        &self,
+        entries: peerwire::service::Streaming<String>,
+    ) -> Result<peerwire::service::ItemStream<u64>, HandlerError> {
+        Ok(Box::pin(entries.map(|e| e.map(|s| s.len() as u64))))
+    }
+}
+
+#[tokio::test]
+async fn streaming_methods_are_served_and_called_through_the_generated_sides() {
+    let server = Server::builder(ServerConfig::default())
+        .protocol(log_protocol(Arc::new(Entries)))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let client = Client::new(ClientConfig::default());
+    let log = LogClient::new(client.clone());
+    let tail: Vec<String> = log
+        .tail(addr, &7)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(tail, ["entry 7", "entry 8", "entry 9"]);
+    let entries = || futures::stream::iter(["a", "bb", "ccc"].map(String::from));
+    assert_eq!(log.append(addr, entries()).await.unwrap(), 3);
+    let lengths: Vec<u64> = log
+        .lengths(addr, entries())
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(lengths, [1, 2, 3]);
     client.shutdown().await;
     server.shutdown().await;
 }

@@ -149,7 +149,7 @@ impl Drop for ClientInner {
 /// Calls peers over pooled connections. Cheap to clone; clones share the pools.
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: Arc<ClientInner>,
+    pub(crate) inner: Arc<ClientInner>,
 }
 
 impl Client {

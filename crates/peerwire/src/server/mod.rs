@@ -191,6 +191,11 @@ impl ServerBuilder {
                 self.cfg.identity
             )));
         }
+        let streams = crate::service::stream::StreamService::new(
+            &self.protocols,
+            self.cfg.identity.node_id,
+            self.cfg.max_context_bytes,
+        );
         if !self.protocols.is_empty() {
             let router = crate::service::ServiceRouter::new(
                 std::mem::take(&mut self.protocols),
@@ -219,6 +224,7 @@ impl ServerBuilder {
                 queue: queue.clone(),
                 node_id: self.cfg.identity.node_id,
                 max_context: self.cfg.max_context_bytes,
+                streams,
             };
             self.mounts
                 .insert(core, Arc::new(inbound))

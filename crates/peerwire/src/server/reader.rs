@@ -27,6 +27,8 @@ pub(crate) struct ServerInbound {
     pub(crate) node_id: u64,
     /// `ServerConfig::max_context_bytes`.
     pub(crate) max_context: usize,
+    /// The steps of streaming methods, handled as they arrive (not queued).
+    pub(crate) streams: Option<Arc<crate::service::stream::StreamService>>,
 }
 
 impl Service for ServerInbound {
@@ -40,6 +42,12 @@ impl Service for ServerInbound {
                 0,
                 denied.to_string(),
             );
+            return;
+        }
+        if let Some(streams) = &self.streams
+            && request.route == crate::service::stream::STREAM_ROUTE.as_bytes()
+        {
+            streams.on_request(handle, request, ReplySlot(slot));
             return;
         }
         let Some(handler) = self.routes.get(&request.route) else {
@@ -110,6 +118,12 @@ impl Service for ServerInbound {
             metrics::counter!("peerwire_oneway_dropped_total", "reason" => "access_denied")
                 .increment(1);
             tracing::debug!(%denied, "one-way message refused");
+            return;
+        }
+        if let Some(streams) = &self.streams
+            && message.route == crate::service::stream::STREAM_ROUTE.as_bytes()
+        {
+            streams.on_oneway(handle, message.payload);
             return;
         }
         let Some(handler) = self.routes.get(&message.route) else {

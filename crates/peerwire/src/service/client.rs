@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::SERVICE_ROUTE;
 use super::engine::Engine;
 use super::envelope::ServiceEnvelope;
+use super::stream::{self, ReplyStream};
 use crate::client::{CallOptions, Client, Peer};
 use crate::error::Error;
 
@@ -110,5 +111,198 @@ impl ProtocolClient {
             .await?;
         <E as Engine<Resp>>::decode(&reply)
             .map_err(|e| Error::Codec(format!("reply of `{}.{method}`: {e}", self.protocol)))
+    }
+
+    /// The Open payload of a stream of `method`, with `first` as its first request.
+    fn open_payload<E, Req>(&self, method: &str, first: Option<&Req>) -> Result<Bytes, Error>
+    where
+        E: Engine<Req>,
+    {
+        let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let header = ServiceEnvelope::encode_header(
+            E::ID,
+            &self.protocol,
+            self.version,
+            method,
+            self.client_id,
+            call_id,
+            64,
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let mut payload = Vec::with_capacity(1 + header.len() + 64);
+        payload.push(stream::codec::OPEN);
+        payload.extend_from_slice(&header);
+        if let Some(first) = first {
+            <E as Engine<Req>>::encode(first, &mut payload).map_err(|e| {
+                Error::Codec(format!("request to `{}.{method}`: {e}", self.protocol))
+            })?;
+        }
+        Ok(Bytes::from(payload))
+    }
+
+    /// Opens a stream of `method` on one connection to `peer`.
+    async fn open<E, Req>(
+        &self,
+        peer: Peer,
+        method: &str,
+        first: Option<&Req>,
+        options: &CallOptions,
+    ) -> Result<(crate::Connection, u64, Option<tokio::time::Instant>), Error>
+    where
+        E: Engine<Req>,
+    {
+        let payload = self.open_payload::<E, Req>(method, first)?;
+        let conn = self.client.connection(peer, options.hash_key).await?;
+        let deadline = options
+            .deadline
+            .unwrap_or(self.client.inner.cfg.default_deadline);
+        let until = options.deadline.map(|d| tokio::time::Instant::now() + d);
+        let id = match &options.context {
+            Some(context) => {
+                crate::context::scope(
+                    crate::context::outgoing(Some(context)),
+                    stream::open_stream(&conn, payload, deadline),
+                )
+                .await?
+            }
+            None => stream::open_stream(&conn, payload, deadline).await?,
+        };
+        Ok((conn, id, until))
+    }
+
+    /// Calls a server-streaming `method`: `request` in, its replies out as they come. With
+    /// `options.deadline`, the whole stream ends by then.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it returns may leave the stream open on the server until
+    /// its connection closes or it idles out; dropping the returned stream closes it.
+    pub async fn server_streaming<E, Req, Resp>(
+        &self,
+        peer: impl Into<Peer>,
+        method: &str,
+        engine: E,
+        request: &Req,
+        options: CallOptions,
+    ) -> Result<ReplyStream<Resp>, Error>
+    where
+        E: Engine<Req> + Engine<Resp>,
+    {
+        let _ = engine;
+        let (conn, id, until) = self
+            .open::<E, Req>(peer.into(), method, Some(request), &options)
+            .await?;
+        Ok(ReplyStream::new(
+            conn,
+            id,
+            <E as Engine<Resp>>::decode,
+            format!("{}.{method}", self.protocol),
+            until,
+            None,
+        ))
+    }
+
+    /// Calls a client-streaming `method`: every item of `requests` in (pushed as the method
+    /// takes them), its one reply out.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the stream on the server.
+    pub async fn client_streaming<E, Req, Resp, S>(
+        &self,
+        peer: impl Into<Peer>,
+        method: &str,
+        engine: E,
+        requests: S,
+        options: CallOptions,
+    ) -> Result<Resp, Error>
+    where
+        E: Engine<Req> + Engine<Resp>,
+        S: futures::Stream<Item = Req> + Send,
+    {
+        let _ = engine;
+        let (conn, id, until) = self
+            .open::<E, Req>(peer.into(), method, None, &options)
+            .await?;
+        let mut replies: ReplyStream<Resp> = ReplyStream::new(
+            conn.clone(),
+            id,
+            <E as Engine<Resp>>::decode,
+            format!("{}.{method}", self.protocol),
+            until,
+            None,
+        );
+        let pushed = stream::push_all(conn, id, requests, <E as Engine<Req>>::encode, until);
+        // The method may answer (or fail) before it read everything: whichever comes first.
+        let mut pushed = std::pin::pin!(pushed);
+        let mut push_done = false;
+        loop {
+            tokio::select! {
+                reply = futures::StreamExt::next(&mut replies) => {
+                    return match reply {
+                        Some(r) => r,
+                        None => Err(Error::Codec(format!(
+                            "`{}.{method}` ended without a reply",
+                            self.protocol
+                        ))),
+                    };
+                }
+                pushed = &mut pushed, if !push_done => {
+                    push_done = true;
+                    pushed?;
+                }
+            }
+        }
+    }
+
+    /// Calls a bidirectional `method`: `requests` are pushed (in a task of their own) while
+    /// the replies are read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it returns may leave the stream open on the server until
+    /// its connection closes or it idles out; dropping the returned stream closes it and stops
+    /// the pushing.
+    pub async fn bidi_streaming<E, Req, Resp, S>(
+        &self,
+        peer: impl Into<Peer>,
+        method: &str,
+        engine: E,
+        requests: S,
+        options: CallOptions,
+    ) -> Result<ReplyStream<Resp>, Error>
+    where
+        E: Engine<Req> + Engine<Resp>,
+        Req: Send + 'static,
+        S: futures::Stream<Item = Req> + Send + 'static,
+    {
+        let _ = engine;
+        let (conn, id, until) = self
+            .open::<E, Req>(peer.into(), method, None, &options)
+            .await?;
+        let pusher_conn = conn.clone();
+        let what = format!("{}.{method}", self.protocol);
+        let pusher = tokio::spawn(async move {
+            if let Err(e) = stream::push_all(
+                pusher_conn.clone(),
+                id,
+                requests,
+                <E as Engine<Req>>::encode,
+                until,
+            )
+            .await
+            {
+                tracing::debug!(stream = id, error = %e, "pushing requests failed; closing the stream");
+                let _ = pusher_conn.send_oneway(stream::STREAM_ROUTE, stream::codec::close(id));
+            }
+        });
+        Ok(ReplyStream::new(
+            conn,
+            id,
+            <E as Engine<Resp>>::decode,
+            what,
+            until,
+            Some(pusher),
+        ))
     }
 }

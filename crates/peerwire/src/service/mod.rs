@@ -19,11 +19,17 @@ mod envelope;
 mod protocol;
 mod retry_cache;
 mod router;
+pub mod stream;
 mod tower;
 
 pub use client::ProtocolClient;
 pub use engine::{Engine, EngineId, Prost, Serde};
 pub use protocol::Protocol;
+pub use stream::{ItemStream, ReplyStream, Streaming};
+
+/// The stream trait of request streams handed to generated streaming clients (re-exported so
+/// the code `#[peerwire::protocol]` writes needs no other crate).
+pub use futures::Stream;
 pub use tower::{TowerHandler, tower_handler};
 
 pub(crate) use router::{RouterHandler, ServiceRouter};

@@ -8,7 +8,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use peerwire_wire::Status;
 
-use super::engine::Engine;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::engine::{Engine, EngineId};
+use super::stream::{ItemStream, Streaming};
 use crate::server::{HandlerError, Request};
 use crate::transport::BoxFuture;
 
@@ -55,12 +59,226 @@ where
     }
 }
 
+/// A streaming method behind an object-safe interface: it starts from its first request
+/// (server streaming) or its input (client streaming, bidirectional) and gives encoded
+/// replies.
+pub(crate) trait ErasedStreamMethod: Send + Sync + 'static {
+    /// Whether the method reads a stream of requests.
+    fn takes_input(&self) -> bool;
+    /// Starts the method.
+    fn open(
+        &self,
+        first: Bytes,
+        input: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+        request: Request,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, HandlerError>>, HandlerError>>;
+}
+
+/// Encodes a method's replies as they come.
+fn encode_replies<E, Resp>(
+    replies: ItemStream<Resp>,
+) -> BoxStream<'static, Result<Bytes, HandlerError>>
+where
+    E: Engine<Resp>,
+    Resp: Send + 'static,
+{
+    Box::pin(replies.map(|item| {
+        let reply = item?;
+        let mut out = Vec::new();
+        <E as Engine<Resp>>::encode(&reply, &mut out)
+            .map_err(|e| HandlerError::new(format!("a streamed reply does not encode: {e}")))?;
+        Ok(Bytes::from(out))
+    }))
+}
+
+fn bad_first<E: EngineId>(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError {
+        status: Status::BadRequest,
+        message: format!("request does not decode as {}: {e}", E::NAME),
+        retry_after: None,
+    }
+}
+
+/// The shape of a streaming method.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    Server,
+    Client,
+    Bidi,
+}
+
+struct StreamMethod<E, F, Req, Resp> {
+    handler: Arc<F>,
+    _types: std::marker::PhantomData<fn(E, Req) -> Resp>,
+}
+
+/// A server-streaming handler: one request in, a stream of replies out.
+trait ServerFn<Req, Resp>: Send + Sync + 'static {
+    fn start(
+        &self,
+        req: Req,
+        ctx: Request,
+    ) -> BoxFuture<'static, Result<ItemStream<Resp>, HandlerError>>;
+}
+
+impl<F, Fut, Req, Resp> ServerFn<Req, Resp> for F
+where
+    F: Fn(Req, Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ItemStream<Resp>, HandlerError>> + Send + 'static,
+{
+    fn start(
+        &self,
+        req: Req,
+        ctx: Request,
+    ) -> BoxFuture<'static, Result<ItemStream<Resp>, HandlerError>> {
+        Box::pin(self(req, ctx))
+    }
+}
+
+/// A handler reading a stream of requests, answering with one reply (client streaming) or a
+/// stream of them (bidirectional).
+trait InputFn<Req, Out>: Send + Sync + 'static {
+    fn start(
+        &self,
+        input: Streaming<Req>,
+        ctx: Request,
+    ) -> BoxFuture<'static, Result<Out, HandlerError>>;
+}
+
+impl<F, Fut, Req, Out> InputFn<Req, Out> for F
+where
+    F: Fn(Streaming<Req>, Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Out, HandlerError>> + Send + 'static,
+{
+    fn start(
+        &self,
+        input: Streaming<Req>,
+        ctx: Request,
+    ) -> BoxFuture<'static, Result<Out, HandlerError>> {
+        Box::pin(self(input, ctx))
+    }
+}
+
+struct ServerStreaming<E, F, Req, Resp>(StreamMethod<E, F, Req, Resp>);
+struct ClientStreaming<E, F, Req, Resp>(StreamMethod<E, F, Req, Resp>);
+struct BidiStreaming<E, F, Req, Resp>(StreamMethod<E, F, Req, Resp>);
+
+impl<E, F, Req, Resp> ErasedStreamMethod for ServerStreaming<E, F, Req, Resp>
+where
+    E: Engine<Req> + Engine<Resp>,
+    F: ServerFn<Req, Resp>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    fn takes_input(&self) -> bool {
+        false
+    }
+
+    fn open(
+        &self,
+        first: Bytes,
+        _input: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+        request: Request,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, HandlerError>>, HandlerError>>
+    {
+        let handler = self.0.handler.clone();
+        Box::pin(async move {
+            let req = <E as Engine<Req>>::decode(&first).map_err(bad_first::<E>)?;
+            let replies = handler.start(req, request).await?;
+            Ok(encode_replies::<E, Resp>(replies))
+        })
+    }
+}
+
+fn input<E, Req>(input: Option<tokio::sync::mpsc::Receiver<Bytes>>) -> Streaming<Req>
+where
+    E: Engine<Req>,
+{
+    let rx = input.unwrap_or_else(|| tokio::sync::mpsc::channel(1).1);
+    Streaming::new(rx, <E as Engine<Req>>::decode, E::NAME)
+}
+
+impl<E, F, Req, Resp> ErasedStreamMethod for ClientStreaming<E, F, Req, Resp>
+where
+    E: Engine<Req> + Engine<Resp>,
+    F: InputFn<Req, Resp>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    fn takes_input(&self) -> bool {
+        true
+    }
+
+    fn open(
+        &self,
+        _first: Bytes,
+        rx: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+        request: Request,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, HandlerError>>, HandlerError>>
+    {
+        let started = self.0.handler.start(input::<E, Req>(rx), request);
+        Box::pin(async move {
+            let one: ItemStream<Resp> = Box::pin(futures::stream::once(started));
+            Ok(encode_replies::<E, Resp>(one))
+        })
+    }
+}
+
+impl<E, F, Req, Resp> ErasedStreamMethod for BidiStreaming<E, F, Req, Resp>
+where
+    E: Engine<Req> + Engine<Resp>,
+    F: InputFn<Req, ItemStream<Resp>>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+{
+    fn takes_input(&self) -> bool {
+        true
+    }
+
+    fn open(
+        &self,
+        _first: Bytes,
+        rx: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+        request: Request,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, HandlerError>>, HandlerError>>
+    {
+        let started = self.0.handler.start(input::<E, Req>(rx), request);
+        Box::pin(async move { Ok(encode_replies::<E, Resp>(started.await?)) })
+    }
+}
+
+/// The unary entry of a streaming method: refused, naming the way to call it.
+struct StreamsOnly {
+    shape: Shape,
+}
+
+impl ErasedMethod for StreamsOnly {
+    fn call(
+        &self,
+        _body: Bytes,
+        _request: Request,
+    ) -> BoxFuture<'static, Result<Bytes, HandlerError>> {
+        let shape = self.shape;
+        Box::pin(async move {
+            Err(HandlerError {
+                status: Status::BadRequest,
+                message: format!(
+                    "the method is {shape:?}-streaming: call it through a streaming client"
+                ),
+                retry_after: None,
+            })
+        })
+    }
+}
+
 /// One method of a protocol.
 #[derive(Clone)]
 pub(crate) struct Method {
     pub(crate) engine: u8,
     pub(crate) idempotent: bool,
     pub(crate) handler: Arc<dyn ErasedMethod>,
+    /// For a streaming method, how it starts (served on the stream route).
+    pub(crate) stream: Option<Arc<dyn ErasedStreamMethod>>,
     /// Its call-duration handles, registered when the protocol is mounted.
     pub(crate) metrics: Option<MethodMetrics>,
 }
@@ -162,10 +380,86 @@ impl Protocol {
                 engine: E::ID,
                 idempotent,
                 handler: Arc::new(method),
+                stream: None,
                 metrics: None,
             },
         );
         self
+    }
+
+    fn add_stream<E: EngineId>(
+        mut self,
+        name: &str,
+        shape: Shape,
+        stream: Arc<dyn ErasedStreamMethod>,
+    ) -> Self {
+        self.methods.insert(
+            name.to_owned(),
+            Method {
+                engine: E::ID,
+                idempotent: false,
+                handler: Arc::new(StreamsOnly { shape }),
+                stream: Some(stream),
+                metrics: None,
+            },
+        );
+        self
+    }
+
+    /// Adds a server-streaming method: one request in, a stream of replies out (called with
+    /// [`ProtocolClient::server_streaming`](super::ProtocolClient::server_streaming)). The
+    /// stream is read as the client reads, so a slow reader holds the method back.
+    pub fn server_streaming<E, F, Fut, Req, Resp>(self, name: &str, engine: E, handler: F) -> Self
+    where
+        E: Engine<Req> + Engine<Resp>,
+        F: Fn(Req, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ItemStream<Resp>, HandlerError>> + Send + 'static,
+        Req: Send + 'static,
+        Resp: Send + 'static,
+    {
+        let _ = engine;
+        let method = ServerStreaming::<E, F, Req, Resp>(StreamMethod {
+            handler: Arc::new(handler),
+            _types: std::marker::PhantomData,
+        });
+        self.add_stream::<E>(name, Shape::Server, Arc::new(method))
+    }
+
+    /// Adds a client-streaming method: a stream of requests in ([`Streaming`]), one reply out
+    /// (called with [`ProtocolClient::client_streaming`](super::ProtocolClient::client_streaming)).
+    pub fn client_streaming<E, F, Fut, Req, Resp>(self, name: &str, engine: E, handler: F) -> Self
+    where
+        E: Engine<Req> + Engine<Resp>,
+        F: Fn(Streaming<Req>, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, HandlerError>> + Send + 'static,
+        Req: Send + 'static,
+        Resp: Send + 'static,
+    {
+        let _ = engine;
+        let method = ClientStreaming::<E, F, Req, Resp>(StreamMethod {
+            handler: Arc::new(handler),
+            _types: std::marker::PhantomData,
+        });
+        self.add_stream::<E>(name, Shape::Client, Arc::new(method))
+    }
+
+    /// Adds a bidirectional streaming method: a stream of requests in, a stream of replies out,
+    /// both moving at once (called with
+    /// [`ProtocolClient::bidi_streaming`](super::ProtocolClient::bidi_streaming)).
+    pub fn bidi_streaming<E, F, Fut, Req, Resp>(self, name: &str, engine: E, handler: F) -> Self
+    where
+        E: Engine<Req> + Engine<Resp>,
+        F: Fn(Streaming<Req>, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ItemStream<Resp>, HandlerError>> + Send + 'static,
+        Req: Send + 'static,
+        Resp: Send + 'static,
+    {
+        let _ = engine;
+        let method = BidiStreaming::<E, F, Req, Resp>(StreamMethod {
+            handler: Arc::new(handler),
+            _types: std::marker::PhantomData,
+        });
+        self.add_stream::<E>(name, Shape::Bidi, Arc::new(method))
     }
 
     /// Adds a method that must not run twice: a retried call (same client and call id) is

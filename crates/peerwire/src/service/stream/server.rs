@@ -1,0 +1,501 @@
+//! The server side of streaming methods: the `svc.stream` route's steps, handled as they
+//! arrive (each in a task of its own, not on a handler), and the table of open streams.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use peerwire_wire::{Request as WireRequest, Status};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::codec::{self, Batch, Op};
+use super::{INPUT_BUFFER, OUTPUT_BUFFER, STREAM_IDLE};
+use crate::connection::{Connection, ReplySlot};
+use crate::server::Request;
+use crate::service::envelope::{ServiceEnvelope, text};
+use crate::service::protocol::{ErasedStreamMethod, Protocol};
+
+/// A streaming method as the table knows it.
+struct Entry {
+    version: u32,
+    engine: u8,
+    method: Arc<dyn ErasedStreamMethod>,
+}
+
+/// One open stream.
+struct Open {
+    /// The connection that opened it (the only one that may use it).
+    conn: u64,
+    input: tokio::sync::Mutex<Input>,
+    output: tokio::sync::Mutex<Output>,
+    closed: CancellationToken,
+    /// When a step last touched it (ms since the service started).
+    touched: AtomicU64,
+}
+
+struct Input {
+    tx: Option<mpsc::Sender<Bytes>>,
+    next: u64,
+    pending: BTreeMap<u64, (Vec<Bytes>, oneshot::Sender<()>)>,
+    end_at: Option<u64>,
+}
+
+struct Output {
+    rx: mpsc::Receiver<Result<Bytes, (Status, String)>>,
+    next: u64,
+    done: Option<Option<(Status, String)>>,
+}
+
+/// The streaming methods of a server's protocols and its open streams.
+pub(crate) struct StreamService {
+    methods: HashMap<(String, String), Entry>,
+    versions: HashMap<String, u32>,
+    open: Mutex<HashMap<u64, Arc<Open>>>,
+    next_id: AtomicU64,
+    node_id: u64,
+    max_context: usize,
+    started: Instant,
+}
+
+impl std::fmt::Debug for StreamService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamService")
+            .field("methods", &self.methods.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn fail(conn: &Connection, slot: ReplySlot, id: u64, status: Status, message: String) {
+    conn.fail(slot, id, status, 0, message);
+}
+
+impl StreamService {
+    /// The streaming methods of `protocols`, if they have any.
+    pub(crate) fn new(
+        protocols: &[Protocol],
+        node_id: u64,
+        max_context: usize,
+    ) -> Option<Arc<Self>> {
+        let mut methods = HashMap::new();
+        for p in protocols {
+            for (name, m) in &p.methods {
+                if let Some(stream) = &m.stream {
+                    methods.insert(
+                        (p.name.clone(), name.clone()),
+                        Entry {
+                            version: p.version,
+                            engine: m.engine,
+                            method: stream.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        if methods.is_empty() {
+            return None;
+        }
+        Some(Arc::new(Self {
+            methods,
+            versions: protocols
+                .iter()
+                .map(|p| (p.name.clone(), p.version))
+                .collect(),
+            open: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            node_id,
+            max_context,
+            started: Instant::now(),
+        }))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn find(&self, conn: &Connection, stream: u64) -> Result<Arc<Open>, String> {
+        let open = self.open.lock().expect("streams lock poisoned");
+        match open.get(&stream) {
+            Some(s) if s.conn == conn.id() => {
+                s.touched.store(self.now_ms(), Ordering::Relaxed);
+                Ok(s.clone())
+            }
+            _ => Err(format!(
+                "node {} has no open stream {stream} for this connection (closed, expired, or another connection's)",
+                self.node_id
+            )),
+        }
+    }
+
+    fn remove(&self, stream: u64) {
+        let removed = self
+            .open
+            .lock()
+            .expect("streams lock poisoned")
+            .remove(&stream);
+        if let Some(s) = removed {
+            s.closed.cancel();
+            metrics::gauge!("peerwire_streams_open").decrement(1.0);
+        }
+    }
+
+    /// Handles one step.
+    pub(crate) fn on_request(
+        self: &Arc<Self>,
+        conn: &Connection,
+        request: WireRequest,
+        slot: ReplySlot,
+    ) {
+        let id = request.id;
+        let op = match codec::decode(request.payload.clone()) {
+            Ok(op) => op,
+            Err(e) => return fail(conn, slot, id, Status::BadRequest, e.to_string()),
+        };
+        match op {
+            Op::Open(envelope) => self.open(conn, request, envelope, slot),
+            Op::Push { stream, seq, items } => match self.find(conn, stream) {
+                Ok(s) => {
+                    let conn = conn.clone();
+                    tokio::spawn(async move {
+                        if push(&s, seq, items).await {
+                            conn.reply(slot, id, Bytes::new());
+                        } else {
+                            fail(
+                                &conn,
+                                slot,
+                                id,
+                                Status::Cancelled,
+                                "the stream was closed".into(),
+                            );
+                        }
+                    });
+                }
+                Err(e) => fail(conn, slot, id, Status::BadRequest, e),
+            },
+            Op::End { stream, batches } => match self.find(conn, stream) {
+                Ok(s) => {
+                    let conn = conn.clone();
+                    tokio::spawn(async move {
+                        let mut input = s.input.lock().await;
+                        input.end_at = Some(batches);
+                        if input.next >= batches {
+                            input.tx = None;
+                        }
+                        drop(input);
+                        conn.reply(slot, id, Bytes::new());
+                    });
+                }
+                Err(e) => fail(conn, slot, id, Status::BadRequest, e),
+            },
+            Op::Next { stream, max_bytes } => match self.find(conn, stream) {
+                Ok(s) => {
+                    let conn = conn.clone();
+                    // Answer before the caller gives up: an empty batch asks it to ask again.
+                    let budget = std::time::Duration::from_millis(u64::from(request.deadline_ms));
+                    let until =
+                        (request.deadline_ms > 0).then(|| Instant::now() + budget.mul_f64(0.9));
+                    let service = self.clone();
+                    tokio::spawn(async move {
+                        let batch = next(&s, max_bytes as usize, until).await;
+                        s.touched.store(service.now_ms(), Ordering::Relaxed);
+                        conn.reply(slot, id, batch);
+                    });
+                }
+                Err(e) => fail(conn, slot, id, Status::BadRequest, e),
+            },
+            Op::Close { stream } => {
+                if self.find(conn, stream).is_ok() {
+                    self.remove(stream);
+                }
+                conn.reply(slot, id, Bytes::new());
+            }
+        }
+    }
+
+    /// Handles a one-way step (only `Close` is sent one-way).
+    pub(crate) fn on_oneway(&self, conn: &Connection, payload: Bytes) {
+        if let Ok(Op::Close { stream }) = codec::decode(payload)
+            && self.find(conn, stream).is_ok()
+        {
+            self.remove(stream);
+        }
+    }
+
+    fn open(
+        self: &Arc<Self>,
+        conn: &Connection,
+        request: WireRequest,
+        envelope: Bytes,
+        slot: ReplySlot,
+    ) {
+        let id = request.id;
+        let envelope = match ServiceEnvelope::decode(envelope) {
+            Ok(e) => e,
+            Err(e) => {
+                return fail(
+                    conn,
+                    slot,
+                    id,
+                    Status::BadRequest,
+                    format!("bad service envelope: {e}"),
+                );
+            }
+        };
+        let protocol = text(&envelope.protocol).to_owned();
+        let method = text(&envelope.method).to_owned();
+        let Some(entry) = self.methods.get(&(protocol.clone(), method.clone())) else {
+            let (status, message) = match self.versions.get(&protocol) {
+                None => (
+                    Status::UnknownProtocol,
+                    format!(
+                        "node {} serves no protocol `{protocol}` with streaming methods",
+                        self.node_id
+                    ),
+                ),
+                Some(_) => (
+                    Status::UnknownMethod,
+                    format!("protocol `{protocol}` has no streaming method `{method}`"),
+                ),
+            };
+            return fail(conn, slot, id, status, message);
+        };
+        if entry.version != envelope.protocol_version {
+            return fail(
+                conn,
+                slot,
+                id,
+                Status::ProtocolVersionMismatch,
+                format!(
+                    "node {} serves `{protocol}` version {}, the stream is for version {}",
+                    self.node_id, entry.version, envelope.protocol_version
+                ),
+            );
+        }
+        if entry.engine != envelope.engine {
+            return fail(
+                conn,
+                slot,
+                id,
+                Status::BadRequest,
+                format!("`{protocol}.{method}` is encoded with another engine"),
+            );
+        }
+        if let Err(denied) = conn.check_access(crate::access::Access::Method {
+            protocol: &protocol,
+            method: &method,
+        }) {
+            return fail(conn, slot, id, Status::AccessDenied, denied.to_string());
+        }
+        let context = match crate::context::Context::parse(request.context, self.max_context) {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    conn,
+                    slot,
+                    id,
+                    Status::BadRequest,
+                    format!(
+                        "{e} (ServerConfig::max_context_bytes = {})",
+                        self.max_context
+                    ),
+                );
+            }
+        };
+        let stream = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (in_tx, in_rx) = if entry.method.takes_input() {
+            let (tx, rx) = mpsc::channel(INPUT_BUFFER);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let (out_tx, out_rx) = mpsc::channel(OUTPUT_BUFFER);
+        let open = Arc::new(Open {
+            conn: conn.id(),
+            input: tokio::sync::Mutex::new(Input {
+                tx: in_tx,
+                next: 0,
+                pending: BTreeMap::new(),
+                end_at: None,
+            }),
+            output: tokio::sync::Mutex::new(Output {
+                rx: out_rx,
+                next: 0,
+                done: None,
+            }),
+            closed: CancellationToken::new(),
+            touched: AtomicU64::new(self.now_ms()),
+        });
+        self.open
+            .lock()
+            .expect("streams lock poisoned")
+            .insert(stream, open.clone());
+        metrics::gauge!("peerwire_streams_open").increment(1.0);
+        let call = Request {
+            id: 0,
+            route: Bytes::from_static(super::STREAM_ROUTE.as_bytes()),
+            context: context.clone(),
+            payload: Bytes::new(),
+            deadline: None,
+            oneway: false,
+            connection: conn.clone(),
+        };
+        let span = crate::context::call_span(format!("{protocol}.{method}").as_bytes(), &context)
+            .unwrap_or_else(tracing::Span::none);
+        let started = entry.method.open(envelope.body, in_rx, call);
+        let run = run(started, out_tx, open.closed.clone());
+        let run = tracing::Instrument::instrument(crate::context::scope(context, run), span);
+        tokio::spawn(run);
+        // The stream goes with its connection, or after STREAM_IDLE without a step.
+        let service = self.clone();
+        let watched = conn.clone();
+        tokio::spawn(async move {
+            let idle = STREAM_IDLE.as_millis() as u64;
+            loop {
+                tokio::select! {
+                    () = watched.closed() => break,
+                    () = open.closed.cancelled() => return,
+                    () = tokio::time::sleep(STREAM_IDLE / 4) => {
+                        if service.now_ms().saturating_sub(open.touched.load(Ordering::Relaxed)) > idle {
+                            metrics::counter!("peerwire_streams_expired_total").increment(1);
+                            break;
+                        }
+                    }
+                }
+            }
+            service.remove(stream);
+        });
+        conn.reply(slot, id, Bytes::copy_from_slice(&stream.to_be_bytes()));
+    }
+}
+
+/// Runs a method: its replies (encoded) into `out`, until it ends, fails, or the stream is
+/// closed (which drops the method).
+async fn run(
+    started: crate::transport::BoxFuture<
+        'static,
+        Result<
+            futures::stream::BoxStream<'static, Result<Bytes, crate::server::HandlerError>>,
+            crate::server::HandlerError,
+        >,
+    >,
+    out: mpsc::Sender<Result<Bytes, (Status, String)>>,
+    closed: CancellationToken,
+) {
+    let work = async {
+        let mut replies = match started.await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = out.send(Err((e.status(), e.message))).await;
+                return;
+            }
+        };
+        while let Some(item) = replies.next().await {
+            match item {
+                Ok(bytes) => {
+                    if out.send(Ok(bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = out.send(Err((e.status(), e.message))).await;
+                    return;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = closed.cancelled() => {}
+    }
+}
+
+/// Delivers push `seq`'s items to the method once every earlier push is delivered; true once
+/// they are in, false if the stream was closed first.
+async fn push(s: &Open, seq: u64, items: Vec<Bytes>) -> bool {
+    let (done_tx, done_rx) = oneshot::channel();
+    let deliver = async {
+        let mut input = s.input.lock().await;
+        input.pending.insert(seq, (items, done_tx));
+        loop {
+            let next = input.next;
+            let Some((batch, done)) = input.pending.remove(&next) else {
+                break;
+            };
+            if let Some(tx) = input.tx.clone() {
+                for item in batch {
+                    // A method that stopped reading drops the rest.
+                    if tx.send(item).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            let _ = done.send(());
+            input.next += 1;
+            if input.end_at.is_some_and(|end| input.next >= end) {
+                input.tx = None;
+            }
+        }
+        drop(input);
+        done_rx.await.is_ok()
+    };
+    tokio::select! {
+        delivered = deliver => delivered,
+        () = s.closed.cancelled() => false,
+    }
+}
+
+/// The next batch of replies: waits for one (until `until`, then answers an empty batch), then
+/// takes what is ready up to `max_bytes`.
+async fn next(s: &Open, max_bytes: usize, until: Option<Instant>) -> Bytes {
+    let mut output = s.output.lock().await;
+    let seq = output.next;
+    output.next += 1;
+    if let Some(done) = &output.done {
+        return Batch::encode(seq, 0, &[], true, done.as_ref());
+    }
+    let mut items = BytesMut::new();
+    let mut count = 0u32;
+    let first = tokio::select! {
+        item = output.rx.recv() => Some(item),
+        () = s.closed.cancelled() => Some(Some(Err((Status::Cancelled, "the stream was closed".to_owned())))),
+        () = sleep_until(until) => None,
+    };
+    let Some(mut item) = first else {
+        return Batch::encode(seq, 0, &[], false, None);
+    };
+    loop {
+        match item {
+            Some(Ok(bytes)) => {
+                codec::put_item(&mut items, &bytes);
+                count += 1;
+            }
+            Some(Err(failure)) => {
+                output.done = Some(Some(failure.clone()));
+                return Batch::encode(seq, count, &items, true, Some(&failure));
+            }
+            None => {
+                output.done = Some(None);
+                return Batch::encode(seq, count, &items, true, None);
+            }
+        }
+        if items.len() >= max_bytes {
+            break;
+        }
+        item = match output.rx.try_recv() {
+            Ok(next) => Some(next),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(mpsc::error::TryRecvError::Empty) => break,
+        };
+    }
+    Batch::encode(seq, count, &items, false, None)
+}
+
+async fn sleep_until(until: Option<Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
