@@ -1,5 +1,6 @@
 //! Compiles `proto/echo.proto` (the tonic baseline), `proto/etcd.proto` (the etcd client of
-//! the kv scenario) and `proto/pull.proto` (the tonic baseline of the pull scenario) with the
+//! the kv scenario), `proto/pull.proto` (the tonic baseline of the pull scenario) and
+//! `proto/stream.proto` (the stream scenario's messages and its tonic baseline) with the
 //! vendored `protoc`, so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +25,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".pull")
         .build_server(true)
         .compile_with_config(config, &["proto/pull.proto"], &["proto"])?;
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .bytes(".stream")
+        .build_server(true)
+        .compile_with_config(config, &["proto/stream.proto"], &["proto"])?;
+    println!("cargo:rerun-if-changed=proto/stream.proto");
     println!("cargo:rerun-if-changed=proto/echo.proto");
     println!("cargo:rerun-if-changed=proto/etcd.proto");
     println!("cargo:rerun-if-changed=proto/pull.proto");

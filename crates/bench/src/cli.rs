@@ -45,6 +45,9 @@ pub(crate) enum Command {
     /// calls, beside raw TCP sendfile of the same file and tonic server streaming; goodput,
     /// CPU per GiB, memory held.
     Pull(crate::pull::PullArgs),
+    /// A server-streaming method's replies (1 KiB items) read by one client: peerwire's
+    /// streaming method beside tonic server streaming; items/s, CPU per million items.
+    Stream(crate::stream::StreamArgs),
     /// A legitimate client's echo latency alone and beside 1,000 slow peers (silent, or a byte
     /// a second, before or after the handshake): peerwire and tonic.
     Slowloris(crate::slowloris::SlowlorisArgs),

@@ -28,6 +28,7 @@ mod rss;
 mod runtime;
 mod server_proc;
 mod slowloris;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         Command::Raft(args) => raft::run(&args),
         Command::Datastream(args) => datastream::run(&args),
         Command::Pull(args) => pull::run(&args),
+        Command::Stream(args) => stream::run(&args),
         Command::Kv(args) => kv::run(&args),
         Command::Slowloris(args) => slowloris::run(&args),
         Command::Mixed(args) => mixed::run(&args),
