@@ -308,6 +308,16 @@ impl Node {
                 node_id: cfg.id,
                 ..identity
             },
+            // Members forward writes to the leader over this client: after a partition heals,
+            // a redial must not wait out a backoff grown during the cut (the default's 5 s cap
+            // held writes through a follower for up to 5 s after a heal in the nemesis runs).
+            // The raft lanes' own pace: 100 ms doubling to 1 s.
+            backoff: peerwire::BackoffConfig {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+                multiplier: 2.0,
+                jitter: 0.2,
+            },
             ..ClientConfig::default()
         };
         client_cfg.connection.tls = cfg.tls.clone();
