@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peerwire::service::{Protocol, ProtocolClient, Serde};
+use peerwire::service::Protocol;
 use peerwire::{CallOptions, Client, HandlerError, Request};
 use protobuf::Message as _;
 use raft::eraftpb::ConfChange;
@@ -31,6 +31,7 @@ use crate::error::KvError;
 use crate::metrics::timed;
 use crate::node::KvHandle;
 use crate::node::Role;
+use crate::state::Value;
 
 /// The protocol's name.
 pub const PROTOCOL: &str = "peerwire.kv.KvProtocol";
@@ -141,90 +142,127 @@ fn audit(node: u64, method: &str, key: &str, ctx: &Request) {
     );
 }
 
+/// The native protocol, defined once: a node serves it ([`protocol`]) and followers forward
+/// writes to the leader through its generated client ([`KvProtocolClient`]); `KvClient`
+/// calls the same methods by name. Each method answers `Result<T, KvError>` inside the call's
+/// own result, so a forwarded request fails at the client exactly as it failed at the leader.
+#[peerwire::protocol(name = "peerwire.kv.KvProtocol", version = 1)]
+pub trait KvProtocol {
+    /// Sets a key once committed and applied (a follower forwards it to the leader).
+    async fn put(
+        &self,
+        req: PutRequest,
+        call: Request,
+    ) -> Result<Result<(), KvError>, HandlerError>;
+    /// Reads a key: linearizable (ReadIndex) unless `serializable`.
+    #[idempotent]
+    async fn get(
+        &self,
+        req: GetRequest,
+        call: Request,
+    ) -> Result<Result<Value, KvError>, HandlerError>;
+    /// Adds member `id` at a peer URL.
+    async fn add_member(&self, member: (u64, String)) -> Result<Result<(), KvError>, HandlerError>;
+    /// Removes member `id`.
+    async fn remove_member(&self, id: u64) -> Result<Result<(), KvError>, HandlerError>;
+    /// This node's status.
+    #[idempotent]
+    async fn status(&self, none: ()) -> Result<Status, HandlerError>;
+    /// Commits the reference of a blob already streamed to this node and its replicas.
+    async fn put_blob(&self, req: PutBlobRequest) -> Result<Result<(), KvError>, HandlerError>;
+    /// A write forwarded by a follower: proposed here, on the leader, within the call's
+    /// deadline.
+    #[rename = "leader.propose"]
+    async fn leader_propose(
+        &self,
+        op: Op,
+        call: Request,
+    ) -> Result<Result<(), KvError>, HandlerError>;
+    /// A membership change forwarded by a follower (raft-rs's `ConfChange`, encoded).
+    #[rename = "leader.conf_change"]
+    async fn leader_conf_change(
+        &self,
+        change: Vec<u8>,
+        call: Request,
+    ) -> Result<Result<(), KvError>, HandlerError>;
+}
+
+/// A node's side of [`KvProtocol`].
+struct Served(KvHandle);
+
+impl KvProtocol for Served {
+    async fn put(
+        &self,
+        req: PutRequest,
+        call: Request,
+    ) -> Result<Result<(), KvError>, HandlerError> {
+        audit(self.0.id(), "put", &req.key, &call);
+        Ok(timed(API, "put", self.0.put(req.key, req.value)).await)
+    }
+
+    async fn get(
+        &self,
+        req: GetRequest,
+        call: Request,
+    ) -> Result<Result<Value, KvError>, HandlerError> {
+        audit(self.0.id(), "get", &req.key, &call);
+        Ok(timed(API, "get", self.0.get(&req.key, req.serializable)).await)
+    }
+
+    async fn add_member(
+        &self,
+        (id, url): (u64, String),
+    ) -> Result<Result<(), KvError>, HandlerError> {
+        Ok(match parse_peer_url(&url) {
+            Ok(addr) => timed(API, "add_member", self.0.add_member(id, addr)).await,
+            Err(e) => Err(KvError::BadMember(e.to_string())),
+        })
+    }
+
+    async fn remove_member(&self, id: u64) -> Result<Result<(), KvError>, HandlerError> {
+        Ok(timed(API, "remove_member", self.0.remove_member(id)).await)
+    }
+
+    async fn status(&self, (): ()) -> Result<Status, HandlerError> {
+        Ok(self.0.status())
+    }
+
+    async fn put_blob(&self, req: PutBlobRequest) -> Result<Result<(), KvError>, HandlerError> {
+        Ok(timed(API, "put_blob", self.0.put_received_blob(req.key, req.blob)).await)
+    }
+
+    async fn leader_propose(
+        &self,
+        op: Op,
+        call: Request,
+    ) -> Result<Result<(), KvError>, HandlerError> {
+        audit(self.0.id(), "leader.propose", op.key(), &call);
+        let deadline = deadline_of(&call, self.0.request_timeout);
+        Ok(timed(API, "propose", self.0.propose_local(op, deadline)).await)
+    }
+
+    async fn leader_conf_change(
+        &self,
+        change: Vec<u8>,
+        call: Request,
+    ) -> Result<Result<(), KvError>, HandlerError> {
+        let deadline = deadline_of(&call, self.0.request_timeout);
+        Ok(match ConfChange::parse_from_bytes(&change) {
+            Ok(cc) => timed(API, "conf_change", self.0.conf_change_local(cc, deadline)).await,
+            Err(e) => Err(KvError::BadMember(format!("undecodable change: {e}"))),
+        })
+    }
+}
+
 /// The protocol served by a node.
 pub(crate) fn protocol(handle: KvHandle) -> Protocol {
-    let h_put = handle.clone();
-    let h_get = handle.clone();
-    let h_add = handle.clone();
-    let h_remove = handle.clone();
-    let h_status = handle.clone();
-    let h_propose = handle.clone();
-    let h_put_blob = handle.clone();
-    let h_conf = handle;
-    Protocol::new(PROTOCOL, VERSION)
-        .method("put", Serde, move |req: PutRequest, ctx: Request| {
-            let h = h_put.clone();
-            audit(h.id(), "put", &req.key, &ctx);
-            async move { Ok::<_, HandlerError>(timed(API, "put", h.put(req.key, req.value)).await) }
-        })
-        .idempotent_method("get", Serde, move |req: GetRequest, ctx: Request| {
-            let h = h_get.clone();
-            audit(h.id(), "get", &req.key, &ctx);
-            async move { Ok::<_, HandlerError>(timed(API, "get", h.get(&req.key, req.serializable)).await) }
-        })
-        .method(
-            "add_member",
-            Serde,
-            move |(id, url): (u64, String), _ctx: Request| {
-                let h = h_add.clone();
-                async move {
-                    let r = match parse_peer_url(&url) {
-                        Ok(addr) => timed(API, "add_member", h.add_member(id, addr)).await,
-                        Err(e) => Err(KvError::BadMember(e.to_string())),
-                    };
-                    Ok::<_, HandlerError>(r)
-                }
-            },
-        )
-        .method("remove_member", Serde, move |id: u64, _ctx: Request| {
-            let h = h_remove.clone();
-            async move { Ok::<_, HandlerError>(timed(API, "remove_member", h.remove_member(id)).await) }
-        })
-        .idempotent_method("status", Serde, move |(): (), _ctx: Request| {
-            let h = h_status.clone();
-            async move { Ok::<_, HandlerError>(h.status()) }
-        })
-        .method(
-            "put_blob",
-            Serde,
-            move |req: PutBlobRequest, _ctx: Request| {
-                let h = h_put_blob.clone();
-                async move {
-                    Ok::<_, HandlerError>(
-                        timed(API, "put_blob", h.put_received_blob(req.key, req.blob)).await,
-                    )
-                }
-            },
-        )
-        .method("leader.propose", Serde, move |op: Op, ctx: Request| {
-            let h = h_propose.clone();
-            audit(h.id(), "leader.propose", op.key(), &ctx);
-            let deadline = deadline_of(&ctx, h.request_timeout);
-            async move {
-                Ok::<_, HandlerError>(timed(API, "propose", h.propose_local(op, deadline)).await)
-            }
-        })
-        .method(
-            "leader.conf_change",
-            Serde,
-            move |cc: Vec<u8>, ctx: Request| {
-                let h = h_conf.clone();
-                let deadline = deadline_of(&ctx, h.request_timeout);
-                async move {
-                    let r = match ConfChange::parse_from_bytes(&cc) {
-                        Ok(cc) => timed(API, "conf_change", h.conf_change_local(cc, deadline)).await,
-                        Err(e) => Err(KvError::BadMember(format!("undecodable change: {e}"))),
-                    };
-                    Ok::<_, HandlerError>(r)
-                }
-            },
-        )
+    kv_protocol(std::sync::Arc::new(Served(handle)))
 }
 
 /// A follower's way to the leader: `leader.*` calls over a shared peerwire client.
 #[derive(Debug, Clone)]
 pub(crate) struct Forwarder {
-    client: ProtocolClient,
+    client: KvProtocolClient,
 }
 
 fn remaining(deadline: Instant) -> Duration {
@@ -249,7 +287,7 @@ fn forward_error(node: u64, e: peerwire::Error) -> KvError {
 impl Forwarder {
     pub(crate) fn new(client: Client) -> Self {
         Self {
-            client: ProtocolClient::new(client, PROTOCOL, VERSION),
+            client: KvProtocolClient::new(client),
         }
     }
 
@@ -262,7 +300,7 @@ impl Forwarder {
     ) -> Result<(), KvError> {
         let options = CallOptions::deadline(remaining(deadline));
         self.client
-            .call_with::<Serde, Op, Result<(), KvError>>(addr, "leader.propose", Serde, op, options)
+            .leader_propose_with(addr, op, options)
             .await
             .map_err(|e| forward_error(leader, e))?
     }
@@ -277,13 +315,7 @@ impl Forwarder {
         let options = CallOptions::deadline(remaining(deadline));
         let bytes = cc.write_to_bytes().expect("changes always encode");
         self.client
-            .call_with::<Serde, Vec<u8>, Result<(), KvError>>(
-                addr,
-                "leader.conf_change",
-                Serde,
-                &bytes,
-                options,
-            )
+            .leader_conf_change_with(addr, &bytes, options)
             .await
             .map_err(|e| forward_error(leader, e))?
     }

@@ -186,20 +186,38 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
         let engine = engine(m.prost);
         let docs = &m.docs;
         match (m.input_stream, m.output_stream) {
-            (false, false) => quote! {
-                #(#docs)*
-                ///
-                /// # Cancel safety
-                ///
-                /// Dropping the future abandons the call (a cancel frame tells the server).
-                pub async fn #name(
-                    &self,
-                    peer: impl ::std::convert::Into<::peerwire::Peer>,
-                    request: &#q,
-                ) -> ::std::result::Result<#r, ::peerwire::Error> {
-                    self.inner.call(peer, #wire, #engine, request).await
+            (false, false) => {
+                let with = format_ident!("{}_with", name);
+                let with_doc = format!("As [`Self::{name}`], with options (deadline, hash key, retry policy, context).");
+                quote! {
+                    #(#docs)*
+                    ///
+                    /// # Cancel safety
+                    ///
+                    /// Dropping the future abandons the call (a cancel frame tells the server).
+                    pub async fn #name(
+                        &self,
+                        peer: impl ::std::convert::Into<::peerwire::Peer>,
+                        request: &#q,
+                    ) -> ::std::result::Result<#r, ::peerwire::Error> {
+                        self.inner.call(peer, #wire, #engine, request).await
+                    }
+
+                    #[doc = #with_doc]
+                    ///
+                    /// # Cancel safety
+                    ///
+                    /// As the method without options.
+                    pub async fn #with(
+                        &self,
+                        peer: impl ::std::convert::Into<::peerwire::Peer>,
+                        request: &#q,
+                        options: ::peerwire::CallOptions,
+                    ) -> ::std::result::Result<#r, ::peerwire::Error> {
+                        self.inner.call_with(peer, #wire, #engine, request, options).await
+                    }
                 }
-            },
+            }
             (false, true) => quote! {
                 #(#docs)*
                 ///

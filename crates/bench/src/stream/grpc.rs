@@ -41,10 +41,14 @@ type ItemStream = Pin<Box<dyn Stream<Item = Result<Item, Status>> + Send>>;
 impl Items for Service {
     type StreamStream = ItemStream;
 
-    async fn stream(&self, request: Request<StreamRequest>) -> Result<Response<ItemStream>, Status> {
+    async fn stream(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Response<ItemStream>, Status> {
         let req = request.into_inner();
         let data = Bytes::from(vec![7u8; req.size as usize]);
-        let items = futures::stream::iter(0..req.count).map(move |_| Ok(Item { data: data.clone() }));
+        let items =
+            futures::stream::iter(0..req.count).map(move |_| Ok(Item { data: data.clone() }));
         Ok(Response::new(Box::pin(items)))
     }
 }

@@ -188,7 +188,13 @@ pub(crate) fn run(args: &StreamArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn row(imp: StreamImpl, args: &StreamArgs, m: &Measured, runs: &[Measured], tonic: Option<f64>) -> Value {
+fn row(
+    imp: StreamImpl,
+    args: &StreamArgs,
+    m: &Measured,
+    runs: &[Measured],
+    tonic: Option<f64>,
+) -> Value {
     let mut row = json!({
         "scenario": "stream",
         "impl": imp.name(),
