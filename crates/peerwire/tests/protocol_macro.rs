@@ -199,3 +199,47 @@ async fn streaming_methods_are_served_and_called_through_the_generated_sides() {
     client.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_retried_call_of_a_generated_non_idempotent_method_is_answered_from_the_retry_cache() {
+    let service = Arc::new(Memory {
+        created: AtomicU64::new(0),
+    });
+    let server = Server::builder(ServerConfig::default())
+        .protocol(namespace_protocol(service.clone()))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let client = Client::new(ClientConfig::default());
+    // The same call (client id 42, call id 7) sent twice, as a retry after a lost reply is:
+    // the layout of docs/PROTOCOL.md's service envelope, serde engine, `mkdirs("/x")`.
+    let envelope = |call_id: u64| {
+        use bincode::Options;
+        let body = bincode::DefaultOptions::new()
+            .serialize(&"/x".to_string())
+            .unwrap();
+        let mut out = vec![1u8, 1];
+        out.extend_from_slice(&3u32.to_be_bytes());
+        out.extend_from_slice(&42u64.to_be_bytes());
+        out.extend_from_slice(&call_id.to_be_bytes());
+        for name in ["Namespace", "mkdirs"] {
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+        }
+        out.extend_from_slice(&body);
+        bytes::Bytes::from(out)
+    };
+    let first = client.call(addr, "svc", envelope(7)).await.unwrap();
+    let retried = client.call(addr, "svc", envelope(7)).await.unwrap();
+    assert_eq!(first, retried, "the retry gets the first attempt's answer");
+    assert_eq!(
+        service.created.load(Ordering::SeqCst),
+        1,
+        "and the method ran once"
+    );
+    client.call(addr, "svc", envelope(8)).await.unwrap();
+    assert_eq!(service.created.load(Ordering::SeqCst), 2, "a new call runs");
+    client.shutdown().await;
+    server.shutdown().await;
+}
