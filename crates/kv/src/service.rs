@@ -142,7 +142,7 @@ fn audit(node: u64, method: &str, key: &str, ctx: &Request) {
     );
 }
 
-/// The native protocol, defined once: a node serves it ([`protocol`]) and followers forward
+/// The native protocol, defined once: a node serves it ([`kv_protocol`]) and followers forward
 /// writes to the leader through its generated client ([`KvProtocolClient`]); `KvClient`
 /// calls the same methods by name. Each method answers `Result<T, KvError>` inside the call's
 /// own result, so a forwarded request fails at the client exactly as it failed at the leader.
