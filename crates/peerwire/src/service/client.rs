@@ -113,6 +113,45 @@ impl ProtocolClient {
             .map_err(|e| Error::Codec(format!("reply of `{}.{method}`: {e}", self.protocol)))
     }
 
+    /// Calls `method` over `conn`, an open connection (for a server's handler, the connection
+    /// its call came on: the peer serves the protocol there with [`super::Callbacks`]), with
+    /// `deadline`. Not retried: the connection is this one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the call (a cancel frame tells the peer).
+    pub async fn call_on<E, Req, Resp>(
+        &self,
+        conn: &crate::Connection,
+        method: &str,
+        engine: E,
+        request: &Req,
+        deadline: std::time::Duration,
+    ) -> Result<Resp, Error>
+    where
+        E: Engine<Req> + Engine<Resp>,
+    {
+        let _ = engine;
+        let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let mut envelope = ServiceEnvelope::encode_header(
+            E::ID,
+            &self.protocol,
+            self.version,
+            method,
+            self.client_id,
+            call_id,
+            self.body_hint.load(Ordering::Relaxed),
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        <E as Engine<Req>>::encode(request, &mut envelope)
+            .map_err(|e| Error::Codec(format!("request to `{}.{method}`: {e}", self.protocol)))?;
+        let reply = conn
+            .call(SERVICE_ROUTE, Bytes::from(envelope), deadline)
+            .await?;
+        <E as Engine<Resp>>::decode(&reply)
+            .map_err(|e| Error::Codec(format!("reply of `{}.{method}`: {e}", self.protocol)))
+    }
+
     /// The Open payload of a stream of `method`, with `first` as its first request.
     fn open_payload<E, Req>(&self, method: &str, first: Option<&Req>) -> Result<Bytes, Error>
     where

@@ -13,6 +13,7 @@
 //! | `RetryCache` | `retry_cache.rs` |
 //! | client proxy | [`ProtocolClient`] |
 
+mod callbacks;
 mod client;
 mod engine;
 mod envelope;
@@ -22,6 +23,7 @@ mod router;
 pub mod stream;
 mod tower;
 
+pub use callbacks::Callbacks;
 pub use client::ProtocolClient;
 pub use engine::{Engine, EngineId, Prost, Serde};
 pub use protocol::Protocol;

@@ -58,7 +58,10 @@ impl ServiceRouter {
         })
     }
 
-    async fn dispatch(self: Arc<Self>, mut request: Request) -> Result<Bytes, HandlerError> {
+    pub(crate) async fn dispatch(
+        self: Arc<Self>,
+        mut request: Request,
+    ) -> Result<Bytes, HandlerError> {
         let envelope = ServiceEnvelope::decode(std::mem::take(&mut request.payload))
             .map_err(|e| refuse(Status::BadRequest, format!("bad service envelope: {e}")))?;
         let name = text(&envelope.protocol);
