@@ -201,9 +201,11 @@ async fn a_slow_reader_holds_the_method_back_and_dropping_the_stream_stops_it() 
     for _ in 0..2_000 {
         tokio::task::yield_now().await;
     }
-    // u64 replies take 8 bytes and a 4-byte length: the method may be ahead by its output
-    // buffer, the batches of the outstanding window, and the one it is sending.
-    let bound = (OUTPUT_BUFFER + WINDOW * (BATCH_BYTES / 12 + 1) + 2) as u64;
+    // A batch holds at most OUTPUT_BUFFER replies (and BATCH_BYTES): the method may be ahead
+    // by the batches of the outstanding window, the two its runner has ready, and the one it is
+    // filling.
+    let per_batch = OUTPUT_BUFFER.min(BATCH_BYTES / 12 + 1);
+    let bound = ((WINDOW + 3) * per_batch + 1) as u64;
     let produced = f.produced.load(Ordering::SeqCst);
     assert!(
         produced <= 1 + bound,

@@ -234,7 +234,7 @@ impl ProtocolClient {
         Ok(ReplyStream::new(
             conn,
             id,
-            <E as Engine<Resp>>::decode,
+            <E as Engine<Resp>>::decode_bytes,
             format!("{}.{method}", self.protocol),
             until,
             None,
@@ -266,7 +266,7 @@ impl ProtocolClient {
         let mut replies: ReplyStream<Resp> = ReplyStream::new(
             conn.clone(),
             id,
-            <E as Engine<Resp>>::decode,
+            <E as Engine<Resp>>::decode_bytes,
             format!("{}.{method}", self.protocol),
             until,
             None,
@@ -338,7 +338,7 @@ impl ProtocolClient {
         Ok(ReplyStream::new(
             conn,
             id,
-            <E as Engine<Resp>>::decode,
+            <E as Engine<Resp>>::decode_bytes,
             what,
             until,
             Some(pusher),

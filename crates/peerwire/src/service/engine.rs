@@ -20,6 +20,11 @@ pub trait Engine<T>: EngineId {
     fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError>;
     /// Deserializes a value.
     fn decode(bytes: &[u8]) -> Result<T, CodecError>;
+    /// Deserializes a value from a shared buffer: an engine whose values can hold slices of it
+    /// (protobuf `bytes` fields as `Bytes`) takes them without a copy.
+    fn decode_bytes(bytes: bytes::Bytes) -> Result<T, CodecError> {
+        Self::decode(&bytes)
+    }
 }
 
 /// serde values in bincode (compact binary, Rust to Rust).
@@ -66,6 +71,10 @@ impl<T: prost::Message + Default> Engine<T> for Prost {
     }
 
     fn decode(bytes: &[u8]) -> Result<T, CodecError> {
+        T::decode(bytes).map_err(|e| CodecError::new("protobuf", e))
+    }
+
+    fn decode_bytes(bytes: bytes::Bytes) -> Result<T, CodecError> {
         T::decode(bytes).map_err(|e| CodecError::new("protobuf", e))
     }
 }

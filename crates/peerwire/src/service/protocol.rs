@@ -195,7 +195,7 @@ where
     E: Engine<Req>,
 {
     let rx = input.unwrap_or_else(|| tokio::sync::mpsc::channel(1).1);
-    Streaming::new(rx, <E as Engine<Req>>::decode, E::NAME)
+    Streaming::new(rx, <E as Engine<Req>>::decode_bytes, E::NAME)
 }
 
 impl<E, F, Req, Resp> ErasedStreamMethod for ClientStreaming<E, F, Req, Resp>

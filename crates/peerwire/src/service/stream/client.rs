@@ -118,7 +118,7 @@ where
 pub struct ReplyStream<R> {
     conn: Connection,
     id: u64,
-    decode: fn(&[u8]) -> Result<R, CodecError>,
+    decode: fn(Bytes) -> Result<R, CodecError>,
     what: String,
     inflight: FuturesUnordered<BoxFuture<'static, Result<Bytes, Error>>>,
     batches: BTreeMap<u64, Batch>,
@@ -147,7 +147,7 @@ impl<R> ReplyStream<R> {
     pub(crate) fn new(
         conn: Connection,
         id: u64,
-        decode: fn(&[u8]) -> Result<R, CodecError>,
+        decode: fn(Bytes) -> Result<R, CodecError>,
         what: String,
         until: Option<Instant>,
         pusher: Option<tokio::task::JoinHandle<()>>,
@@ -194,7 +194,7 @@ impl<R> Stream for ReplyStream<R> {
             if let Some(bytes) = this.ready.pop_front() {
                 let what = &this.what;
                 return Poll::Ready(Some(
-                    (this.decode)(&bytes)
+                    (this.decode)(bytes)
                         .map_err(|e| Error::Codec(format!("a reply of `{what}`: {e}"))),
                 ));
             }

@@ -173,6 +173,17 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// Bytes of a batch's header (sequence, flags, count).
+    pub(crate) const HEAD: usize = 13;
+
+    /// Fills in the header of a batch laid out as [`Batch::HEAD`] blank bytes and then its
+    /// items, as an ordinary batch (not the last).
+    pub(crate) fn stamp(batch: &mut BytesMut, seq: u64, count: u32) {
+        batch[0..8].copy_from_slice(&seq.to_be_bytes());
+        batch[8] = 0;
+        batch[9..13].copy_from_slice(&count.to_be_bytes());
+    }
+
     /// Encodes the batch (items already encoded into `items_buf` with their count).
     pub(crate) fn encode(
         seq: u64,
@@ -295,6 +306,22 @@ mod tests {
             failed.failure,
             Some((Status::HandlerFailed, "disk gone".into()))
         );
+    }
+
+    #[test]
+    fn a_stamped_batch_decodes_as_an_encoded_one() {
+        let mut b = BytesMut::new();
+        b.resize(Batch::HEAD, 0);
+        put_item(&mut b, b"one");
+        put_item(&mut b, b"two");
+        Batch::stamp(&mut b, 9, 2);
+        let d = Batch::decode(b.freeze()).unwrap();
+        assert_eq!(d.seq, 9);
+        assert_eq!(
+            d.items,
+            vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]
+        );
+        assert!(!d.ended && d.failure.is_none());
     }
 
     #[test]

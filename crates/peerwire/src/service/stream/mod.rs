@@ -5,12 +5,13 @@
 //! A stream is a handful of ordinary calls on the `svc.stream` route (`stream/codec.rs` and
 //! docs/PROTOCOL.md have the payloads): `Open` starts the method in a task of its own on the
 //! server and answers with the stream's id; the client then keeps a window of `Next` calls
-//! outstanding, each answered with a batch of replies (up to 64 KiB), and, for a method that
+//! outstanding, each answered with a batch of replies (up to 256 KiB), and, for a method that
 //! takes a stream, a window of `Push` calls, each answered once its requests are in the
 //! method's input. So:
 //!
-//! - **Flow control**: the server runs the method ahead of the reader by at most
-//!   [`OUTPUT_BUFFER`] replies plus the batches of the `Next` window, and a client pushes at
+//! - **Flow control**: the server lays the method's replies out as batches (of at most
+//!   [`OUTPUT_BUFFER`] replies and [`BATCH_BYTES`]) and runs it at most two batches ahead of
+//!   the `Next` window (and the one it is filling), and a client pushes at
 //!   most [`WINDOW`] batches beyond what the method has taken (its input holds
 //!   [`INPUT_BUFFER`] requests): a slow reader or a slow method holds the other side back,
 //!   and memory stays bounded whatever the stream's length.
@@ -54,9 +55,10 @@ pub(crate) const STREAM_ROUTE: &str = "svc.stream";
 /// Calls of one stream in flight each way (`Next` calls; `Push` calls).
 pub const WINDOW: usize = 4;
 /// The most bytes of items in one batch (one `Next` reply or one `Push`).
-pub const BATCH_BYTES: usize = 64 * 1024;
-/// Replies a server-side method may run ahead of its reader.
-pub const OUTPUT_BUFFER: usize = 256;
+pub const BATCH_BYTES: usize = 256 * 1024;
+/// The most replies in one batch (the server hands a batch on when it is full or the method
+/// has nothing more ready).
+pub const OUTPUT_BUFFER: usize = 1024;
 /// Requests waiting for a method that takes a stream.
 pub const INPUT_BUFFER: usize = 256;
 /// A stream that sees no call for this long is dropped by its server.
@@ -71,7 +73,7 @@ pub type ItemStream<R> = futures::stream::BoxStream<'static, Result<R, HandlerEr
 /// is an `Err` (`BadRequest`) in its place.
 pub struct Streaming<Q> {
     rx: mpsc::Receiver<Bytes>,
-    decode: fn(&[u8]) -> Result<Q, CodecError>,
+    decode: fn(Bytes) -> Result<Q, CodecError>,
     engine: &'static str,
 }
 
@@ -84,7 +86,7 @@ impl<Q> std::fmt::Debug for Streaming<Q> {
 impl<Q> Streaming<Q> {
     pub(crate) fn new(
         rx: mpsc::Receiver<Bytes>,
-        decode: fn(&[u8]) -> Result<Q, CodecError>,
+        decode: fn(Bytes) -> Result<Q, CodecError>,
         engine: &'static str,
     ) -> Self {
         Self { rx, decode, engine }
@@ -97,7 +99,7 @@ impl<Q> Stream for Streaming<Q> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(bytes)) => {
-                Poll::Ready(Some((self.decode)(&bytes).map_err(|e| HandlerError {
+                Poll::Ready(Some((self.decode)(bytes).map_err(|e| HandlerError {
                     status: Status::BadRequest,
                     message: format!("a streamed request does not decode as {}: {e}", self.engine),
                     retry_after: None,

@@ -6,14 +6,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use peerwire_wire::{Request as WireRequest, Status};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, Batch, Op};
-use super::{INPUT_BUFFER, OUTPUT_BUFFER, STREAM_IDLE};
+use super::{BATCH_BYTES, INPUT_BUFFER, OUTPUT_BUFFER, STREAM_IDLE};
+
+/// Batches the runner may have ready ahead of the `Next` calls: the method runs at most this
+/// many batches (of up to [`BATCH_BYTES`], and at most [`OUTPUT_BUFFER`] replies each) ahead
+/// of its reader, beside the batches of the `Next` window.
+const OUTPUT_CHUNKS: usize = 2;
 use crate::connection::{Connection, ReplySlot};
 use crate::server::Request;
 use crate::service::envelope::{ServiceEnvelope, text};
@@ -45,9 +50,17 @@ struct Input {
 }
 
 struct Output {
-    rx: mpsc::Receiver<Result<Bytes, (Status, String)>>,
+    rx: mpsc::Receiver<Chunk>,
     next: u64,
     done: Option<Option<(Status, String)>>,
+}
+
+/// What the method's runner hands the `Next` calls: replies already laid out as a batch (its
+/// header left blank for the `Next` that takes it), or the stream's end.
+enum Chunk {
+    Items { count: u32, batch: BytesMut },
+    End,
+    Failed(Status, String),
 }
 
 /// The streaming methods of a server's protocols and its open streams.
@@ -198,8 +211,11 @@ impl StreamService {
                     let until =
                         (request.deadline_ms > 0).then(|| Instant::now() + budget.mul_f64(0.9));
                     let service = self.clone();
+                    // Batches are laid out by the runner at up to BATCH_BYTES; a caller asking
+                    // for less still gets whole batches.
+                    let _ = max_bytes;
                     tokio::spawn(async move {
-                        let batch = next(&s, max_bytes as usize, until).await;
+                        let batch = next(&s, until).await;
                         s.touched.store(service.now_ms(), Ordering::Relaxed);
                         conn.reply(slot, id, batch);
                     });
@@ -311,7 +327,7 @@ impl StreamService {
         } else {
             (None, None)
         };
-        let (out_tx, out_rx) = mpsc::channel(OUTPUT_BUFFER);
+        let (out_tx, out_rx) = mpsc::channel(OUTPUT_CHUNKS);
         let open = Arc::new(Open {
             conn: conn.id(),
             input: tokio::sync::Mutex::new(Input {
@@ -371,8 +387,9 @@ impl StreamService {
     }
 }
 
-/// Runs a method: its replies (encoded) into `out`, until it ends, fails, or the stream is
-/// closed (which drops the method).
+/// Runs a method: lays its replies (encoded) out as batches into `out` — a batch is handed on
+/// when it is full or the method has nothing more ready — until it ends, fails, or the stream
+/// is closed (which drops the method).
 async fn run(
     started: crate::transport::BoxFuture<
         'static,
@@ -381,29 +398,63 @@ async fn run(
             crate::server::HandlerError,
         >,
     >,
-    out: mpsc::Sender<Result<Bytes, (Status, String)>>,
+    out: mpsc::Sender<Chunk>,
     closed: CancellationToken,
 ) {
     let work = async {
         let mut replies = match started.await {
             Ok(s) => s,
             Err(e) => {
-                let _ = out.send(Err((e.status(), e.message))).await;
+                let _ = out.send(Chunk::Failed(e.status(), e.message)).await;
                 return;
             }
         };
-        while let Some(item) = replies.next().await {
-            match item {
-                Ok(bytes) => {
-                    if out.send(Ok(bytes)).await.is_err() {
-                        return;
+        let fresh = || {
+            let mut b = BytesMut::with_capacity(BATCH_BYTES + 4096);
+            b.resize(Batch::HEAD, 0);
+            b
+        };
+        let mut batch = fresh();
+        let mut count = 0u32;
+        loop {
+            // Wait for a reply only with nothing pending; else take what is ready and hand the
+            // batch on when the method would wait.
+            let item = if count == 0 {
+                replies.next().await
+            } else {
+                match replies.next().now_or_never() {
+                    Some(item) => item,
+                    None => {
+                        let full = std::mem::replace(&mut batch, fresh());
+                        if out.send(Chunk::Items { count, batch: full }).await.is_err() {
+                            return;
+                        }
+                        count = 0;
+                        continue;
                     }
                 }
-                Err(e) => {
-                    let _ = out.send(Err((e.status(), e.message))).await;
-                    return;
+            };
+            let end = match item {
+                Some(Ok(bytes)) => {
+                    codec::put_item(&mut batch, &bytes);
+                    count += 1;
+                    if batch.len() >= BATCH_BYTES || count as usize >= OUTPUT_BUFFER {
+                        let full = std::mem::replace(&mut batch, fresh());
+                        if out.send(Chunk::Items { count, batch: full }).await.is_err() {
+                            return;
+                        }
+                        count = 0;
+                    }
+                    continue;
                 }
+                Some(Err(e)) => Chunk::Failed(e.status(), e.message),
+                None => Chunk::End,
+            };
+            if count > 0 && out.send(Chunk::Items { count, batch }).await.is_err() {
+                return;
             }
+            let _ = out.send(end).await;
+            return;
         }
     };
     tokio::select! {
@@ -447,50 +498,36 @@ async fn push(s: &Open, seq: u64, items: Vec<Bytes>) -> bool {
     }
 }
 
-/// The next batch of replies: waits for one (until `until`, then answers an empty batch), then
-/// takes what is ready up to `max_bytes`.
-async fn next(s: &Open, max_bytes: usize, until: Option<Instant>) -> Bytes {
+/// The next batch of replies: waits for the runner's next batch (until `until`, then answers
+/// an empty batch so the caller asks again), and stamps its header.
+async fn next(s: &Open, until: Option<Instant>) -> Bytes {
     let mut output = s.output.lock().await;
     let seq = output.next;
     output.next += 1;
     if let Some(done) = &output.done {
         return Batch::encode(seq, 0, &[], true, done.as_ref());
     }
-    let mut items = BytesMut::new();
-    let mut count = 0u32;
-    let first = tokio::select! {
-        item = output.rx.recv() => Some(item),
-        () = s.closed.cancelled() => Some(Some(Err((Status::Cancelled, "the stream was closed".to_owned())))),
-        () = sleep_until(until) => None,
+    let chunk = tokio::select! {
+        chunk = output.rx.recv() => chunk.unwrap_or(Chunk::End),
+        () = s.closed.cancelled() => Chunk::Failed(Status::Cancelled, "the stream was closed".to_owned()),
+        () = sleep_until(until) => return Batch::encode(seq, 0, &[], false, None),
     };
-    let Some(mut item) = first else {
-        return Batch::encode(seq, 0, &[], false, None);
-    };
-    loop {
-        match item {
-            Some(Ok(bytes)) => {
-                codec::put_item(&mut items, &bytes);
-                count += 1;
-            }
-            Some(Err(failure)) => {
-                output.done = Some(Some(failure.clone()));
-                return Batch::encode(seq, count, &items, true, Some(&failure));
-            }
-            None => {
-                output.done = Some(None);
-                return Batch::encode(seq, count, &items, true, None);
-            }
+    match chunk {
+        Chunk::Items { count, mut batch } => {
+            Batch::stamp(&mut batch, seq, count);
+            batch.freeze()
         }
-        if items.len() >= max_bytes {
-            break;
+        Chunk::End => {
+            output.done = Some(None);
+            Batch::encode(seq, 0, &[], true, None)
         }
-        item = match output.rx.try_recv() {
-            Ok(next) => Some(next),
-            Err(mpsc::error::TryRecvError::Disconnected) => None,
-            Err(mpsc::error::TryRecvError::Empty) => break,
-        };
+        Chunk::Failed(status, message) => {
+            let failure = (status, message);
+            let reply = Batch::encode(seq, 0, &[], true, Some(&failure));
+            output.done = Some(Some(failure));
+            reply
+        }
     }
-    Batch::encode(seq, count, &items, false, None)
 }
 
 async fn sleep_until(until: Option<Instant>) {
