@@ -8,8 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use peerwire_wire::Status;
 
-use futures::StreamExt;
-use futures::stream::BoxStream;
+use super::stream::server::{Chunk, run};
 
 use super::engine::{Engine, EngineId};
 use super::stream::{ItemStream, Streaming};
@@ -65,30 +64,16 @@ where
 pub(crate) trait ErasedStreamMethod: Send + Sync + 'static {
     /// Whether the method reads a stream of requests.
     fn takes_input(&self) -> bool;
-    /// Starts the method.
-    fn open(
+    /// Runs the method: its replies, encoded into batches, into `out` until it ends, fails or
+    /// `closed` (see `stream/server.rs`).
+    fn start(
         &self,
         first: Bytes,
         input: Option<tokio::sync::mpsc::Receiver<Bytes>>,
         request: Request,
-    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, HandlerError>>, HandlerError>>;
-}
-
-/// Encodes a method's replies as they come.
-fn encode_replies<E, Resp>(
-    replies: ItemStream<Resp>,
-) -> BoxStream<'static, Result<Bytes, HandlerError>>
-where
-    E: Engine<Resp>,
-    Resp: Send + 'static,
-{
-    Box::pin(replies.map(|item| {
-        let reply = item?;
-        let mut out = Vec::new();
-        <E as Engine<Resp>>::encode(&reply, &mut out)
-            .map_err(|e| HandlerError::new(format!("a streamed reply does not encode: {e}")))?;
-        Ok(Bytes::from(out))
-    }))
+        out: tokio::sync::mpsc::Sender<Chunk>,
+        closed: tokio_util::sync::CancellationToken,
+    ) -> BoxFuture<'static, ()>;
 }
 
 fn bad_first<E: EngineId>(e: impl std::fmt::Display) -> HandlerError {
@@ -174,19 +159,20 @@ where
         false
     }
 
-    fn open(
+    fn start(
         &self,
         first: Bytes,
         _input: Option<tokio::sync::mpsc::Receiver<Bytes>>,
         request: Request,
-    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, HandlerError>>, HandlerError>>
-    {
+        out: tokio::sync::mpsc::Sender<Chunk>,
+        closed: tokio_util::sync::CancellationToken,
+    ) -> BoxFuture<'static, ()> {
         let handler = self.0.handler.clone();
-        Box::pin(async move {
+        let started = async move {
             let req = <E as Engine<Req>>::decode(&first).map_err(bad_first::<E>)?;
-            let replies = handler.start(req, request).await?;
-            Ok(encode_replies::<E, Resp>(replies))
-        })
+            handler.start(req, request).await
+        };
+        Box::pin(run::<E, Resp>(started, out, closed))
     }
 }
 
@@ -209,18 +195,20 @@ where
         true
     }
 
-    fn open(
+    fn start(
         &self,
         _first: Bytes,
         rx: Option<tokio::sync::mpsc::Receiver<Bytes>>,
         request: Request,
-    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, HandlerError>>, HandlerError>>
-    {
-        let started = self.0.handler.start(input::<E, Req>(rx), request);
-        Box::pin(async move {
-            let one: ItemStream<Resp> = Box::pin(futures::stream::once(started));
-            Ok(encode_replies::<E, Resp>(one))
-        })
+        out: tokio::sync::mpsc::Sender<Chunk>,
+        closed: tokio_util::sync::CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        let reply = self.0.handler.start(input::<E, Req>(rx), request);
+        let started = async move {
+            let one: ItemStream<Resp> = Box::pin(futures::stream::once(reply));
+            Ok(one)
+        };
+        Box::pin(run::<E, Resp>(started, out, closed))
     }
 }
 
@@ -235,15 +223,16 @@ where
         true
     }
 
-    fn open(
+    fn start(
         &self,
         _first: Bytes,
         rx: Option<tokio::sync::mpsc::Receiver<Bytes>>,
         request: Request,
-    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, HandlerError>>, HandlerError>>
-    {
+        out: tokio::sync::mpsc::Sender<Chunk>,
+        closed: tokio_util::sync::CancellationToken,
+    ) -> BoxFuture<'static, ()> {
         let started = self.0.handler.start(input::<E, Req>(rx), request);
-        Box::pin(async move { Ok(encode_replies::<E, Resp>(started.await?)) })
+        Box::pin(run::<E, Resp>(started, out, closed))
     }
 }
 

@@ -178,7 +178,7 @@ impl Batch {
 
     /// Fills in the header of a batch laid out as [`Batch::HEAD`] blank bytes and then its
     /// items, as an ordinary batch (not the last).
-    pub(crate) fn stamp(batch: &mut BytesMut, seq: u64, count: u32) {
+    pub(crate) fn stamp(batch: &mut [u8], seq: u64, count: u32) {
         batch[0..8].copy_from_slice(&seq.to_be_bytes());
         batch[8] = 0;
         batch[9..13].copy_from_slice(&count.to_be_bytes());

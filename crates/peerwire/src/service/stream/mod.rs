@@ -31,7 +31,7 @@
 
 mod client;
 pub(crate) mod codec;
-mod server;
+pub(crate) mod server;
 
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};

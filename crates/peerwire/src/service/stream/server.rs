@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use peerwire_wire::{Request as WireRequest, Status};
 use tokio::sync::{mpsc, oneshot};
@@ -20,9 +20,12 @@ use super::{BATCH_BYTES, INPUT_BUFFER, OUTPUT_BUFFER, STREAM_IDLE};
 /// of its reader, beside the batches of the `Next` window.
 const OUTPUT_CHUNKS: usize = 2;
 use crate::connection::{Connection, ReplySlot};
+use crate::server::HandlerError;
 use crate::server::Request;
+use crate::service::engine::Engine;
 use crate::service::envelope::{ServiceEnvelope, text};
 use crate::service::protocol::{ErasedStreamMethod, Protocol};
+use crate::service::stream::ItemStream;
 
 /// A streaming method as the table knows it.
 struct Entry {
@@ -57,8 +60,8 @@ struct Output {
 
 /// What the method's runner hands the `Next` calls: replies already laid out as a batch (its
 /// header left blank for the `Next` that takes it), or the stream's end.
-enum Chunk {
-    Items { count: u32, batch: BytesMut },
+pub(crate) enum Chunk {
+    Items { count: u32, batch: Vec<u8> },
     End,
     Failed(Status, String),
 }
@@ -360,8 +363,9 @@ impl StreamService {
         };
         let span = crate::context::call_span(format!("{protocol}.{method}").as_bytes(), &context)
             .unwrap_or_else(tracing::Span::none);
-        let started = entry.method.open(envelope.body, in_rx, call);
-        let run = run(started, out_tx, open.closed.clone());
+        let run = entry
+            .method
+            .start(envelope.body, in_rx, call, out_tx, open.closed.clone());
         let run = tracing::Instrument::instrument(crate::context::scope(context, run), span);
         tokio::spawn(run);
         // The stream goes with its connection, or after STREAM_IDLE without a step.
@@ -387,20 +391,16 @@ impl StreamService {
     }
 }
 
-/// Runs a method: lays its replies (encoded) out as batches into `out` — a batch is handed on
+/// Runs a method: encodes its replies straight into batches for `out` — a batch is handed on
 /// when it is full or the method has nothing more ready — until it ends, fails, or the stream
 /// is closed (which drops the method).
-async fn run(
-    started: crate::transport::BoxFuture<
-        'static,
-        Result<
-            futures::stream::BoxStream<'static, Result<Bytes, crate::server::HandlerError>>,
-            crate::server::HandlerError,
-        >,
-    >,
+pub(crate) async fn run<E, R>(
+    started: impl std::future::Future<Output = Result<ItemStream<R>, HandlerError>>,
     out: mpsc::Sender<Chunk>,
     closed: CancellationToken,
-) {
+) where
+    E: Engine<R>,
+{
     let work = async {
         let mut replies = match started.await {
             Ok(s) => s,
@@ -410,7 +410,7 @@ async fn run(
             }
         };
         let fresh = || {
-            let mut b = BytesMut::with_capacity(BATCH_BYTES + 4096);
+            let mut b = Vec::with_capacity(BATCH_BYTES + 4096);
             b.resize(Batch::HEAD, 0);
             b
         };
@@ -435,17 +435,29 @@ async fn run(
                 }
             };
             let end = match item {
-                Some(Ok(bytes)) => {
-                    codec::put_item(&mut batch, &bytes);
-                    count += 1;
-                    if batch.len() >= BATCH_BYTES || count as usize >= OUTPUT_BUFFER {
-                        let full = std::mem::replace(&mut batch, fresh());
-                        if out.send(Chunk::Items { count, batch: full }).await.is_err() {
-                            return;
+                Some(Ok(reply)) => {
+                    // The length first, filled in once the engine wrote the reply after it.
+                    let at = batch.len();
+                    batch.extend_from_slice(&[0; 4]);
+                    if let Err(e) = E::encode(&reply, &mut batch) {
+                        batch.truncate(at);
+                        Chunk::Failed(
+                            Status::HandlerFailed,
+                            format!("a streamed reply does not encode: {e}"),
+                        )
+                    } else {
+                        let len = (batch.len() - at - 4) as u32;
+                        batch[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                        count += 1;
+                        if batch.len() >= BATCH_BYTES || count as usize >= OUTPUT_BUFFER {
+                            let full = std::mem::replace(&mut batch, fresh());
+                            if out.send(Chunk::Items { count, batch: full }).await.is_err() {
+                                return;
+                            }
+                            count = 0;
                         }
-                        count = 0;
+                        continue;
                     }
-                    continue;
                 }
                 Some(Err(e)) => Chunk::Failed(e.status(), e.message),
                 None => Chunk::End,
@@ -515,7 +527,7 @@ async fn next(s: &Open, until: Option<Instant>) -> Bytes {
     match chunk {
         Chunk::Items { count, mut batch } => {
             Batch::stamp(&mut batch, seq, count);
-            batch.freeze()
+            Bytes::from(batch)
         }
         Chunk::End => {
             output.done = Some(None);
