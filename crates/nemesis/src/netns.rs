@@ -299,7 +299,8 @@ impl Hosts {
         Ok(())
     }
 
-    /// Takes node `i`'s link down or brings it up.
+    /// Takes node `i`'s link down or brings it up; up, it returns once both ends of the link
+    /// report carrier (operationally up), so traffic flows when it returns (at most 2 s).
     pub fn set_link(&self, i: NodeId, up: bool) -> Result<(), NetError> {
         let ns = self.node(i);
         ip(&[
@@ -309,8 +310,26 @@ impl Hosts {
             "set",
             NODE_LINK,
             if up { "up" } else { "down" },
-        ])
-        .map(drop)
+        ])?;
+        if up {
+            let hub = self.hub();
+            let port = format!("v{i}");
+            let is_up = |ns: &str, link: &str| {
+                ip(&["-n", ns, "-o", "link", "show", link])
+                    .is_ok_and(|out| out.contains("state UP"))
+            };
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while !(is_up(&ns, NODE_LINK) && is_up(&hub, &port)) {
+                if std::time::Instant::now() >= until {
+                    return Err(NetError::Failed {
+                        command: format!("ip -n {ns} link set {NODE_LINK} up"),
+                        stderr: "the link did not come up within 2 s".into(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        Ok(())
     }
 
     /// The command prefix that runs a program inside node `i`'s namespace.
