@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use peerwire::service::{ProtocolClient, Serde};
 use peerwire::{CallOptions, Client, ClientConfig, Identity};
 use peerwire_datastream::{DataStreamClient, DataStreamConfig, RoutingTable};
 use peerwire_pull::{PullClient, PullError, ReadOptions};
@@ -21,7 +20,7 @@ use crate::blobs::upload::{UploadError, upload};
 use crate::cluster::cluster_id;
 use crate::command::{BlobRef, hex};
 use crate::error::KvError;
-use crate::service::{GetRequest, PROTOCOL, PutBlobRequest, PutRequest, Status, VERSION};
+use crate::service::{GetRequest, KvProtocolClient, PutBlobRequest, PutRequest, Status};
 use crate::state::Value;
 
 /// How a native call failed.
@@ -69,7 +68,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A native client of a peerwire-kv cluster. Cheap to share (`&KvClient` across tasks).
 #[derive(Debug)]
 pub struct KvClient {
-    rpc: ProtocolClient,
+    rpc: KvProtocolClient,
     /// Reads blobs on the nodes' pull lanes.
     pull: PullClient,
     cluster_id: u64,
@@ -82,10 +81,14 @@ pub struct KvClient {
     secret: Option<peerwire::secret::SecretConfig>,
 }
 
-/// Whether calling `method` twice does no harm (so a call whose outcome is unknown may be sent
-/// again to another node).
-fn repeatable(method: &str) -> bool {
-    matches!(method, "get" | "status")
+/// Whether calling a method twice does no harm (so a call whose outcome is unknown may be sent
+/// again to another node): the protocol's idempotent methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// `#[idempotent]` in `KvProtocol`: an unknown outcome moves on to the next node.
+    Repeatable,
+    /// A write: an unknown outcome is the caller's answer.
+    Once,
 }
 
 impl KvClient {
@@ -112,7 +115,7 @@ impl KvClient {
             tls: cfg.connection.tls.clone(),
             secret: cfg.connection.secret.clone(),
             pull: PullClient::new(cfg.clone()).expect("the default client settings are valid"),
-            rpc: ProtocolClient::new(Client::new(cfg), PROTOCOL, VERSION),
+            rpc: KvProtocolClient::new(Client::new(cfg)),
             endpoints,
             preferred: Mutex::new(None),
             timeout: DEFAULT_CALL_TIMEOUT,
@@ -127,18 +130,17 @@ impl KvClient {
         order
     }
 
-    async fn call<Req, Resp>(&self, method: &str, req: &Req) -> Result<Resp, ClientError>
+    /// Calls one method (`call`, through the generated client) on the preferred node, then the
+    /// others.
+    async fn call<Resp, F, Fut>(&self, repeat: Repeat, call: F) -> Result<Resp, ClientError>
     where
-        Serde: peerwire::service::Engine<Req> + peerwire::service::Engine<Result<Resp, KvError>>,
+        F: Fn(SocketAddr, CallOptions) -> Fut,
+        Fut: std::future::Future<Output = Result<Result<Resp, KvError>, peerwire::Error>>,
     {
         let mut last = None;
         for addr in self.order() {
             let options = CallOptions::deadline(self.timeout);
-            match self
-                .rpc
-                .call_with::<Serde, Req, Result<Resp, KvError>>(addr, method, Serde, req, options)
-                .await
-            {
+            match call(addr, options).await {
                 Ok(reply) => {
                     *self.preferred.lock().expect("preferred lock poisoned") = Some(addr);
                     return Ok(reply?);
@@ -153,7 +155,7 @@ impl KvClient {
                     // a new request: if both were applied, a newer write from another client
                     // could land in between and be overwritten by the copy. Its caller gets
                     // the unknown outcome (reads and other repeatable calls go on).
-                    if e.is_unknown() && !repeatable(method) {
+                    if e.is_unknown() && repeat == Repeat::Once {
                         return Err(ClientError::OutcomeUnknown(e));
                     }
                     tracing::debug!(%addr, error = %e, "node unreachable; trying the next");
@@ -192,7 +194,9 @@ impl KvClient {
             key: key.to_owned(),
             value: value.to_vec(),
         };
-        self.call("put", &req).await
+        let rpc = &self.rpc;
+        self.call(Repeat::Once, |addr, o| rpc.put_with(addr, &req, o))
+            .await
     }
 
     /// Reads `key` (linearizable unless `serializable`).
@@ -205,7 +209,9 @@ impl KvClient {
             key: key.to_owned(),
             serializable,
         };
-        self.call("get", &req).await
+        let rpc = &self.rpc;
+        self.call(Repeat::Repeatable, |addr, o| rpc.get_with(addr, &req, o))
+            .await
     }
 
     /// Adds member `id` at peer URL `url`.
@@ -214,7 +220,12 @@ impl KvClient {
     ///
     /// Dropping the future abandons the call; the change may still be applied.
     pub async fn add_member(&self, id: u64, url: &str) -> Result<(), ClientError> {
-        self.call("add_member", &(id, url.to_owned())).await
+        let member = (id, url.to_owned());
+        let rpc = &self.rpc;
+        self.call(Repeat::Once, |addr, o| {
+            rpc.add_member_with(addr, &member, o)
+        })
+        .await
     }
 
     /// Removes member `id`.
@@ -223,7 +234,9 @@ impl KvClient {
     ///
     /// As [`KvClient::add_member`].
     pub async fn remove_member(&self, id: u64) -> Result<(), ClientError> {
-        self.call("remove_member", &id).await
+        let rpc = &self.rpc;
+        self.call(Repeat::Once, |addr, o| rpc.remove_member_with(addr, &id, o))
+            .await
     }
 
     /// The status of the first node that answers.
@@ -250,7 +263,7 @@ impl KvClient {
     pub async fn status_of(&self, addr: SocketAddr) -> Result<Status, ClientError> {
         let options = CallOptions::deadline(self.timeout);
         self.rpc
-            .call_with::<Serde, (), Status>(addr, "status", Serde, &(), options)
+            .status_with(addr, &(), options)
             .await
             .map_err(ClientError::Unreachable)
     }
@@ -324,13 +337,7 @@ impl KvClient {
             blob: blob.clone(),
         };
         self.rpc
-            .call_with::<Serde, PutBlobRequest, Result<(), KvError>>(
-                primary,
-                "put_blob",
-                Serde,
-                &req,
-                CallOptions::deadline(self.timeout),
-            )
+            .put_blob_with(primary, &req, CallOptions::deadline(self.timeout))
             .await
             .map_err(ClientError::Unreachable)??;
         Ok(blob)

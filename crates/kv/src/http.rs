@@ -99,7 +99,40 @@ pub fn router(handle: KvHandle) -> Router {
                 .post(add_member)
                 .delete(remove_member),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            handle.clone(),
+            with_context,
+        ))
         .with_state(handle)
+}
+
+/// Runs a request inside the context its headers carry (`traceparent`, `tracestate`,
+/// [`crate::audit::CALLER_HEADER`]): a write forwarded to the leader carries it, its raft entry
+/// carries it to every member, and each node's audit log names it. Headers over the context's
+/// limits are refused with 400 and `x-kv-error: bad_context`.
+async fn with_context(
+    State(h): State<KvHandle>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let context = match crate::audit::from_headers(request.headers()) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                [(ERROR_HEADER, "bad_context")],
+                format!("{e}\n"),
+            )
+                .into_response();
+        }
+    };
+    if context.is_empty() {
+        return next.run(request).await;
+    }
+    let method = format!("http.{}", request.method().as_str().to_ascii_lowercase());
+    let key = request.uri().path().trim_start_matches('/').to_owned();
+    crate::audit::request(h.id(), &method, &key, &context);
+    peerwire::context::scope(context, next.run(request)).await
 }
 
 /// The header naming an error's kind ([`KvError::code`]), so an HTTP client can tell a request

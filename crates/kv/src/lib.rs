@@ -10,6 +10,7 @@
 //! | `rafthttp.Transport` | `peerwire_raft::Transport` |
 //! | (none) | [`service`]: native protocol and leader forwarding; [`client`]: native client |
 
+pub mod audit;
 mod blobs;
 pub mod client;
 pub mod cluster;

@@ -116,35 +116,16 @@ fn deadline_of(req: &Request, fallback: Duration) -> Instant {
 /// The `api` label of the native protocol's request metrics.
 const API: &str = "native";
 
-/// The audit log's target: one `info` event per request that carries a context (a caller
-/// context or trace context, set by the client or passed on by the node that forwarded it), as
-/// Hadoop's NameNode logs each operation with its `callerContext`. Fields: `node`, `method`,
-/// `key`, `caller`, `trace_id`.
-pub const AUDIT_TARGET: &str = "peerwire_kv::audit";
+/// The audit log's target (see [`crate::audit`]).
+pub use crate::audit::AUDIT_TARGET;
 
-fn audit(node: u64, method: &str, key: &str, ctx: &Request) {
-    if ctx.context().is_empty() {
-        return;
-    }
-    let trace_id = ctx
-        .context()
-        .get_str(peerwire::context::TRACEPARENT)
-        .and_then(peerwire::context::trace_id)
-        .unwrap_or("");
-    tracing::info!(
-        target: AUDIT_TARGET,
-        node,
-        method,
-        key,
-        caller = ctx.caller_context().unwrap_or(""),
-        trace_id,
-        "request"
-    );
+fn audit(node: u64, method: &str, key: &str, call: &Request) {
+    crate::audit::request(node, method, key, call.context());
 }
 
 /// The native protocol, defined once: a node serves it ([`kv_protocol`]) and followers forward
-/// writes to the leader through its generated client ([`KvProtocolClient`]); `KvClient`
-/// calls the same methods by name. Each method answers `Result<T, KvError>` inside the call's
+/// writes to the leader through its generated client ([`KvProtocolClient`]), as `KvClient`
+/// calls any node. Each method answers `Result<T, KvError>` inside the call's
 /// own result, so a forwarded request fails at the client exactly as it failed at the leader.
 #[peerwire::protocol(name = "peerwire.kv.KvProtocol", version = 1)]
 pub trait KvProtocol {

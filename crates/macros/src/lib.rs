@@ -15,7 +15,9 @@
 //! implementation can still write `async fn`), `fs_protocol(Arc<impl Fs>) -> Protocol` (the
 //! trait's name in snake case, `_protocol` added unless it ends so already; the
 //! server side, mounted with `ServerBuilder::protocol`), and `FsClient` (one typed method per
-//! trait method, calling through a `ProtocolClient`). Every method takes `&self`, one request
+//! trait method, calling through a `ProtocolClient`; a unary method `m` also gets `m_with`,
+//! taking `CallOptions`, and `m_on`, calling over a given connection, so a server's handler can
+//! call its caller back). Every method takes `&self`, one request
 //! argument (and, if it needs the caller, the call's `peerwire::Request`), and returns
 //! `Result<T, HandlerError>`; `#[idempotent]` marks methods that may run more than once;
 //! `#[engine(prost)]` picks the protobuf engine (serde by default); `#[rename = "wireName"]`
@@ -189,6 +191,8 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
             (false, false) => {
                 let with = format_ident!("{}_with", name);
                 let with_doc = format!("As [`Self::{name}`], with options (deadline, hash key, retry policy, context).");
+                let on = format_ident!("{}_on", name);
+                let on_doc = format!("As [`Self::{name}`], over `conn`, an open connection, within `deadline`: a server's handler calls its caller back over the connection the call came on (the caller serves this protocol there with `peerwire::service::Callbacks`). Not retried.");
                 quote! {
                     #(#docs)*
                     ///
@@ -215,6 +219,20 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
                         options: ::peerwire::CallOptions,
                     ) -> ::std::result::Result<#r, ::peerwire::Error> {
                         self.inner.call_with(peer, #wire, #engine, request, options).await
+                    }
+
+                    #[doc = #on_doc]
+                    ///
+                    /// # Cancel safety
+                    ///
+                    /// Dropping the future abandons the call (a cancel frame tells the peer).
+                    pub async fn #on(
+                        &self,
+                        conn: &::peerwire::Connection,
+                        request: &#q,
+                        deadline: ::std::time::Duration,
+                    ) -> ::std::result::Result<#r, ::peerwire::Error> {
+                        self.inner.call_on(conn, #wire, #engine, request, deadline).await
                     }
                 }
             }

@@ -81,3 +81,67 @@ async fn a_server_calls_the_client_back_over_the_same_connection() {
     client.shutdown().await;
     server.shutdown().await;
 }
+
+/// What a subscriber serves on its own connections.
+#[peerwire::protocol(name = "TypedListener", version = 1)]
+trait TypedListener {
+    /// One event; answers how many it has seen.
+    async fn notify(&self, event: String) -> Result<u64, HandlerError>;
+}
+
+/// What the server serves.
+#[peerwire::protocol(name = "TypedWatch", version = 1)]
+trait TypedWatch {
+    /// Sends `count` events back to the caller, then answers what the caller last counted.
+    async fn subscribe(&self, count: u64, call: Request) -> Result<u64, HandlerError>;
+}
+
+struct Watcher;
+
+impl TypedWatch for Watcher {
+    async fn subscribe(&self, count: u64, call: Request) -> Result<u64, HandlerError> {
+        let back = TypedListenerClient::new(Client::new(ClientConfig::default()));
+        let mut seen = 0;
+        for i in 0..count {
+            seen = back
+                .notify_on(
+                    call.connection(),
+                    &format!("event {i}"),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|e| HandlerError::new(e.to_string()))?;
+        }
+        Ok(seen)
+    }
+}
+
+struct Counter(AtomicU64);
+
+impl TypedListener for Counter {
+    async fn notify(&self, _event: String) -> Result<u64, HandlerError> {
+        Ok(self.0.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+}
+
+#[tokio::test]
+async fn generated_clients_call_back_over_the_connection_a_call_came_on() {
+    let server = Server::builder(ServerConfig::default())
+        .protocol(typed_watch_protocol(Arc::new(Watcher)))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let counter = Arc::new(Counter(AtomicU64::new(0)));
+    let client = Client::for_service(
+        ClientConfig::default(),
+        MountPoint::lane(Lane::Rpc),
+        Callbacks::new(vec![typed_listener_protocol(counter.clone())], 0),
+    )
+    .unwrap();
+    let watch = TypedWatchClient::new(client.clone());
+    assert_eq!(watch.subscribe(server.local_addr(), &3).await.unwrap(), 3);
+    assert_eq!(watch.subscribe(server.local_addr(), &2).await.unwrap(), 5);
+    assert_eq!(counter.0.load(Ordering::SeqCst), 5);
+    client.shutdown().await;
+    server.shutdown().await;
+}

@@ -219,8 +219,13 @@ impl KvHandle {
     /// Proposes `op` on this node only (the leader side of a forwarded write).
     pub(crate) async fn propose_local(&self, op: Op, deadline: Instant) -> Result<(), KvError> {
         let received = std::time::Instant::now();
-        self.ask(deadline, |reply| Request::Propose(op, reply, received))
-            .await
+        // The context of the request being served (and, with `otel`, its span): the entry
+        // carries it to every member, whose audit log names it when the entry is applied.
+        let context = peerwire::context::outgoing(None);
+        self.ask(deadline, |reply| {
+            Request::Propose(op, reply, received, context)
+        })
+        .await
     }
 
     /// Where this node's applied puts spent their time since the trace was last taken (or the

@@ -34,8 +34,13 @@ use super::put_trace::{EventKind, PutTrace, PutTraceReport, Stamps};
 #[derive(Debug)]
 pub(crate) enum Request {
     /// Replicate an operation (only a leader accepts); the instant is when the request reached
-    /// the node.
-    Propose(Op, ProposalReply, std::time::Instant),
+    /// the node; the context (caller, trace) goes into the entry's own `context` field.
+    Propose(
+        Op,
+        ProposalReply,
+        std::time::Instant,
+        peerwire::context::Context,
+    ),
     /// Change the membership (only a leader accepts).
     ConfChange(ConfChange, ProposalReply),
     /// Confirm a read index for a linearizable read.
@@ -276,7 +281,7 @@ impl RaftLoop {
     fn on_request(&mut self, req: Request) {
         if let Some(reason) = self.shared.refusal() {
             match req {
-                Request::Propose(_, r, _) | Request::ConfChange(_, r) => {
+                Request::Propose(_, r, _, _) | Request::ConfChange(_, r) => {
                     let _ = r.send(Err(reason));
                 }
                 Request::Read(r) => {
@@ -292,7 +297,7 @@ impl RaftLoop {
             Request::TakeTrace(reply) => {
                 let _ = reply.send(self.trace.take(self.shared.id));
             }
-            Request::Propose(op, reply, received) => {
+            Request::Propose(op, reply, received, context) => {
                 if self.node.raft.state != StateRole::Leader {
                     metrics::counter!(names::PROPOSALS_FAILED, "reason" => "not_leader")
                         .increment(1);
@@ -302,7 +307,7 @@ impl RaftLoop {
                 let id = self.next_id();
                 let data = Command { id, op }.encode();
                 let stamps = Stamps::proposed(received);
-                match self.node.propose(vec![], data) {
+                match self.node.propose(context.as_bytes().to_vec(), data) {
                     Ok(()) => {
                         let index = self.node.raft.raft_log.last_index();
                         self.proposals.insert(index, id, reply, stamps);
@@ -545,6 +550,7 @@ impl RaftLoop {
                         if let Op::PutBlob { blob, .. } = &cmd.op {
                             self.blobs.on_applied(blob);
                         }
+                        crate::audit::applied(self.shared.id, e.index, cmd.op.key(), &e.context);
                         if let Some(released) = state.apply(cmd.op) {
                             self.blobs.on_released(released);
                         }
