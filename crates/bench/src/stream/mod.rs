@@ -4,12 +4,15 @@
 //!
 //! - `peerwire`: `Protocol::server_streaming` with the prost engine, read through
 //!   `ProtocolClient::server_streaming` (a window of `Next` calls, 64 KiB batches);
-//! - `tonic`: gRPC server streaming (`proto/stream.proto`) over one channel.
+//! - `tonic`: gRPC server streaming (`proto/stream.proto`) over one channel;
+//! - `raw-tcp`: the limit of one connection for the same bytes (`raw.rs`: length-prefixed
+//!   items copied into 256 KiB writes, read as slices of the read buffer).
 //!
 //! Server and client run on their own runtimes in this process; runs alternate between the
 //! impls; items/s, MB/s and CPU seconds per million items are the medians of `--runs`.
 
 mod grpc;
+mod raw;
 
 use std::time::Instant;
 
@@ -33,6 +36,8 @@ pub(crate) enum StreamImpl {
     Peerwire,
     /// gRPC server streaming.
     Tonic,
+    /// Length-prefixed items on plain TCP: what one connection carries.
+    RawTcp,
 }
 
 impl StreamImpl {
@@ -40,6 +45,7 @@ impl StreamImpl {
         match self {
             Self::Peerwire => "peerwire",
             Self::Tonic => "tonic",
+            Self::RawTcp => "raw-tcp",
         }
     }
 }
@@ -88,24 +94,28 @@ fn protocol() -> Protocol {
 pub(crate) fn run(args: &StreamArgs) -> Result<(), BoxError> {
     args.common.validate()?;
     let impls = if args.impls.is_empty() {
-        vec![StreamImpl::Peerwire, StreamImpl::Tonic]
+        vec![StreamImpl::Peerwire, StreamImpl::Tonic, StreamImpl::RawTcp]
     } else {
         args.impls.clone()
     };
     let server_rt = RuntimeThread::start("server", args.common.threads)?;
-    let (server, tonic_addr) = server_rt.run(async {
+    let (server, tonic_addr, raw_addr) = server_rt.run(async {
         let server = Server::builder(ServerConfig::default())
             .protocol(protocol())
             .bind("127.0.0.1:0".parse().expect("loopback"))
             .await?;
         let tonic = grpc::server().await?;
-        Ok::<_, BoxError>((server, tonic))
+        let raw = raw::server().await?;
+        Ok::<_, BoxError>((server, tonic, raw))
     })?;
     let addr = server.local_addr();
     let client_rt = RuntimeThread::start("client", args.common.threads)?;
     let client = Client::new(ClientConfig::default());
     let items = ProtocolClient::new(client.clone(), "Items", 1);
     let tonic_client = client_rt.run(grpc::client(tonic_addr))?;
+    let raw_conn = std::sync::Arc::new(tokio::sync::Mutex::new(
+        client_rt.run(raw::client(raw_addr))?,
+    ));
 
     let mut results: Vec<(StreamImpl, Vec<Measured>)> =
         impls.iter().map(|i| (*i, Vec::new())).collect();
@@ -114,6 +124,7 @@ pub(crate) fn run(args: &StreamArgs) -> Result<(), BoxError> {
         for (imp, runs) in &mut results {
             let (imp, count, size) = (*imp, args.items, args.item_bytes);
             let (items, mut tonic_client) = (items.clone(), tonic_client.clone());
+            let raw_conn = raw_conn.clone();
             let (cpu0, started) = (crate::cpu::process_cpu_secs(), Instant::now());
             let got = client_rt.run(async move {
                 match imp {
@@ -136,6 +147,7 @@ pub(crate) fn run(args: &StreamArgs) -> Result<(), BoxError> {
                         Ok::<_, BoxError>(n)
                     }
                     StreamImpl::Tonic => grpc::read(&mut tonic_client, count, size).await,
+                    StreamImpl::RawTcp => raw::read(&mut *raw_conn.lock().await, count, size).await,
                 }
             })?;
             let elapsed = started.elapsed().as_secs_f64();
@@ -168,12 +180,16 @@ pub(crate) fn run(args: &StreamArgs) -> Result<(), BoxError> {
             (imp, runs[median_index(&keys).unwrap_or(0)], runs)
         })
         .collect();
+    let raw = medians
+        .iter()
+        .find(|(imp, _, _)| *imp == StreamImpl::RawTcp)
+        .map(|(_, m, _)| m.items_per_sec);
     let tonic = medians
         .iter()
         .find(|(imp, _, _)| *imp == StreamImpl::Tonic)
         .map(|(_, m, _)| m.items_per_sec);
     for (imp, m, runs) in &medians {
-        let r = row(*imp, args, m, runs, tonic);
+        let r = row(*imp, args, m, runs, tonic, raw);
         if args.common.json {
             println!("{r}");
         } else {
@@ -194,6 +210,7 @@ fn row(
     m: &Measured,
     runs: &[Measured],
     tonic: Option<f64>,
+    raw: Option<f64>,
 ) -> Value {
     let mut row = json!({
         "scenario": "stream",
@@ -207,6 +224,9 @@ fn row(
     });
     if let Some(t) = tonic.filter(|t| *t > 0.0) {
         row["vs_tonic"] = json!((m.items_per_sec / t * 1000.0).round() / 1000.0);
+    }
+    if let Some(r) = raw.filter(|r| *r > 0.0) {
+        row["vs_raw_tcp"] = json!((m.items_per_sec / r * 1000.0).round() / 1000.0);
     }
     row
 }
