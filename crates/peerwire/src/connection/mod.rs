@@ -16,6 +16,7 @@ pub(crate) mod activity;
 mod batch;
 pub(crate) mod calls;
 pub(crate) mod cancels;
+mod deadlines;
 pub(crate) mod driver;
 pub(crate) mod frame_reader;
 pub(crate) mod handshake;
@@ -167,6 +168,8 @@ pub(crate) struct Conn {
     closed: CancellationToken,
     close_request: Mutex<Option<CloseRequest>>,
     calls: Mutex<Calls>,
+    /// Wakes the deadline task when a call's deadline is earlier than every pending one.
+    deadline_rearm: tokio::sync::Notify,
     next_id: AtomicU64,
     call_slots: Arc<Semaphore>,
     serve_slots: Arc<Semaphore>,
@@ -292,6 +295,7 @@ impl Conn {
             closed: CancellationToken::new(),
             close_request: Mutex::new(None),
             calls: Mutex::new(Calls::new()),
+            deadline_rearm: tokio::sync::Notify::new(),
             next_id: AtomicU64::new(1),
             call_slots: Arc::new(Semaphore::new(cfg.max_inflight)),
             serve_slots: Arc::new(Semaphore::new(cfg.max_inflight)),
@@ -345,6 +349,7 @@ impl Conn {
             idle_timeout: cfg.idle_timeout,
         };
         tracker.spawn_on(keepalive::run(conn.clone(), policy), &rt);
+        tracker.spawn_on(deadlines::run(conn.clone()), &rt);
         tracker.spawn_on(
             tracing::Instrument::instrument(driver::run(conn.clone(), reader), span),
             &rt,
@@ -752,13 +757,20 @@ impl Conn {
         };
         let (tx, rx) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.calls
+        // A call its caller waits for is expired by the connection's deadline task (no timer
+        // of its own); one that outlives its `PendingCall` keeps the caller's timer.
+        let swept = cancel_on_drop;
+        let sooner = self
+            .calls
             .lock()
             .expect("calls lock poisoned")
-            .register(id, tx, slot, extra)
+            .register(id, tx, slot, extra, swept.then_some(until))
             .map_err(|(reason, message)| {
                 self.not_executed(NotExecuted::ConnectionClosing { reason, message })
             })?;
+        if sooner {
+            self.deadline_rearm.notify_one();
+        }
         let outgoing = build(id, budget.as_millis().clamp(1, u128::from(u32::MAX)) as u32);
         if self.tx.send(outgoing).is_err() {
             self.calls.lock().expect("calls lock poisoned").remove(id);
@@ -774,10 +786,11 @@ impl Conn {
             until,
             deadline,
             armed: cancel_on_drop,
+            swept,
         })
     }
 
-    fn reply_to_result(&self, reply: Reply) -> Result<Bytes, Error> {
+    fn reply_to_result(&self, reply: Reply, deadline: Duration) -> Result<Bytes, Error> {
         let peer = self.peer.addr;
         match reply {
             Reply::Ok(bytes) => Ok(bytes),
@@ -793,6 +806,10 @@ impl Conn {
             Reply::Lost(message) => Err(Error::Unknown {
                 peer,
                 reason: Unknown::ConnectionLost(message),
+            }),
+            Reply::Expired => Err(Error::Unknown {
+                peer,
+                reason: Unknown::DeadlineExceeded { deadline },
             }),
         }
     }
@@ -872,6 +889,8 @@ pub struct PendingCall {
     deadline: Duration,
     /// Whether dropping before the reply cancels the call.
     armed: bool,
+    /// Whether the connection's deadline task expires the call (else `wait` keeps a timer).
+    swept: bool,
 }
 
 impl PendingCall {
@@ -881,7 +900,12 @@ impl PendingCall {
     ///
     /// As dropping the [`PendingCall`].
     pub async fn wait(mut self) -> Result<Bytes, Error> {
-        let reply = match tokio::time::timeout_at(self.until, &mut self.rx).await {
+        let received = if self.swept {
+            Ok((&mut self.rx).await)
+        } else {
+            tokio::time::timeout_at(self.until, &mut self.rx).await
+        };
+        let reply = match received {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Reply::Lost("connection dropped the call".into()),
             Err(_) => {
@@ -896,7 +920,7 @@ impl PendingCall {
             }
         };
         self.armed = false;
-        self.conn.reply_to_result(reply)
+        self.conn.reply_to_result(reply, self.deadline)
     }
 
     fn abandon(&mut self) {
