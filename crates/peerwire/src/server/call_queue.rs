@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Mutex;
+#[cfg(test)]
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -109,6 +111,12 @@ impl<T: Send + 'static> Scheduler<T> for FifoScheduler<T> {
 pub struct CallQueue<T> {
     scheduler: Mutex<Box<dyn Scheduler<T>>>,
     ready: Notify,
+    /// Whether a wake-up is on its way to a worker (given with `notify_one`, not yet taken).
+    /// While one is, a push wakes no other worker: the woken one takes what is queued and
+    /// passes a wake-up on when more is left, so a burst of calls that each complete at once
+    /// is run by the worker already running instead of waking one worker per call. At most
+    /// one wake-up is on its way, as `Notify` keeps at most one.
+    wake_pending: AtomicBool,
     closed: AtomicBool,
     /// Gauge reporting the queue's depth, if this queue has one.
     depth_gauge: Option<&'static str>,
@@ -128,9 +136,23 @@ impl<T: Send + 'static> CallQueue<T> {
         Self {
             scheduler: Mutex::new(scheduler),
             ready: Notify::new(),
+            wake_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             depth_gauge,
         }
+    }
+
+    /// Wakes a worker unless a wake-up is already on its way.
+    fn wake_one(&self) {
+        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+            self.ready.notify_one();
+        }
+    }
+
+    /// A worker took the wake-up on its way (a close's wake-up to every worker clears it too:
+    /// at worst one wake-up more).
+    fn took_wake(&self) {
+        self.wake_pending.store(false, Ordering::SeqCst);
     }
 
     /// Queues an item without waiting; a refusal is returned to answer `Busy`.
@@ -140,7 +162,7 @@ impl<T: Send + 'static> CallQueue<T> {
             scheduler.push(item)?;
             scheduler.len()
         };
-        self.ready.notify_one();
+        self.wake_one();
         if let Some(gauge) = self.depth_gauge {
             metrics::gauge!(gauge).set(depth as f64);
         }
@@ -157,7 +179,11 @@ impl<T: Send + 'static> CallQueue<T> {
         loop {
             let notified = self.ready.notified();
             tokio::pin!(notified);
-            notified.as_mut().enable();
+            // A wake-up kept for no waiter is taken here.
+            let took = notified.as_mut().enable();
+            if took {
+                self.took_wake();
+            }
             if let Some(item) = self.try_pop() {
                 return Some(item);
             }
@@ -165,6 +191,9 @@ impl<T: Send + 'static> CallQueue<T> {
                 return None;
             }
             notified.await;
+            if !took {
+                self.took_wake();
+            }
         }
     }
 
@@ -176,7 +205,7 @@ impl<T: Send + 'static> CallQueue<T> {
         };
         if item.is_some() && more {
             // Pass the wake-up on, but only when another idle worker has something to take.
-            self.ready.notify_one();
+            self.wake_one();
         }
         item
     }
@@ -263,5 +292,96 @@ mod tests {
         }
         all.sort_unstable();
         assert_eq!(all, (0..8).collect::<Vec<_>>());
+    }
+
+    /// A worker that takes a call and then waits leaves the calls behind it to another worker:
+    /// the wake-up is passed on although pushes woke only one worker. (Without it, call 0's
+    /// worker would wait forever for call 1.)
+    #[tokio::test]
+    async fn a_worker_that_waits_passes_the_rest_of_a_burst_on() {
+        let q = Arc::new(CallQueue::new(Box::new(FifoScheduler::new(8)), None));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+        let rx = Arc::new(tokio::sync::Mutex::new(Some(rx)));
+        let mut workers = Vec::new();
+        for _ in 0..2 {
+            let (q, tx, rx) = (q.clone(), tx.clone(), rx.clone());
+            workers.push(tokio::spawn(async move {
+                while let Some(x) = q.pop().await {
+                    if x == 0 {
+                        let rx = rx.lock().await.take().unwrap();
+                        rx.await.unwrap();
+                    } else if let Some(tx) = tx.lock().unwrap().take() {
+                        tx.send(()).unwrap();
+                    }
+                }
+            }));
+        }
+        // Both workers wait before the burst comes.
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        q.push(0).unwrap();
+        q.push(1).unwrap();
+        q.push(2).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !q.is_empty() || tx.lock().unwrap().is_some() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("call 1 was run while call 0's worker waited");
+        q.close();
+        for w in workers {
+            w.await.unwrap();
+        }
+    }
+
+    /// Many producers and workers on several threads: every item is taken, none waits
+    /// forever (a lost wake-up would leave items queued with workers idle).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_item_is_left_behind_under_contention() {
+        const PER_PRODUCER: u64 = 20_000;
+        let q = Arc::new(CallQueue::new(Box::new(FifoScheduler::new(1 << 20)), None));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let mut workers = Vec::new();
+        for _ in 0..8 {
+            let (q, taken) = (q.clone(), taken.clone());
+            workers.push(tokio::spawn(async move {
+                while q.pop().await.is_some() {
+                    taken.fetch_add(1, Ordering::SeqCst);
+                    if taken.load(Ordering::Relaxed) % 97 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }));
+        }
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let q = q.clone();
+                tokio::spawn(async move {
+                    for i in 0..PER_PRODUCER {
+                        q.push(p * PER_PRODUCER + i).unwrap();
+                        if i % 13 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.await.unwrap();
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while taken.load(Ordering::SeqCst) < 4 * PER_PRODUCER as usize {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("every item taken");
+        q.close();
+        for w in workers {
+            w.await.unwrap();
+        }
     }
 }
