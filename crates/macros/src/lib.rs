@@ -15,9 +15,9 @@
 //! implementation can still write `async fn`), `fs_protocol(Arc<impl Fs>) -> Protocol` (the
 //! trait's name in snake case, `_protocol` added unless it ends so already; the
 //! server side, mounted with `ServerBuilder::protocol`), and `FsClient` (one typed method per
-//! trait method, calling through a `ProtocolClient`; a unary method `m` also gets `m_with`,
-//! taking `CallOptions`, and `m_on`, calling over a given connection, so a server's handler can
-//! call its caller back). Every method takes `&self`, one request
+//! trait method, calling through a `ProtocolClient`; every method `m` also gets `m_with`,
+//! taking `CallOptions` (deadline, context; for a stream, the stream's), and a unary one `m_on`,
+//! calling over a given connection, so a server's handler can call its caller back). Every method takes `&self`, one request
 //! argument (and, if it needs the caller, the call's `peerwire::Request`), and returns
 //! `Result<T, HandlerError>`; `#[idempotent]` marks methods that may run more than once;
 //! `#[engine(prost)]` picks the protobuf engine (serde by default); `#[rename = "wireName"]`
@@ -236,66 +236,126 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
                     }
                 }
             }
-            (false, true) => quote! {
-                #(#docs)*
-                ///
-                /// Server streaming: the replies come as a stream.
-                ///
-                /// # Cancel safety
-                ///
-                /// Dropping the returned stream stops the method on the server.
-                pub async fn #name(
-                    &self,
-                    peer: impl ::std::convert::Into<::peerwire::Peer>,
-                    request: &#q,
-                ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error> {
-                    self.inner
-                        .server_streaming(peer, #wire, #engine, request, ::peerwire::CallOptions::default())
-                        .await
+            (false, true) => {
+                let with = format_ident!("{}_with", name);
+                let with_doc = format!("As [`Self::{name}`], with options (the stream's deadline, context).");
+                quote! {
+                    #(#docs)*
+                    ///
+                    /// Server streaming: the replies come as a stream.
+                    ///
+                    /// # Cancel safety
+                    ///
+                    /// Dropping the returned stream stops the method on the server.
+                    pub async fn #name(
+                        &self,
+                        peer: impl ::std::convert::Into<::peerwire::Peer>,
+                        request: &#q,
+                    ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error> {
+                        self.#with(peer, request, ::peerwire::CallOptions::default()).await
+                    }
+
+                    #[doc = #with_doc]
+                    ///
+                    /// # Cancel safety
+                    ///
+                    /// As the method without options.
+                    pub async fn #with(
+                        &self,
+                        peer: impl ::std::convert::Into<::peerwire::Peer>,
+                        request: &#q,
+                        options: ::peerwire::CallOptions,
+                    ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error> {
+                        self.inner
+                            .server_streaming(peer, #wire, #engine, request, options)
+                            .await
+                    }
                 }
-            },
-            (true, false) => quote! {
-                #(#docs)*
-                ///
-                /// Client streaming: every item of `requests` is sent, then the one reply comes.
-                ///
-                /// # Cancel safety
-                ///
-                /// Dropping the future stops the method on the server.
-                pub async fn #name<S>(
-                    &self,
-                    peer: impl ::std::convert::Into<::peerwire::Peer>,
-                    requests: S,
-                ) -> ::std::result::Result<#r, ::peerwire::Error>
-                where
-                    S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send,
-                {
-                    self.inner
-                        .client_streaming(peer, #wire, #engine, requests, ::peerwire::CallOptions::default())
-                        .await
+            }
+            (true, false) => {
+                let with = format_ident!("{}_with", name);
+                let with_doc = format!("As [`Self::{name}`], with options (the stream's deadline, context).");
+                quote! {
+                    #(#docs)*
+                    ///
+                    /// Client streaming: every item of `requests` is sent, then the one reply comes.
+                    ///
+                    /// # Cancel safety
+                    ///
+                    /// Dropping the future stops the method on the server.
+                    pub async fn #name<S>(
+                        &self,
+                        peer: impl ::std::convert::Into<::peerwire::Peer>,
+                        requests: S,
+                    ) -> ::std::result::Result<#r, ::peerwire::Error>
+                    where
+                        S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send,
+                    {
+                        self.#with(peer, requests, ::peerwire::CallOptions::default()).await
+                    }
+
+                    #[doc = #with_doc]
+                    ///
+                    /// # Cancel safety
+                    ///
+                    /// As the method without options.
+                    pub async fn #with<S>(
+                        &self,
+                        peer: impl ::std::convert::Into<::peerwire::Peer>,
+                        requests: S,
+                        options: ::peerwire::CallOptions,
+                    ) -> ::std::result::Result<#r, ::peerwire::Error>
+                    where
+                        S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send,
+                    {
+                        self.inner
+                            .client_streaming(peer, #wire, #engine, requests, options)
+                            .await
+                    }
                 }
-            },
-            (true, true) => quote! {
-                #(#docs)*
-                ///
-                /// Bidirectional streaming: `requests` are sent while the replies come.
-                ///
-                /// # Cancel safety
-                ///
-                /// Dropping the returned stream stops the method and the sending.
-                pub async fn #name<S>(
-                    &self,
-                    peer: impl ::std::convert::Into<::peerwire::Peer>,
-                    requests: S,
-                ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error>
-                where
-                    S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send + 'static,
-                {
-                    self.inner
-                        .bidi_streaming(peer, #wire, #engine, requests, ::peerwire::CallOptions::default())
-                        .await
+            }
+            (true, true) => {
+                let with = format_ident!("{}_with", name);
+                let with_doc = format!("As [`Self::{name}`], with options (the stream's deadline, context).");
+                quote! {
+                    #(#docs)*
+                    ///
+                    /// Bidirectional streaming: `requests` are sent while the replies come.
+                    ///
+                    /// # Cancel safety
+                    ///
+                    /// Dropping the returned stream stops the method and the sending.
+                    pub async fn #name<S>(
+                        &self,
+                        peer: impl ::std::convert::Into<::peerwire::Peer>,
+                        requests: S,
+                    ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error>
+                    where
+                        S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send + 'static,
+                    {
+                        self.#with(peer, requests, ::peerwire::CallOptions::default()).await
+                    }
+
+                    #[doc = #with_doc]
+                    ///
+                    /// # Cancel safety
+                    ///
+                    /// As the method without options.
+                    pub async fn #with<S>(
+                        &self,
+                        peer: impl ::std::convert::Into<::peerwire::Peer>,
+                        requests: S,
+                        options: ::peerwire::CallOptions,
+                    ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error>
+                    where
+                        S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send + 'static,
+                    {
+                        self.inner
+                            .bidi_streaming(peer, #wire, #engine, requests, options)
+                            .await
+                    }
                 }
-            },
+            }
         }
     });
     let doc_protocol = format!(

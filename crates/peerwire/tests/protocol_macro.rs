@@ -2,12 +2,14 @@
 //! engines; its idempotent methods and its version are what the trait says.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use peerwire::{
-    Client, ClientConfig, Error, HandlerError, NotExecuted, Server, ServerConfig, Status,
+    CallOptions, Client, ClientConfig, Error, HandlerError, NotExecuted, Server, ServerConfig,
+    Status,
 };
 
 /// A file system's namespace, as a typed protocol.
@@ -190,6 +192,39 @@ async fn streaming_methods_are_served_and_called_through_the_generated_sides() {
     assert_eq!(log.append(addr, entries()).await.unwrap(), 3);
     let lengths: Vec<u64> = log
         .lengths(addr, entries())
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(lengths, [1, 2, 3]);
+
+    // With options: the same stream within a deadline; and a client stream whose requests
+    // never end is cut by its deadline, with an unknown outcome.
+    let tail: Vec<String> = log
+        .tail_with(addr, &1, CallOptions::deadline(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(tail, ["entry 1", "entry 2", "entry 3"]);
+    let endless = futures::stream::iter(["a".to_string()]).chain(futures::stream::pending());
+    let err = log
+        .append_with(
+            addr,
+            endless,
+            CallOptions::deadline(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_unknown(), "{err}");
+    let lengths: Vec<u64> = log
+        .lengths_with(
+            addr,
+            entries(),
+            CallOptions::deadline(Duration::from_secs(10)),
+        )
         .await
         .unwrap()
         .map(Result::unwrap)
