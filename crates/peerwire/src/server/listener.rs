@@ -117,6 +117,30 @@ async fn serve_connection<I: Io>(
     permit: Permits,
     shared: Arc<ServerShared>,
 ) {
+    // The handshakes' state (TLS, secret mode, the hello) is large and needed only until the
+    // connection starts; boxed, it is freed then, and the future this task keeps for the
+    // connection's whole life stays small (a few KiB per idle connection otherwise).
+    let Some(connection) = Box::pin(establish(io, addr, &shared)).await else {
+        return;
+    };
+    let key = shared.register(connection.clone());
+    if shared.shutting_down.is_cancelled() {
+        connection
+            .conn
+            .begin_close(GoAwayReason::Normal, "server shutting down".into());
+    }
+    connection.closed().await;
+    shared.unregister(key);
+    drop(permit);
+}
+
+/// Secures the stream, runs the hello handshake, and starts the connection on the service
+/// the hello names; `None` if any of it failed (counted and logged).
+async fn establish<I: Io>(
+    io: I,
+    addr: SocketAddr,
+    shared: &Arc<ServerShared>,
+) -> Option<crate::Connection> {
     let cfg = &shared.cfg;
     let timeout = cfg.connection.handshake_timeout;
     let secured = match cfg.connection.security() {
@@ -135,7 +159,7 @@ async fn serve_connection<I: Io>(
         Ok(secured) => secured,
         Err(e) => {
             handshake_failed(addr, &e);
-            return;
+            return None;
         }
     };
     let mut reader = FrameReader::new(r, Limits::handshake(), cfg.connection.read_buffer);
@@ -175,11 +199,11 @@ async fn serve_connection<I: Io>(
         }
         Err(e) => {
             handshake_failed(addr, &e);
-            return;
+            return None;
         }
     };
     let Some(service) = chosen.into_inner() else {
-        return; // not reached: the handshake succeeds only once a service admitted the hello
+        return None; // not reached: the handshake succeeds only once a service admitted the hello
     };
     let runtime = service.runtime(hello.lane);
     let inbound = service;
@@ -193,12 +217,12 @@ async fn serve_connection<I: Io>(
             }
             Err(e) => {
                 tracing::warn!(peer = %addr, error = %e, "could not move a connection to its lane's runtime");
-                return;
+                return None;
             }
         }
     }
     let principal = Principal::proven(&proof, hello.node_id, addr.ip());
-    let connection = Conn::start(
+    Some(Conn::start(
         reader,
         w,
         addr,
@@ -208,16 +232,7 @@ async fn serve_connection<I: Io>(
         inbound,
         &shared.conn_tasks,
         runtime.as_ref(),
-    );
-    let key = shared.register(connection.clone());
-    if shared.shutting_down.is_cancelled() {
-        connection
-            .conn
-            .begin_close(GoAwayReason::Normal, "server shutting down".into());
-    }
-    connection.closed().await;
-    shared.unregister(key);
-    drop(permit);
+    ))
 }
 
 /// Counts and logs a refused or failed handshake, labelled by its kind.
