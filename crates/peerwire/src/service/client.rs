@@ -80,6 +80,24 @@ impl ProtocolClient {
         E: Engine<Req> + Engine<Resp>,
     {
         let _ = engine;
+        let envelope = self.envelope::<E, Req>(method, request)?;
+        let options = CallOptions {
+            // Idempotent methods may run again; the others are answered from the retry cache.
+            idempotent: true,
+            ..options
+        };
+        let reply: Bytes = self
+            .client
+            .call_with(peer, SERVICE_ROUTE, envelope, options)
+            .await?;
+        self.decode_reply::<E, Resp>(method, &reply)
+    }
+
+    /// The envelope of a call of `method` with `request`: header, then the engine's encoding.
+    fn envelope<E, Req>(&self, method: &str, request: &Req) -> Result<Bytes, Error>
+    where
+        E: Engine<Req>,
+    {
         let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let mut envelope = ServiceEnvelope::encode_header(
             E::ID,
@@ -99,17 +117,15 @@ impl ProtocolClient {
             (envelope.len() - header).min(BODY_HINT_MAX),
             Ordering::Relaxed,
         );
-        let envelope = Bytes::from(envelope);
-        let options = CallOptions {
-            // Idempotent methods may run again; the others are answered from the retry cache.
-            idempotent: true,
-            ..options
-        };
-        let reply: Bytes = self
-            .client
-            .call_with(peer, SERVICE_ROUTE, envelope, options)
-            .await?;
-        <E as Engine<Resp>>::decode(&reply)
+        Ok(Bytes::from(envelope))
+    }
+
+    /// Decodes the reply of a call of `method`.
+    fn decode_reply<E, Resp>(&self, method: &str, reply: &Bytes) -> Result<Resp, Error>
+    where
+        E: Engine<Resp>,
+    {
+        <E as Engine<Resp>>::decode(reply)
             .map_err(|e| Error::Codec(format!("reply of `{}.{method}`: {e}", self.protocol)))
     }
 
@@ -132,24 +148,9 @@ impl ProtocolClient {
         E: Engine<Req> + Engine<Resp>,
     {
         let _ = engine;
-        let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let mut envelope = ServiceEnvelope::encode_header(
-            E::ID,
-            &self.protocol,
-            self.version,
-            method,
-            self.client_id,
-            call_id,
-            self.body_hint.load(Ordering::Relaxed),
-        )
-        .map_err(|e| Error::Config(e.to_string()))?;
-        <E as Engine<Req>>::encode(request, &mut envelope)
-            .map_err(|e| Error::Codec(format!("request to `{}.{method}`: {e}", self.protocol)))?;
-        let reply = conn
-            .call(SERVICE_ROUTE, Bytes::from(envelope), deadline)
-            .await?;
-        <E as Engine<Resp>>::decode(&reply)
-            .map_err(|e| Error::Codec(format!("reply of `{}.{method}`: {e}", self.protocol)))
+        let envelope = self.envelope::<E, Req>(method, request)?;
+        let reply = conn.call(SERVICE_ROUTE, envelope, deadline).await?;
+        self.decode_reply::<E, Resp>(method, &reply)
     }
 
     /// The Open payload of a stream of `method`, with `first` as its first request.
