@@ -183,179 +183,108 @@ fn expand(args: Args, mut item: ItemTrait) -> syn::Result<Tokens> {
     });
     let calls = methods.iter().map(|m| {
         let name = &m.name;
+        let with = format_ident!("{}_with", name);
         let wire = &m.wire;
         let (q, r) = (&m.request, &m.response);
         let engine = engine(m.prost);
         let docs = &m.docs;
-        match (m.input_stream, m.output_stream) {
-            (false, false) => {
-                let with = format_ident!("{}_with", name);
-                let with_doc = format!("As [`Self::{name}`], with options (deadline, hash key, retry policy, context).");
-                let on = format_ident!("{}_on", name);
-                let on_doc = format!("As [`Self::{name}`], over `conn`, an open connection, within `deadline`: a server's handler calls its caller back over the connection the call came on (the caller serves this protocol there with `peerwire::service::Callbacks`). Not retried.");
-                quote! {
-                    #(#docs)*
-                    ///
-                    /// # Cancel safety
-                    ///
-                    /// Dropping the future abandons the call (a cancel frame tells the server).
-                    pub async fn #name(
-                        &self,
-                        peer: impl ::std::convert::Into<::peerwire::Peer>,
-                        request: &#q,
-                    ) -> ::std::result::Result<#r, ::peerwire::Error> {
-                        self.inner.call(peer, #wire, #engine, request).await
-                    }
-
-                    #[doc = #with_doc]
-                    ///
-                    /// # Cancel safety
-                    ///
-                    /// As the method without options.
-                    pub async fn #with(
-                        &self,
-                        peer: impl ::std::convert::Into<::peerwire::Peer>,
-                        request: &#q,
-                        options: ::peerwire::CallOptions,
-                    ) -> ::std::result::Result<#r, ::peerwire::Error> {
-                        self.inner.call_with(peer, #wire, #engine, request, options).await
-                    }
-
-                    #[doc = #on_doc]
-                    ///
-                    /// # Cancel safety
-                    ///
-                    /// Dropping the future abandons the call (a cancel frame tells the peer).
-                    pub async fn #on(
-                        &self,
-                        conn: &::peerwire::Connection,
-                        request: &#q,
-                        deadline: ::std::time::Duration,
-                    ) -> ::std::result::Result<#r, ::peerwire::Error> {
-                        self.inner.call_on(conn, #wire, #engine, request, deadline).await
-                    }
+        // What differs between the shapes: the request argument, the answer, the inner call,
+        // and a line of the docs; the method and its `_with` twin are otherwise the same.
+        let stream_bound = quote!(::peerwire::service::Stream<Item = #q> + ::std::marker::Send);
+        let replies = quote!(::peerwire::service::ReplyStream<#r>);
+        let (generics, arg, answer, inner, shape, cancel) = match (m.input_stream, m.output_stream)
+        {
+            (false, false) => (
+                quote!(),
+                quote!(request: &#q),
+                quote!(#r),
+                quote!(call_with),
+                None,
+                "Dropping the future abandons the call (a cancel frame tells the server).",
+            ),
+            (false, true) => (
+                quote!(),
+                quote!(request: &#q),
+                replies,
+                quote!(server_streaming),
+                Some("Server streaming: the replies come as a stream."),
+                "Dropping the returned stream stops the method on the server.",
+            ),
+            (true, false) => (
+                quote!(<S: #stream_bound>),
+                quote!(requests: S),
+                quote!(#r),
+                quote!(client_streaming),
+                Some("Client streaming: every item of `requests` is sent, then the one reply comes."),
+                "Dropping the future stops the method on the server.",
+            ),
+            (true, true) => (
+                quote!(<S: #stream_bound + 'static>),
+                quote!(requests: S),
+                replies,
+                quote!(bidi_streaming),
+                Some("Bidirectional streaming: `requests` are sent while the replies come."),
+                "Dropping the returned stream stops the method and the sending.",
+            ),
+        };
+        let arg_name = if m.input_stream {
+            quote!(requests)
+        } else {
+            quote!(request)
+        };
+        let shape = shape.map(|line| quote!(#[doc = ""] #[doc = #line]));
+        let with_doc = format!("As [`Self::{name}`], with options (deadline, hash key, retry policy, context; for a stream, the stream's).");
+        // A unary method can also be called over a given connection: a server's handler calling
+        // its caller back.
+        let on = (!m.input_stream && !m.output_stream).then(|| {
+            let on = format_ident!("{}_on", name);
+            let on_doc = format!("As [`Self::{name}`], over `conn`, an open connection, within `deadline`: a server's handler calls its caller back over the connection the call came on (the caller serves this protocol there with `peerwire::service::Callbacks`). Not retried.");
+            quote! {
+                #[doc = #on_doc]
+                ///
+                /// # Cancel safety
+                ///
+                /// Dropping the future abandons the call (a cancel frame tells the peer).
+                pub async fn #on(
+                    &self,
+                    conn: &::peerwire::Connection,
+                    request: &#q,
+                    deadline: ::std::time::Duration,
+                ) -> ::std::result::Result<#r, ::peerwire::Error> {
+                    self.inner.call_on(conn, #wire, #engine, request, deadline).await
                 }
             }
-            (false, true) => {
-                let with = format_ident!("{}_with", name);
-                let with_doc = format!("As [`Self::{name}`], with options (the stream's deadline, context).");
-                quote! {
-                    #(#docs)*
-                    ///
-                    /// Server streaming: the replies come as a stream.
-                    ///
-                    /// # Cancel safety
-                    ///
-                    /// Dropping the returned stream stops the method on the server.
-                    pub async fn #name(
-                        &self,
-                        peer: impl ::std::convert::Into<::peerwire::Peer>,
-                        request: &#q,
-                    ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error> {
-                        self.#with(peer, request, ::peerwire::CallOptions::default()).await
-                    }
-
-                    #[doc = #with_doc]
-                    ///
-                    /// # Cancel safety
-                    ///
-                    /// As the method without options.
-                    pub async fn #with(
-                        &self,
-                        peer: impl ::std::convert::Into<::peerwire::Peer>,
-                        request: &#q,
-                        options: ::peerwire::CallOptions,
-                    ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error> {
-                        self.inner
-                            .server_streaming(peer, #wire, #engine, request, options)
-                            .await
-                    }
-                }
+        });
+        quote! {
+            #(#docs)*
+            #shape
+            ///
+            /// # Cancel safety
+            ///
+            #[doc = #cancel]
+            pub async fn #name #generics(
+                &self,
+                peer: impl ::std::convert::Into<::peerwire::Peer>,
+                #arg,
+            ) -> ::std::result::Result<#answer, ::peerwire::Error> {
+                self.#with(peer, #arg_name, ::peerwire::CallOptions::default()).await
             }
-            (true, false) => {
-                let with = format_ident!("{}_with", name);
-                let with_doc = format!("As [`Self::{name}`], with options (the stream's deadline, context).");
-                quote! {
-                    #(#docs)*
-                    ///
-                    /// Client streaming: every item of `requests` is sent, then the one reply comes.
-                    ///
-                    /// # Cancel safety
-                    ///
-                    /// Dropping the future stops the method on the server.
-                    pub async fn #name<S>(
-                        &self,
-                        peer: impl ::std::convert::Into<::peerwire::Peer>,
-                        requests: S,
-                    ) -> ::std::result::Result<#r, ::peerwire::Error>
-                    where
-                        S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send,
-                    {
-                        self.#with(peer, requests, ::peerwire::CallOptions::default()).await
-                    }
 
-                    #[doc = #with_doc]
-                    ///
-                    /// # Cancel safety
-                    ///
-                    /// As the method without options.
-                    pub async fn #with<S>(
-                        &self,
-                        peer: impl ::std::convert::Into<::peerwire::Peer>,
-                        requests: S,
-                        options: ::peerwire::CallOptions,
-                    ) -> ::std::result::Result<#r, ::peerwire::Error>
-                    where
-                        S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send,
-                    {
-                        self.inner
-                            .client_streaming(peer, #wire, #engine, requests, options)
-                            .await
-                    }
-                }
+            #[doc = #with_doc]
+            ///
+            /// # Cancel safety
+            ///
+            /// As the method without options.
+            pub async fn #with #generics(
+                &self,
+                peer: impl ::std::convert::Into<::peerwire::Peer>,
+                #arg,
+                options: ::peerwire::CallOptions,
+            ) -> ::std::result::Result<#answer, ::peerwire::Error> {
+                self.inner.#inner(peer, #wire, #engine, #arg_name, options).await
             }
-            (true, true) => {
-                let with = format_ident!("{}_with", name);
-                let with_doc = format!("As [`Self::{name}`], with options (the stream's deadline, context).");
-                quote! {
-                    #(#docs)*
-                    ///
-                    /// Bidirectional streaming: `requests` are sent while the replies come.
-                    ///
-                    /// # Cancel safety
-                    ///
-                    /// Dropping the returned stream stops the method and the sending.
-                    pub async fn #name<S>(
-                        &self,
-                        peer: impl ::std::convert::Into<::peerwire::Peer>,
-                        requests: S,
-                    ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error>
-                    where
-                        S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send + 'static,
-                    {
-                        self.#with(peer, requests, ::peerwire::CallOptions::default()).await
-                    }
 
-                    #[doc = #with_doc]
-                    ///
-                    /// # Cancel safety
-                    ///
-                    /// As the method without options.
-                    pub async fn #with<S>(
-                        &self,
-                        peer: impl ::std::convert::Into<::peerwire::Peer>,
-                        requests: S,
-                        options: ::peerwire::CallOptions,
-                    ) -> ::std::result::Result<::peerwire::service::ReplyStream<#r>, ::peerwire::Error>
-                    where
-                        S: ::peerwire::service::Stream<Item = #q> + ::std::marker::Send + 'static,
-                    {
-                        self.inner
-                            .bidi_streaming(peer, #wire, #engine, requests, options)
-                            .await
-                    }
-                }
-            }
+            #on
         }
     });
     let doc_protocol = format!(
