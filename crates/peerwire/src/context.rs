@@ -24,6 +24,20 @@ pub use peerwire_wire::context::{
     Context, ContextError, DEFAULT_MAX_CONTEXT, MAX_ENTRIES, MAX_KEY,
 };
 
+/// The setting a server's context limit comes from, as [`accept`] names it.
+pub(crate) const SERVER_SETTING: &str = "ServerConfig::max_context_bytes";
+
+/// Checks the context block a call arrived with against `limit`: the context, or the message
+/// its call is failed with (`BadRequest`), naming the limit and the `setting` that sets it.
+/// Counted in `peerwire_calls_rejected_total{reason="bad_context"}`. Every side that serves
+/// calls (the server core, streaming methods, callbacks, the RpcEnv) takes contexts through it.
+pub fn accept(block: bytes::Bytes, limit: usize, setting: &str) -> Result<Context, String> {
+    Context::parse(block, limit).map_err(|e| {
+        metrics::counter!("peerwire_calls_rejected_total", "reason" => "bad_context").increment(1);
+        format!("{e} ({setting} = {limit})")
+    })
+}
+
 /// The W3C trace context key naming the trace and the calling span.
 pub const TRACEPARENT: &str = "traceparent";
 /// The W3C trace context key with vendor-specific trace state.

@@ -80,16 +80,14 @@ impl Service for RpcInbound {
             return;
         }
         let limit = usize::from(peerwire::context::DEFAULT_MAX_CONTEXT);
-        let context = match peerwire::context::Context::parse(request.context, limit) {
+        let context = match peerwire::context::accept(
+            request.context,
+            limit,
+            "the rpc env's context limit, peerwire::context::DEFAULT_MAX_CONTEXT",
+        ) {
             Ok(c) => c,
-            Err(e) => {
-                conn.fail(
-                    slot,
-                    request.id,
-                    Status::BadRequest,
-                    0,
-                    format!("{e} (the rpc env accepts up to {limit} bytes)"),
-                );
+            Err(message) => {
+                conn.fail(slot, request.id, Status::BadRequest, 0, message);
                 return;
             }
         };

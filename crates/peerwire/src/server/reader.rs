@@ -66,21 +66,14 @@ impl Service for ServerInbound {
             );
             return;
         };
-        let context = match crate::context::Context::parse(request.context, self.max_context) {
+        let context = match crate::context::accept(
+            request.context,
+            self.max_context,
+            crate::context::SERVER_SETTING,
+        ) {
             Ok(c) => c,
-            Err(e) => {
-                metrics::counter!("peerwire_calls_rejected_total", "reason" => "bad_context")
-                    .increment(1);
-                conn.fail(
-                    slot,
-                    request.id,
-                    Status::BadRequest,
-                    0,
-                    format!(
-                        "{e} (ServerConfig::max_context_bytes = {})",
-                        self.max_context
-                    ),
-                );
+            Err(message) => {
+                conn.fail(slot, request.id, Status::BadRequest, 0, message);
                 return;
             }
         };

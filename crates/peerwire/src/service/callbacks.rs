@@ -55,10 +55,14 @@ impl Service for Callbacks {
             );
             return;
         }
-        let context = match crate::context::Context::parse(request.context, self.max_context) {
+        let context = match crate::context::accept(
+            request.context,
+            self.max_context,
+            "the callbacks' context limit, peerwire::context::DEFAULT_MAX_CONTEXT",
+        ) {
             Ok(c) => c,
-            Err(e) => {
-                conn.fail(slot, request.id, Status::BadRequest, 0, e.to_string());
+            Err(message) => {
+                conn.fail(slot, request.id, Status::BadRequest, 0, message);
                 return;
             }
         };

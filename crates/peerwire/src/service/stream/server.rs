@@ -308,20 +308,13 @@ impl StreamService {
         }) {
             return fail(conn, slot, id, Status::AccessDenied, denied.to_string());
         }
-        let context = match crate::context::Context::parse(request.context, self.max_context) {
+        let context = match crate::context::accept(
+            request.context,
+            self.max_context,
+            crate::context::SERVER_SETTING,
+        ) {
             Ok(c) => c,
-            Err(e) => {
-                return fail(
-                    conn,
-                    slot,
-                    id,
-                    Status::BadRequest,
-                    format!(
-                        "{e} (ServerConfig::max_context_bytes = {})",
-                        self.max_context
-                    ),
-                );
-            }
+            Err(message) => return fail(conn, slot, id, Status::BadRequest, message),
         };
         let stream = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (in_tx, in_rx) = if entry.method.takes_input() {
