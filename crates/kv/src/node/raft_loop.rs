@@ -537,6 +537,8 @@ impl RaftLoop {
         let shared = self.shared.clone();
         let mut state = shared.state_mut();
         let now = std::time::Instant::now();
+        // Writes that carried a context, audited once the state's lock is released.
+        let mut audited = Vec::new();
         for e in entries {
             if e.index <= state.applied {
                 continue;
@@ -550,7 +552,9 @@ impl RaftLoop {
                         if let Op::PutBlob { blob, .. } = &cmd.op {
                             self.blobs.on_applied(blob);
                         }
-                        crate::audit::applied(self.shared.id, e.index, cmd.op.key(), &e.context);
+                        if !e.context.is_empty() {
+                            audited.push((e.index, cmd.op.key().to_owned(), e.context.clone()));
+                        }
                         if let Some(released) = state.apply(cmd.op) {
                             self.blobs.on_released(released);
                         }
@@ -577,6 +581,9 @@ impl RaftLoop {
         }
         let applied = state.applied;
         drop(state);
+        for (index, key, context) in audited {
+            crate::audit::applied(self.shared.id, index, &key, &context);
+        }
         self.reads.applied(applied);
         self.blobs.applied(applied);
         metrics::gauge!(names::APPLIED_INDEX).set(applied as f64);
