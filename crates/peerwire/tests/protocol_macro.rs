@@ -170,6 +170,13 @@ impl Log for Entries {
     }
 }
 
+/// Every item of a stream of replies, each one required to be `Ok`.
+async fn every_item<T, E: std::fmt::Debug>(
+    replies: impl futures::Stream<Item = Result<T, E>>,
+) -> Vec<T> {
+    replies.map(Result::unwrap).collect().await
+}
+
 #[tokio::test]
 async fn streaming_methods_are_served_and_called_through_the_generated_sides() {
     let server = Server::builder(ServerConfig::default())
@@ -180,34 +187,21 @@ async fn streaming_methods_are_served_and_called_through_the_generated_sides() {
     let addr = server.local_addr();
     let client = Client::new(ClientConfig::default());
     let log = LogClient::new(client.clone());
-    let tail: Vec<String> = log
-        .tail(addr, &7)
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
+    let tail: Vec<String> = every_item(log.tail(addr, &7).await.unwrap()).await;
     assert_eq!(tail, ["entry 7", "entry 8", "entry 9"]);
     let entries = || futures::stream::iter(["a", "bb", "ccc"].map(String::from));
     assert_eq!(log.append(addr, entries()).await.unwrap(), 3);
-    let lengths: Vec<u64> = log
-        .lengths(addr, entries())
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
+    let lengths: Vec<u64> = every_item(log.lengths(addr, entries()).await.unwrap()).await;
     assert_eq!(lengths, [1, 2, 3]);
 
     // With options: the same stream within a deadline; and a client stream whose requests
     // never end is cut by its deadline, with an unknown outcome.
-    let tail: Vec<String> = log
-        .tail_with(addr, &1, CallOptions::deadline(Duration::from_secs(10)))
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
+    let tail: Vec<String> = every_item(
+        log.tail_with(addr, &1, CallOptions::deadline(Duration::from_secs(10)))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(tail, ["entry 1", "entry 2", "entry 3"]);
     let endless = futures::stream::iter(["a".to_string()]).chain(futures::stream::pending());
     let err = log
@@ -219,17 +213,16 @@ async fn streaming_methods_are_served_and_called_through_the_generated_sides() {
         .await
         .unwrap_err();
     assert!(err.is_unknown(), "{err}");
-    let lengths: Vec<u64> = log
-        .lengths_with(
+    let lengths: Vec<u64> = every_item(
+        log.lengths_with(
             addr,
             entries(),
             CallOptions::deadline(Duration::from_secs(10)),
         )
         .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
+        .unwrap(),
+    )
+    .await;
     assert_eq!(lengths, [1, 2, 3]);
     client.shutdown().await;
     server.shutdown().await;
